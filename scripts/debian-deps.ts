@@ -1,0 +1,110 @@
+/**
+ * Installs the Debian packages that the tests or the daemon need, before `npm test` and
+ * `npm start`. As root on Debian it installs what is missing with apt-get and says so;
+ * elsewhere it prints the exact apt-get line and fails.
+ *
+ *     tsx scripts/debian-deps.ts test|start
+ */
+
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface Need {
+  /** The Debian package. */
+  package: string;
+  /** What it is for, printed when it is installed. */
+  why: string;
+}
+
+export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
+  test: [{ package: 'xfsprogs', why: 'mkfs.xfs, which makes xfs the default base filesystem' }],
+  start: [
+    { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
+    { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },
+  ],
+};
+
+export type Plan =
+  | { action: 'none' }
+  | { action: 'install'; commands: string[][] }
+  | { action: 'fail'; message: string };
+
+/** What to do about the `missing` packages, given who and where we are. */
+export function planInstall(
+  missing: readonly string[],
+  where: { root: boolean; debian: boolean },
+): Plan {
+  if (missing.length === 0) return { action: 'none' };
+  const install = ['apt-get', 'install', '-y', '--no-install-recommends', ...missing];
+  if (where.root && where.debian) {
+    return { action: 'install', commands: [['apt-get', 'update'], install] };
+  }
+  const line = `${where.root ? '' : 'sudo '}${install.join(' ')}`;
+  const why = where.debian
+    ? 'this needs root'
+    : 'this is not Debian: install the equivalent packages';
+  return {
+    action: 'fail',
+    message: `thinp: missing Debian packages ${missing.join(', ')} (${why}); run: ${line}`,
+  };
+}
+
+async function installed(pkg: string): Promise<boolean> {
+  try {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's format syntax; "ii " = installed
+    const { stdout } = await run('dpkg-query', ['-W', '-f=${db:Status-Abbrev}', pkg]);
+    return stdout.startsWith('ii');
+  } catch {
+    return false;
+  }
+}
+
+/** Runs a command with its output on our stderr, so that stdout stays the caller's. */
+async function runShown(command: string, args: readonly string[]): Promise<number | null> {
+  const child = spawn(command, args, {
+    stdio: ['ignore', 2, 2],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return code;
+}
+
+async function main(purpose: string | undefined): Promise<number> {
+  const needs = purpose === undefined ? undefined : NEEDS[purpose];
+  if (needs === undefined) {
+    console.error(`thinp: usage: debian-deps.ts ${Object.keys(NEEDS).join('|')}`);
+    return 2;
+  }
+  const missing: string[] = [];
+  for (const need of needs) if (!(await installed(need.package))) missing.push(need.package);
+  const plan = planInstall(missing, {
+    root: process.getuid?.() === 0,
+    debian: existsSync('/etc/debian_version'),
+  });
+  if (plan.action === 'fail') {
+    console.error(plan.message);
+    return 1;
+  }
+  if (plan.action === 'install') {
+    for (const need of needs.filter((n) => missing.includes(n.package))) {
+      console.error(`thinp: installing ${need.package}: ${need.why}`);
+    }
+    for (const [command = '', ...args] of plan.commands) {
+      const status = await runShown(command, args);
+      if (status !== 0) {
+        console.error(`thinp: '${[command, ...args].join(' ')}' failed with status ${status}`);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv[2]);
+}

@@ -1,0 +1,37 @@
+/**
+ * util: the bottom layer. Errors, units, sizes and JSON with positions; it imports no other
+ * layer.
+ */
+
+export {
+  BadInputError,
+  BusyError,
+  ConfigError,
+  type ErrorDetails,
+  ExistsError,
+  InternalError,
+  NotFoundError,
+  ThinpError,
+  UnavailableError,
+  UsageError,
+} from './errors.js';
+export { findOnPath } from './exec.js';
+export {
+  type JsonMember,
+  type JsonNode,
+  type JsonPosition,
+  JsonSyntaxError,
+  jsonTypeName,
+  parseJson,
+} from './json.js';
+export {
+  formatHumanSize,
+  formatSize,
+  type PercentRule,
+  parsePercent,
+  parseSize,
+  toSignificantDigits,
+} from './sizes.js';
+export { closestMatch, editDistance } from './suggest.js';
+export { type Bytes, bytes, SECTOR_SIZE } from './units.js';
+export { THINP_VERSION } from './version.js';
