@@ -79,15 +79,7 @@ export async function loadConfig(request: LoadRequest): Promise<Config> {
   const root = resolveRoot(request.root, cwd);
   const configFile =
     request.configFile === undefined ? undefined : path.resolve(cwd, request.configFile);
-  const fileEntries =
-    configFile === undefined
-      ? []
-      : (await readConfigFile(configFile)).map(
-          (entry): Entry => ({
-            text: entry.text,
-            origin: { kind: 'file', file: configFile, at: entry.at },
-          }),
-        );
+  const fileEntries = await readFileEntries(configFile);
   const flagEntries = (request.storageOpts ?? []).map(
     (text): Entry => ({ text, origin: { kind: 'flag' } }),
   );
@@ -101,6 +93,14 @@ export async function loadConfig(request: LoadRequest): Promise<Config> {
     OPTION_FIELDS.map((field) => [field, given.origins[field] ?? { kind: 'default' }]),
   ) as Record<OptionField, Origin>;
   return { root, layout, configFile, storage, backing, origins };
+}
+
+async function readFileEntries(configFile: string | undefined): Promise<Entry[]> {
+  if (configFile === undefined) return [];
+  return (await readConfigFile(configFile)).map(({ text, at }) => ({
+    text,
+    origin: { kind: 'file', file: configFile, at },
+  }));
 }
 
 function resolveRoot(root: string, cwd: string): string {
@@ -191,21 +191,36 @@ const DIRECT_LVM_ONLY: readonly OptionField[] = [
 ];
 
 function checkCombinations(given: Given): void {
-  const { values } = given;
-  const has = (field: OptionField) => values[field] !== undefined;
-  if (has('dataDev') !== has('metadataDev')) {
-    const present: OptionField = has('dataDev') ? 'dataDev' : 'metadataDev';
+  checkDevicePair(given);
+  const direct = checkOneDirectChoice(given);
+  checkLoopSizes(given, direct);
+  checkDirectLvmOptions(given);
+  checkDeferral(given);
+}
+
+const has = (given: Given, field: OptionField) => given.values[field] !== undefined;
+
+function checkDevicePair(given: Given): void {
+  if (has(given, 'dataDev') !== has(given, 'metadataDev')) {
+    const present: OptionField = has(given, 'dataDev') ? 'dataDev' : 'metadataDev';
     const missing: OptionField = present === 'dataDev' ? 'metadataDev' : 'dataDev';
     throw new ConfigError(`${keyWithOrigin(given, present)} needs ${OPTIONS[missing].key}`, {
       hint: 'direct mode takes a data device and a metadata device: give both, or neither for loop mode',
     });
   }
-  if (has('dataDev') && values.dataDev === values.metadataDev) {
-    throw new ConfigError(`dm.datadev and dm.metadatadev are the same device ${values.dataDev}`, {
-      hint: 'give two different devices, or one device as dm.directlvm_device for thinp to divide',
-    });
+  if (has(given, 'dataDev') && given.values.dataDev === given.values.metadataDev) {
+    throw new ConfigError(
+      `dm.datadev and dm.metadatadev are the same device ${given.values.dataDev}`,
+      {
+        hint: 'give two different devices, or one device as dm.directlvm_device for thinp to divide',
+      },
+    );
   }
-  const [first, second] = DIRECT_CHOICES.filter(has);
+}
+
+/** At most one way of choosing direct-mode devices; returns the one given, if any. */
+function checkOneDirectChoice(given: Given): OptionField | undefined {
+  const [first, second] = DIRECT_CHOICES.filter((field) => has(given, field));
   if (first !== undefined && second !== undefined) {
     throw conflict(
       given,
@@ -215,27 +230,27 @@ function checkCombinations(given: Given): void {
       'give only one of them',
     );
   }
-  for (const field of ['loopDataSize', 'loopMetadataSize'] as const) {
-    if (has(field) && first !== undefined) {
-      throw conflict(
-        given,
-        field,
-        first,
-        'loop-mode sizes do not apply in direct mode',
-        `drop ${OPTIONS[field].key}`,
-      );
-    }
+  return first;
+}
+
+function checkLoopSizes(given: Given, direct: OptionField | undefined): void {
+  const loopOnly = (['loopDataSize', 'loopMetadataSize'] as const).find((field) =>
+    has(given, field),
+  );
+  if (loopOnly !== undefined && direct !== undefined) {
+    const hint = `drop ${OPTIONS[loopOnly].key}`;
+    throw conflict(given, loopOnly, direct, 'loop-mode sizes do not apply in direct mode', hint);
   }
-  const lvmOnly = DIRECT_LVM_ONLY.find(has);
-  if (lvmOnly !== undefined && !has('directLvmDevice')) {
+}
+
+function checkDirectLvmOptions(given: Given): void {
+  const lvmOnly = DIRECT_LVM_ONLY.find((field) => has(given, field));
+  if (lvmOnly !== undefined && !has(given, 'directLvmDevice')) {
     throw new ConfigError(
       `${keyWithOrigin(given, lvmOnly)} configures dm.directlvm_device, which is not given`,
-      {
-        hint: `give dm.directlvm_device=/dev/... or drop ${OPTIONS[lvmOnly].key}`,
-      },
+      { hint: `give dm.directlvm_device=/dev/... or drop ${OPTIONS[lvmOnly].key}` },
     );
   }
-  checkDeferral(given);
 }
 
 function checkDeferral(given: Given): void {

@@ -51,6 +51,7 @@ export function parseJson(text: string): JsonNode {
 
 /** A short name for a node's type, for messages: "expected an array, found a string". */
 export function jsonTypeName(node: JsonNode): string {
+  if (node.type === 'null') return 'null';
   return node.type === 'array' || node.type === 'object' ? `an ${node.type}` : `a ${node.type}`;
 }
 

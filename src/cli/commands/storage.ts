@@ -9,6 +9,15 @@ export function addStorageCommands(program: Command, io: CliIo): void {
   addContainerCommands(program, io);
 }
 
+/** Commands that take one argument and no options: [verb, description]. */
+type Verbs = readonly (readonly [verb: string, description: string])[];
+
+function addVerbs(group: Command, io: CliIo, argument: string, verbs: Verbs): void {
+  for (const [verb, description] of verbs) {
+    planned(group.command(verb).description(description).argument(argument), io);
+  }
+}
+
 function addLayerCommands(program: Command, io: CliIo): void {
   const layer = program
     .command('layer')
@@ -21,28 +30,14 @@ function addLayerCommands(program: Command, io: CliIo): void {
       .option('--parent <id>', 'the parent layer'),
     io,
   );
-  for (const [verb, what] of [
+  addVerbs(layer, io, '<id>', [
     ['remove', 'remove a layer'],
     ['mount', 'mount a layer at ROOT/mnt/ID'],
     ['unmount', 'unmount a layer'],
-  ] as const) {
-    planned(layer.command(verb).description(what).argument('<id>'), io);
-  }
+    ['apply', 'apply a tar diff (with .wh. whiteouts) from stdin; prints the bytes applied'],
+    ['diff', 'write the changes against the parent, with whiteouts, as a tar to stdout'],
+  ]);
   planned(layer.command('list').description('list layers'), io);
-  planned(
-    layer
-      .command('apply')
-      .description('apply a tar diff (with .wh. whiteouts) from stdin')
-      .argument('<id>'),
-    io,
-  );
-  planned(
-    layer
-      .command('diff')
-      .description('write the changes against the parent as a tar to stdout')
-      .argument('<id>'),
-    io,
-  );
 }
 
 function addImageCommands(program: Command, io: CliIo): void {
@@ -54,8 +49,8 @@ function addImageCommands(program: Command, io: CliIo): void {
       .option('-i, --input <file>', 'the archive (default: stdin)'),
     io,
   );
+  addVerbs(image, io, '<ref>', [['remove', 'remove an image']]);
   planned(image.command('list').description('list images'), io);
-  planned(image.command('remove').description('remove an image').argument('<ref>'), io);
 }
 
 function addContainerCommands(program: Command, io: CliIo): void {
@@ -70,12 +65,10 @@ function addContainerCommands(program: Command, io: CliIo): void {
       .option('--name <name>', 'name of the container'),
     io,
   );
-  for (const [verb, what] of [
+  addVerbs(container, io, '<name>', [
     ['mount', 'mount a container at ROOT/mnt/NAME'],
     ['unmount', 'unmount a container'],
     ['remove', 'remove a container'],
-  ] as const) {
-    planned(container.command(verb).description(what).argument('<name>'), io);
-  }
+  ]);
   planned(container.command('list').description('list containers'), io);
 }

@@ -214,6 +214,8 @@ describe('the configuration file', () => {
     );
     const numeric = await configFile('numeric.json', '{"storage-driver": 7}');
     await refuses(load({ configFile: numeric }), /"storage-driver" is a number, but thinp/);
+    const nothing = await configFile('null.json', '{"storage-opts": null}');
+    await refuses(load({ configFile: nothing }), /"storage-opts" is null, not an array/);
   });
 
   test('wants storage-opts as a list of strings', async () => {
