@@ -170,8 +170,8 @@ export const OPTIONS: OptionTable = {
   ),
 };
 
-/** Defaults that depend on nothing; `fs` and `blkdiscard` are chosen by the loader. */
-export const STATIC_DEFAULTS: Omit<StorageOptions, 'fs' | 'blkdiscard'> = {
+/** Defaults that depend on nothing; the loader chooses the others (CHOSEN_DEFAULTS). */
+export const STATIC_DEFAULTS: Omit<StorageOptions, 'fs' | 'blkdiscard' | 'useDeferredDeletion'> = {
   baseSize: sizeOf(10 * GiB),
   loopDataSize: sizeOf(100 * GiB),
   loopMetadataSize: sizeOf(2 * GiB),
@@ -189,7 +189,6 @@ export const STATIC_DEFAULTS: Omit<StorageOptions, 'fs' | 'blkdiscard'> = {
   autoextendPercent: 20,
   minFreeSpace: 10,
   useDeferredRemoval: true,
-  useDeferredDeletion: true,
   zeroBlocks: true,
   noSpacePolicy: 'error',
   overrideUdevSyncCheck: false,

@@ -31,10 +31,11 @@ async function refuses(promise: Promise<unknown>, pattern: RegExp): Promise<void
 describe('defaults', () => {
   test('fill every option when nothing is given', async () => {
     const config = await load();
-    const { fs, blkdiscard, ...rest } = config.storage;
+    const { fs, blkdiscard, useDeferredDeletion, ...rest } = config.storage;
     assert.deepEqual(rest, STATIC_DEFAULTS);
     assert.equal(fs, 'ext4');
     assert.equal(blkdiscard, true);
+    assert.equal(useDeferredDeletion, true);
     assert.ok(Object.values(config.origins).every((origin) => origin.kind === 'default'));
   });
 
