@@ -289,14 +289,12 @@ async function resolveDefaults(
   env: NodeJS.ProcessEnv,
 ): Promise<StorageOptions> {
   const fs: Filesystem = values.fs ?? ((await findOnPath('mkfs.xfs', env.PATH)) ? 'xfs' : 'ext4');
-  const useDeferredRemoval = values.useDeferredRemoval ?? STATIC_DEFAULTS.useDeferredRemoval;
+  const merged = { ...STATIC_DEFAULTS, ...values };
   return {
-    ...STATIC_DEFAULTS,
-    ...values,
+    ...merged,
     fs,
     blkdiscard: values.blkdiscard ?? backing.kind === 'loop',
-    useDeferredRemoval,
-    useDeferredDeletion: values.useDeferredDeletion ?? useDeferredRemoval,
+    useDeferredDeletion: values.useDeferredDeletion ?? merged.useDeferredRemoval,
   };
 }
 
