@@ -71,3 +71,62 @@ export class UnavailableError extends ThinpError {
 export class InternalError extends ThinpError {
   readonly code = 'INTERNAL';
 }
+
+/** The pool (data or metadata space) has no room for the operation. */
+export class NoSpaceError extends ThinpError {
+  readonly code = 'NO_SPACE';
+  readonly space: 'data' | 'metadata';
+
+  constructor(space: 'data' | 'metadata', message: string, details: ErrorDetails = {}) {
+    super(message, details);
+    this.space = space;
+  }
+}
+
+/** A read, write or flush of a device failed. */
+export class IoError extends ThinpError {
+  readonly code = 'IO';
+  readonly device: string;
+  readonly op: string;
+
+  constructor(device: string, op: string, message: string, details: ErrorDetails = {}) {
+    super(`${device}: ${op} failed: ${message}`, details);
+    this.device = device;
+    this.op = op;
+  }
+}
+
+/**
+ * The metadata device holds something the format does not allow. `block` names the metadata
+ * block where the damage was found and `structure` what it was read as ("btree node",
+ * "superblock", ...), so the message always says where to look.
+ */
+export class MetadataCorruptError extends ThinpError {
+  readonly code: string = 'METADATA_CORRUPT';
+  readonly block: number | undefined;
+  readonly structure: string;
+
+  constructor(
+    structure: string,
+    block: number | undefined,
+    problem: string,
+    details: ErrorDetails = {},
+  ) {
+    super(`${structure}${block === undefined ? '' : ` (metadata block ${block})`}: ${problem}`, {
+      hint: "run 'thinp check' to see every problem, then restore from a dump or repair it",
+      ...details,
+    });
+    this.block = block;
+    this.structure = structure;
+  }
+}
+
+/** A block's checksum does not match its contents. */
+export class ChecksumError extends MetadataCorruptError {
+  override readonly code = 'CHECKSUM';
+}
+
+/** A block's `blocknr` field is not the location it was read from. */
+export class BadBlockError extends MetadataCorruptError {
+  override readonly code = 'BAD_BLOCK';
+}

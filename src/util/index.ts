@@ -3,13 +3,20 @@
  * layer.
  */
 
+export { readU64LE, writeU64LE } from './bytes.js';
+export { crc32c, crc32cRegister } from './crc32c.js';
 export {
+  BadBlockError,
   BadInputError,
   BusyError,
+  ChecksumError,
   ConfigError,
   type ErrorDetails,
   ExistsError,
   InternalError,
+  IoError,
+  MetadataCorruptError,
+  NoSpaceError,
   NotFoundError,
   ThinpError,
   UnavailableError,
