@@ -22,7 +22,13 @@ export interface Need {
 }
 
 export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
-  test: [{ package: 'xfsprogs', why: 'mkfs.xfs, which makes xfs the default base filesystem' }],
+  test: [
+    { package: 'xfsprogs', why: 'mkfs.xfs, which makes xfs the default base filesystem' },
+    {
+      package: 'thin-provisioning-tools',
+      why: 'thin_check, thin_dump and thin_restore: the reference for the metadata format',
+    },
+  ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
     { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },

@@ -1,7 +1,9 @@
 /**
  * block: the BlockDevice interface (read, write, flush, discard, size) and its
  * implementations: a file (loop mode), a block device (direct mode), memory (tests), and a
- * linear concatenation of segments. Imports only util. Nothing is exported yet.
+ * linear concatenation of segments. Imports only util.
  */
 
-export {};
+export type { BlockDevice } from './block-device.js';
+export { FileDevice, type FileDeviceOptions } from './file-device.js';
+export { MemoryDevice, type MemoryDeviceOptions } from './memory-device.js';

@@ -1,0 +1,77 @@
+/** The BlockDevice ops table and the range check every implementation shares. */
+
+import { IoError } from '../util/index.js';
+
+/**
+ * A device addressed in bytes. Callers never issue two overlapping writes at once.
+ *
+ * A write that has completed is visible to every later read, but it is durable only once a
+ * later `flush()` has completed. Every failure is an `IoError` naming the device and the
+ * operation.
+ */
+export interface BlockDevice {
+  /** For messages: the file path, or "memory". */
+  readonly name: string;
+  /** Size in bytes. */
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Fills all of `buf` from byte `offset`; the range must lie inside the device. */
+  read(buf: Uint8Array, offset: number): Promise<void>;
+  /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
+  write(buf: Uint8Array, offset: number): Promise<void>;
+  /** Makes every completed write durable (fdatasync). Waits for writes in flight first. */
+  flush(): Promise<void>;
+  /**
+   * Grows the device to `newSize` bytes (files: ftruncate; new space reads as zeros).
+   * Never shrinks.
+   */
+  grow(newSize: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Throws an `IoError` unless `length` bytes from `offset` lie inside a device of `size`
+ * bytes. The offset must be a safe non-negative integer; an empty range at the end is
+ * allowed.
+ */
+export function checkRange(
+  name: string,
+  op: string,
+  offset: number,
+  length: number,
+  size: number,
+): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > size) {
+    throw new IoError(
+      name,
+      op,
+      `range of ${length} bytes at offset ${offset} is outside the device of ${size} bytes`,
+    );
+  }
+}
+
+/** Throws an `IoError` when `op` would change a read-only device. */
+export function checkWritable(device: Pick<BlockDevice, 'name' | 'readOnly'>, op: string): void {
+  if (device.readOnly) {
+    throw new IoError(device.name, op, 'the device is read-only', {
+      hint: 'open it for writing',
+    });
+  }
+}
+
+/**
+ * Throws an `IoError` unless `newSize` is a safe integer no smaller than `size`: devices
+ * grow and never shrink.
+ */
+export function checkGrow(name: string, newSize: number, size: number): void {
+  if (!Number.isSafeInteger(newSize) || newSize < size) {
+    throw new IoError(name, 'grow', `cannot grow from ${size} bytes to ${newSize} bytes`, {
+      hint: 'a device never shrinks',
+    });
+  }
+}
+
+/** Throws an `IoError` when `op` is called after `close()`. */
+export function checkOpen(name: string, op: string, closed: boolean): void {
+  if (closed) throw new IoError(name, op, 'the device is closed');
+}

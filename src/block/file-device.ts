@@ -1,0 +1,211 @@
+/** A BlockDevice backed by a regular file (loop mode). */
+
+import { type FileHandle, open, rm } from 'node:fs/promises';
+import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
+import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+
+export interface FileDeviceOptions {
+  /** Open the file read-only: writes and grow then fail. */
+  readOnly?: boolean;
+  /** Create a new sparse file of `size` bytes; fails with `ExistsError` if the file exists. */
+  create?: { size: number };
+}
+
+/**
+ * A BlockDevice over one file, through one `FileHandle` kept for the device's life. Reads
+ * and writes are positional and loop until the whole buffer is transferred, since the
+ * kernel may transfer less. A read past the physical end of the file (a file shortened
+ * behind our back) fills zeros. `flush()` waits for the writes in flight, then calls
+ * `fdatasync`.
+ */
+export class FileDevice implements BlockDevice {
+  readonly name: string;
+  readonly readOnly: boolean;
+  #size: number;
+  #handle: FileHandle | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+
+  private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean) {
+    this.name = path;
+    this.#handle = handle;
+    this.#size = size;
+    this.readOnly = readOnly;
+  }
+
+  /**
+   * Opens the file at `path`, or creates it with `options.create`. Throws `NotFoundError`
+   * if it is missing, `ExistsError` if it is to be created but exists, and `IoError` for any
+   * other failure.
+   */
+  static async open(path: string, options: FileDeviceOptions = {}): Promise<FileDevice> {
+    const readOnly = options.readOnly ?? false;
+    const create = options.create;
+    if (create !== undefined && readOnly) {
+      throw new BadInputError(`${path}: cannot create a read-only device`);
+    }
+    if (create !== undefined && (!Number.isSafeInteger(create.size) || create.size < 0)) {
+      throw new BadInputError(`${path}: not a device size: ${create.size}`);
+    }
+    const handle = await openHandle(path, create === undefined ? (readOnly ? 'r' : 'r+') : 'wx+');
+    try {
+      if (create !== undefined) await handle.truncate(create.size);
+      const stat = await handle.stat();
+      if (!stat.isFile()) {
+        throw new BadInputError(`${path}: not a regular file`, {
+          hint: 'give the path of a file (block devices are not supported here)',
+        });
+      }
+      return new FileDevice(path, handle, stat.size, readOnly);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      if (create !== undefined) await rm(path, { force: true }).catch(() => {});
+      if (err instanceof BadInputError) throw err;
+      throw fsError(path, create === undefined ? 'open' : 'create', err);
+    }
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('read');
+    checkRange(this.name, 'read', offset, buf.length, this.#size);
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        ({ bytesRead: n } = await handle.read(buf, done, buf.length - done, offset + done));
+      } catch (err) {
+        throw fsError(this.name, 'read', err, offset, buf.length);
+      }
+      if (n === 0) {
+        buf.fill(0, done);
+        return;
+      }
+      done += n;
+    }
+  }
+
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('write');
+    checkWritable(this, 'write');
+    checkRange(this.name, 'write', offset, buf.length, this.#size);
+    const writing = this.#writeAll(handle, buf, offset);
+    this.#inFlight.add(writing);
+    try {
+      await writing;
+    } finally {
+      this.#inFlight.delete(writing);
+    }
+  }
+
+  async flush(): Promise<void> {
+    const handle = this.#open('flush');
+    await this.#settle();
+    try {
+      await handle.datasync();
+    } catch (err) {
+      throw fsError(this.name, 'flush', err);
+    }
+  }
+
+  async grow(newSize: number): Promise<void> {
+    const handle = this.#open('grow');
+    checkWritable(this, 'grow');
+    checkGrow(this.name, newSize, this.#size);
+    try {
+      await handle.truncate(newSize);
+    } catch (err) {
+      throw fsError(this.name, 'grow', err);
+    }
+    this.#size = newSize;
+  }
+
+  /**
+   * Waits for the writes in flight, then closes the file; it does not flush. Closing twice
+   * is harmless; any other call after it fails.
+   */
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    if (handle === undefined) return;
+    this.#handle = undefined;
+    await this.#settle();
+    try {
+      await handle.close();
+    } catch (err) {
+      throw fsError(this.name, 'close', err);
+    }
+  }
+
+  /** The handle, or an `IoError` once the device is closed. */
+  #open(op: string): FileHandle {
+    const handle = this.#handle;
+    if (handle === undefined) throw new IoError(this.name, op, 'the device is closed');
+    return handle;
+  }
+
+  /** Resolves once every write now in flight has finished, whether or not it failed. */
+  async #settle(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  async #writeAll(handle: FileHandle, buf: Uint8Array, offset: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        ({ bytesWritten: n } = await handle.write(buf, done, buf.length - done, offset + done));
+      } catch (err) {
+        throw fsError(this.name, 'write', err, offset, buf.length);
+      }
+      if (n === 0) {
+        throw new IoError(this.name, 'write', `no progress after ${done} of ${buf.length} bytes`);
+      }
+      done += n;
+    }
+  }
+}
+
+/** Opens `path` with `flags`, mapping a missing or existing file to the error kinds. */
+async function openHandle(path: string, flags: string): Promise<FileHandle> {
+  try {
+    return await open(path, flags);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') {
+      const what = flags === 'wx+' ? 'its directory does not exist' : 'no such file';
+      throw new NotFoundError(`${path}: ${what}`, {
+        hint: 'check the path, or create the device first',
+        cause: err,
+      });
+    }
+    if (code === 'EEXIST') {
+      throw new ExistsError(`${path}: the file already exists`, {
+        hint: 'remove it first, or open it instead of creating it',
+        cause: err,
+      });
+    }
+    throw fsError(path, flags === 'wx+' ? 'create' : 'open', err);
+  }
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** An `IoError` for a failed fs call, its message carrying the errno and the range. */
+function fsError(
+  device: string,
+  op: string,
+  err: unknown,
+  offset?: number,
+  length?: number,
+): IoError {
+  const code = errnoCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  const reason = code === undefined || message.startsWith(code) ? message : `${code}: ${message}`;
+  const range = offset === undefined ? '' : ` (${length} bytes at offset ${offset})`;
+  return new IoError(device, op, `${reason}${range}`, { cause: err });
+}

@@ -1,0 +1,215 @@
+/**
+ * The block manager: 4 KiB metadata blocks of a BlockDevice, through a bounded cache.
+ *
+ * Contracts:
+ * - `read` returns a validated block. The buffer is shared with the cache and must not be
+ *   modified; it stays valid (its contents unchanged) for as long as the caller holds it.
+ * - Writable buffers (`create`, `copy`, `writable`) are dirty and pinned until `unpinAll`;
+ *   the caller may change them freely until then. Only the transaction manager asks for
+ *   them, and only for blocks that are not part of the committed state.
+ * - When the cache is over its size, the least recently used unpinned blocks leave it;
+ *   dirty ones are written out first (safe: no committed state lives in a dirty block).
+ * - `flush` writes every dirty block, then flushes the device. `writeSuperblock` writes
+ *   block 0 and flushes again. Nothing else ever writes block 0.
+ * - Once a write or flush fails the manager is failed: every later call rethrows.
+ */
+
+import type { BlockDevice } from '../block/index.js';
+import { InternalError, IoError, MetadataCorruptError } from '../util/index.js';
+import { METADATA_BLOCK_SIZE } from './checksum.js';
+import type { BlockValidator } from './validator.js';
+
+interface CacheEntry {
+  buf: Buffer;
+  validator: BlockValidator;
+  dirty: boolean;
+  pinned: boolean;
+}
+
+export interface BlockManagerOptions {
+  /** Blocks kept in memory besides the pinned ones; 1024 (4 MiB) by default. */
+  cacheBlocks?: number;
+}
+
+export class BlockManager {
+  readonly device: BlockDevice;
+  private readonly capacity: number;
+  private readonly cache = new Map<number, CacheEntry>();
+  private readonly pinned = new Set<number>();
+  private failure: unknown;
+  /** Reads from the device since creation (for tests and statistics). */
+  deviceReads = 0;
+  deviceWrites = 0;
+
+  constructor(device: BlockDevice, options: BlockManagerOptions = {}) {
+    this.device = device;
+    this.capacity = Math.max(16, options.cacheBlocks ?? 1024);
+  }
+
+  /** Blocks the device holds. */
+  get nrBlocks(): number {
+    return Math.floor(this.device.size / METADATA_BLOCK_SIZE);
+  }
+
+  get cachedBlocks(): number {
+    return this.cache.size;
+  }
+
+  /** Reads block `loc` and checks it with `validator` unless it is cached as that kind. */
+  async read(loc: number, validator: BlockValidator): Promise<Buffer> {
+    this.throwIfFailed();
+    const hit = this.touch(loc);
+    if (hit !== undefined) {
+      if (hit.validator !== validator) {
+        if (!hit.dirty) validator.check(hit.buf, loc);
+        hit.validator = validator;
+      }
+      return hit.buf;
+    }
+    this.checkRange(loc, validator);
+    const buf = Buffer.allocUnsafe(METADATA_BLOCK_SIZE);
+    await this.device.read(buf, loc * METADATA_BLOCK_SIZE);
+    this.deviceReads++;
+    validator.check(buf, loc);
+    await this.insert(loc, { buf, validator, dirty: false, pinned: false });
+    return buf;
+  }
+
+  /** A zeroed, writable block at `loc`, which must not be in use. */
+  async create(loc: number, validator: BlockValidator): Promise<Buffer> {
+    this.throwIfFailed();
+    this.checkRange(loc, validator);
+    const buf = Buffer.alloc(METADATA_BLOCK_SIZE);
+    await this.insertWritable(loc, buf, validator);
+    return buf;
+  }
+
+  /** A writable block at `loc` holding a copy of `source`. */
+  async copy(loc: number, source: Buffer, validator: BlockValidator): Promise<Buffer> {
+    this.throwIfFailed();
+    this.checkRange(loc, validator);
+    const buf = Buffer.allocUnsafe(METADATA_BLOCK_SIZE);
+    source.copy(buf);
+    await this.insertWritable(loc, buf, validator);
+    return buf;
+  }
+
+  /** Block `loc`, which this transaction created, made writable again. */
+  async writable(loc: number, validator: BlockValidator): Promise<Buffer> {
+    const buf = await this.read(loc, validator);
+    const entry = this.cache.get(loc);
+    if (entry === undefined) throw new InternalError(`block ${loc} left the cache while in use`);
+    entry.dirty = true;
+    entry.pinned = true;
+    this.pinned.add(loc);
+    return buf;
+  }
+
+  /** Ends an operation: its writable blocks may now leave the cache (written out if dirty). */
+  async unpinAll(): Promise<void> {
+    for (const loc of this.pinned) {
+      const entry = this.cache.get(loc);
+      if (entry !== undefined) entry.pinned = false;
+    }
+    this.pinned.clear();
+    await this.evict();
+  }
+
+  /** Writes every dirty block, then flushes the device. */
+  async flush(): Promise<void> {
+    this.throwIfFailed();
+    const dirty = [...this.cache.entries()].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
+    for (const [loc, entry] of dirty) await this.writeOut(loc, entry);
+    await this.guard(() => this.device.flush());
+  }
+
+  /** Writes block 0 (already prepared by the caller's validator) and flushes. */
+  async writeSuperblock(buf: Buffer, validator: BlockValidator): Promise<void> {
+    this.throwIfFailed();
+    validator.prepare(buf, 0);
+    await this.guard(() => this.device.write(buf, 0));
+    this.deviceWrites++;
+    await this.guard(() => this.device.flush());
+    this.cache.delete(0);
+  }
+
+  /** Forgets every cached block, dirty ones included (abort). */
+  discardAll(): void {
+    this.cache.clear();
+    this.pinned.clear();
+  }
+
+  /** Marks the manager failed with `cause` (every later call rethrows it). */
+  fail(cause: unknown): void {
+    this.failure ??= cause;
+  }
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  private async insertWritable(loc: number, buf: Buffer, validator: BlockValidator) {
+    this.cache.delete(loc);
+    this.pinned.add(loc);
+    await this.insert(loc, { buf, validator, dirty: true, pinned: true });
+  }
+
+  private touch(loc: number): CacheEntry | undefined {
+    const entry = this.cache.get(loc);
+    if (entry !== undefined) {
+      this.cache.delete(loc);
+      this.cache.set(loc, entry);
+    }
+    return entry;
+  }
+
+  private async insert(loc: number, entry: CacheEntry): Promise<void> {
+    this.cache.set(loc, entry);
+    await this.evict();
+  }
+
+  private async evict(): Promise<void> {
+    if (this.cache.size <= this.capacity + this.pinned.size) return;
+    for (const [loc, entry] of this.cache) {
+      if (this.cache.size <= this.capacity + this.pinned.size) break;
+      if (entry.pinned) continue;
+      if (entry.dirty) await this.writeOut(loc, entry);
+      this.cache.delete(loc);
+    }
+  }
+
+  private async writeOut(loc: number, entry: CacheEntry): Promise<void> {
+    entry.validator.prepare(entry.buf, loc);
+    await this.guard(() => this.device.write(entry.buf, loc * METADATA_BLOCK_SIZE));
+    this.deviceWrites++;
+    entry.dirty = false;
+  }
+
+  private checkRange(loc: number, validator: BlockValidator): void {
+    if (!Number.isSafeInteger(loc) || loc < 0 || loc >= this.nrBlocks) {
+      throw new MetadataCorruptError(
+        validator.name,
+        loc,
+        `the block lies beyond the end of the metadata device (${this.nrBlocks} blocks)`,
+      );
+    }
+  }
+
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      this.fail(err);
+      throw err;
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure === undefined) return;
+    if (this.failure instanceof IoError) throw this.failure;
+    throw new IoError(this.device.name, 'metadata I/O', 'an earlier write or flush failed', {
+      cause: this.failure,
+      hint: 'reopen the pool; the last committed transaction is intact',
+    });
+  }
+}

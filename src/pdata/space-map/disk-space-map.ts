@@ -1,0 +1,265 @@
+/**
+ * The data space map: reference counts of the data device's blocks, kept on the metadata
+ * device as the kernel keeps them: bitmaps found through an index btree (bitmap number →
+ * index entry), and a ref-count btree for counts of three or more. Memory use does not grow
+ * with the data device: bitmaps are read through the block cache; only the index entries
+ * (16 bytes per 16320 data blocks) stay in memory.
+ *
+ * Contracts:
+ * - `newBlock` returns a block that is free now and was free at the last commit, so data a
+ *   committed mapping still points at is never handed out again before the next commit.
+ * - `commit` writes the changed index entries into the index tree; `root()` then describes
+ *   the map as it must be published in the superblock.
+ */
+
+import { MetadataCorruptError, NoSpaceError } from '../../util/index.js';
+import * as btree from '../btree/btree.js';
+import { type BTreeInfo, plainValue } from '../btree/value-type.js';
+import type { TransactionManager } from '../transaction-manager.js';
+import {
+  bitmapPayload,
+  bitmapValidator,
+  ENTRIES_PER_BITMAP,
+  findFreeEntry,
+  getEntry,
+  OVERFLOW_ENTRY,
+  setEntry,
+} from './bitmap.js';
+import {
+  decodeIndexEntry,
+  encodeIndexEntry,
+  INDEX_ENTRY_SIZE,
+  type IndexEntry,
+} from './index-entry.js';
+import type { SpaceMapRoot } from './root.js';
+
+export class DiskSpaceMap {
+  private readonly tm: TransactionManager;
+  private readonly indexInfo: BTreeInfo;
+  private readonly refInfo: BTreeInfo;
+  private nrBlocks: number;
+  private allocated: number;
+  private indexRoot: number;
+  private refRoot: number;
+  private entries: IndexEntry[];
+  private committedEntries: IndexEntry[];
+  private readonly dirty = new Set<number>();
+  private lastAllocated = -1;
+
+  private constructor(tm: TransactionManager, root: SpaceMapRoot, entries: IndexEntry[]) {
+    this.tm = tm;
+    this.indexInfo = { tm, valueType: plainValue(INDEX_ENTRY_SIZE) };
+    this.refInfo = { tm, valueType: plainValue(4) };
+    this.nrBlocks = root.nrBlocks;
+    this.allocated = root.nrAllocated;
+    this.indexRoot = root.bitmapRoot;
+    this.refRoot = root.refCountRoot;
+    this.entries = entries;
+    this.committedEntries = entries.map((e) => ({ ...e }));
+  }
+
+  /** A new, empty map of zero blocks (grow it with `extend`). */
+  static async create(tm: TransactionManager): Promise<DiskSpaceMap> {
+    const indexInfo = { tm, valueType: plainValue(INDEX_ENTRY_SIZE) };
+    const refInfo = { tm, valueType: plainValue(4) };
+    const bitmapRoot = await btree.emptyTree(indexInfo);
+    const refCountRoot = await btree.emptyTree(refInfo);
+    return new DiskSpaceMap(tm, { nrBlocks: 0, nrAllocated: 0, bitmapRoot, refCountRoot }, []);
+  }
+
+  static async open(tm: TransactionManager, root: SpaceMapRoot): Promise<DiskSpaceMap> {
+    const expected = Math.ceil(root.nrBlocks / ENTRIES_PER_BITMAP);
+    const entries: IndexEntry[] = [];
+    const info = { tm, valueType: plainValue(INDEX_ENTRY_SIZE) };
+    await btree.walk(info, root.bitmapRoot, (key, value) => {
+      if (key !== entries.length) {
+        throw new MetadataCorruptError(
+          'data space map index',
+          root.bitmapRoot,
+          `bitmap ${entries.length} has no index entry (next key is ${key})`,
+        );
+      }
+      entries.push(decodeIndexEntry(value));
+    });
+    if (entries.length !== expected) {
+      throw new MetadataCorruptError(
+        'data space map index',
+        root.bitmapRoot,
+        `${entries.length} bitmaps are listed but ${root.nrBlocks} blocks need ${expected}`,
+      );
+    }
+    return new DiskSpaceMap(tm, root, entries);
+  }
+
+  get size(): number {
+    return this.nrBlocks;
+  }
+
+  get nrAllocated(): number {
+    return this.allocated;
+  }
+
+  get nrFree(): number {
+    return this.nrBlocks - this.allocated;
+  }
+
+  async count(block: number): Promise<number> {
+    const { entry } = await this.readEntry(block);
+    if (entry < OVERFLOW_ENTRY) return entry;
+    return this.overflowCount(block);
+  }
+
+  async inc(block: number, by = 1): Promise<void> {
+    await this.setCount(block, (await this.count(block)) + by);
+  }
+
+  async dec(block: number): Promise<void> {
+    const c = await this.count(block);
+    if (c === 0) {
+      throw new MetadataCorruptError(
+        'data space map',
+        undefined,
+        `data block ${block}: its reference count would go below zero`,
+      );
+    }
+    await this.setCount(block, c - 1);
+  }
+
+  /** Allocates a free data block (count 1). */
+  async newBlock(): Promise<number> {
+    const found =
+      (await this.findFree(this.lastAllocated + 1, this.nrBlocks)) ??
+      (await this.findFree(0, this.nrBlocks));
+    if (found === undefined) {
+      throw new NoSpaceError(
+        'data',
+        `the pool's data device is full (${this.nrBlocks} blocks in use or freed in this transaction)`,
+        { hint: "grow it with 'thinp pool resize --data-size', or remove devices and commit" },
+      );
+    }
+    this.lastAllocated = found;
+    await this.setCount(found, 1);
+    return found;
+  }
+
+  /** Grows the map to `nrBlocks` blocks, adding zeroed bitmaps as needed. */
+  async extend(nrBlocks: number): Promise<void> {
+    if (nrBlocks <= this.nrBlocks) return;
+    const need = Math.ceil(nrBlocks / ENTRIES_PER_BITMAP);
+    for (let j = this.entries.length; j < need; j++) {
+      const { loc } = await this.tm.newBlock(bitmapValidator);
+      this.entries.push({ blocknr: loc, nrFree: ENTRIES_PER_BITMAP, noneFreeBefore: 0 });
+      this.dirty.add(j);
+    }
+    this.nrBlocks = nrBlocks;
+  }
+
+  /** Writes changed index entries to the index tree. */
+  async commit(): Promise<void> {
+    for (const j of this.dirty) {
+      const v = Buffer.alloc(INDEX_ENTRY_SIZE);
+      encodeIndexEntry(this.entries[j] as IndexEntry, v);
+      this.indexRoot = (await btree.insert(this.indexInfo, this.indexRoot, j, v)).root;
+    }
+    this.dirty.clear();
+  }
+
+  /** Called once the superblock is written. */
+  committedNow(): void {
+    this.committedEntries = this.entries.map((e) => ({ ...e }));
+  }
+
+  root(): SpaceMapRoot {
+    return {
+      nrBlocks: this.nrBlocks,
+      nrAllocated: this.allocated,
+      bitmapRoot: this.indexRoot,
+      refCountRoot: this.refRoot,
+    };
+  }
+
+  private async readEntry(block: number): Promise<{ j: number; e: number; entry: number }> {
+    if (!Number.isSafeInteger(block) || block < 0 || block >= this.nrBlocks) {
+      throw new MetadataCorruptError(
+        'data space map',
+        undefined,
+        `data block ${block} is beyond the end of the data device (${this.nrBlocks} blocks)`,
+      );
+    }
+    const j = Math.floor(block / ENTRIES_PER_BITMAP);
+    const e = block - j * ENTRIES_PER_BITMAP;
+    const bitmap = await this.tm.read((this.entries[j] as IndexEntry).blocknr, bitmapValidator);
+    return { j, e, entry: getEntry(bitmapPayload(bitmap), e) };
+  }
+
+  private async overflowCount(block: number): Promise<number> {
+    const v = await btree.lookup(this.refInfo, this.refRoot, block);
+    if (v === undefined) {
+      throw new MetadataCorruptError(
+        'data space map',
+        undefined,
+        `data block ${block}: its bitmap entry says 3 or more, but the ref-count tree has no entry`,
+      );
+    }
+    return v.readUInt32LE(0);
+  }
+
+  private async setCount(block: number, c: number): Promise<void> {
+    const { j, e, entry: before } = await this.readEntry(block);
+    const after = Math.min(c, OVERFLOW_ENTRY);
+    const index = this.entries[j] as IndexEntry;
+    if (before !== after) {
+      const shadow = await this.tm.shadow(index.blocknr, bitmapValidator);
+      index.blocknr = shadow.loc;
+      setEntry(bitmapPayload(shadow.buf), e, after);
+      this.dirty.add(j);
+    }
+    if (after === OVERFLOW_ENTRY) {
+      const v = Buffer.alloc(4);
+      v.writeUInt32LE(c, 0);
+      this.refRoot = (await btree.insert(this.refInfo, this.refRoot, block, v)).root;
+    } else if (before === OVERFLOW_ENTRY) {
+      this.refRoot = (await btree.remove(this.refInfo, this.refRoot, block)).root;
+    }
+    if (before === 0 && after !== 0) this.changeAllocated(index, e, -1);
+    if (before !== 0 && after === 0) this.changeAllocated(index, e, 1);
+  }
+
+  private changeAllocated(index: IndexEntry, e: number, free: number): void {
+    this.allocated -= free;
+    index.nrFree = Math.max(0, index.nrFree + free);
+    if (free < 0 && e === index.noneFreeBefore) index.noneFreeBefore = e + 1;
+    if (free > 0 && e < index.noneFreeBefore) index.noneFreeBefore = e;
+  }
+
+  /** A block free now and at the last commit, in [from, to). */
+  private async findFree(from: number, to: number): Promise<number | undefined> {
+    for (let j = Math.floor(from / ENTRIES_PER_BITMAP); j * ENTRIES_PER_BITMAP < to; j++) {
+      const index = this.entries[j] as IndexEntry;
+      if (index.nrFree === 0) continue;
+      const base = j * ENTRIES_PER_BITMAP;
+      const start = Math.max(from - base, index.noneFreeBefore, 0);
+      const end = Math.min(ENTRIES_PER_BITMAP, to - base);
+      const found = await this.findFreeIn(j, start, end);
+      if (found !== undefined) return base + found;
+    }
+    return undefined;
+  }
+
+  private async findFreeIn(j: number, start: number, end: number): Promise<number | undefined> {
+    const current = bitmapPayload(
+      await this.tm.read((this.entries[j] as IndexEntry).blocknr, bitmapValidator),
+    );
+    const old = this.committedEntries[j];
+    const committed =
+      old === undefined || old.blocknr === (this.entries[j] as IndexEntry).blocknr
+        ? undefined
+        : bitmapPayload(await this.tm.read(old.blocknr, bitmapValidator));
+    for (let e = start; e < end; e++) {
+      e = findFreeEntry(current, e, end);
+      if (e < 0) return undefined;
+      if (committed === undefined || getEntry(committed, e) === 0) return e;
+    }
+    return undefined;
+  }
+}

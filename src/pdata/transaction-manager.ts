@@ -1,0 +1,98 @@
+/**
+ * The transaction manager: the only way to change metadata blocks. Committed blocks are
+ * never written; the first change to one in a transaction goes to a copy (a shadow) at a new
+ * location, and the caller redirects the parent to it.
+ *
+ * Contracts:
+ * - `shadow(b)` of a block created or shadowed in this transaction whose count is 1 returns
+ *   the same block, writable. Otherwise it copies `b` to a new block, decrements `b`, and
+ *   reports `incChildren` when `b` was shared (count > 1 before the copy): the caller must
+ *   then increment everything the copy references.
+ * - `endOperation()` must be called when a metadata operation is over; until then every
+ *   writable block handed out stays in memory.
+ * - `forgetShadows()` is called once a commit has written the superblock.
+ */
+
+import type { BlockManager } from './block-manager.js';
+import type { MetadataAllocator } from './space-map/space-map.js';
+import type { BlockValidator } from './validator.js';
+
+export interface WritableBlock {
+  loc: number;
+  buf: Buffer;
+}
+
+export interface Shadow extends WritableBlock {
+  /** The original was shared: increment every child or value the copy holds. */
+  incChildren: boolean;
+}
+
+export class TransactionManager {
+  readonly bm: BlockManager;
+  private sm: MetadataAllocator | undefined;
+  private readonly shadowed = new Set<number>();
+
+  constructor(bm: BlockManager) {
+    this.bm = bm;
+  }
+
+  /** Connects the metadata space map (which itself needs this manager to open). */
+  attach(sm: MetadataAllocator): void {
+    this.sm = sm;
+  }
+
+  get spaceMap(): MetadataAllocator {
+    if (this.sm === undefined) throw new Error('transaction manager has no space map attached');
+    return this.sm;
+  }
+
+  read(loc: number, validator: BlockValidator): Promise<Buffer> {
+    return this.bm.read(loc, validator);
+  }
+
+  /** A new zeroed block with count 1. */
+  async newBlock(validator: BlockValidator): Promise<WritableBlock> {
+    const loc = this.spaceMap.newBlock();
+    const buf = await this.bm.create(loc, validator);
+    this.shadowed.add(loc);
+    return { loc, buf };
+  }
+
+  async shadow(loc: number, validator: BlockValidator): Promise<Shadow> {
+    const sm = this.spaceMap;
+    const count = sm.count(loc);
+    if (this.shadowed.has(loc) && count === 1) {
+      return { loc, buf: await this.bm.writable(loc, validator), incChildren: false };
+    }
+    const source = await this.bm.read(loc, validator);
+    const copyLoc = sm.newBlock();
+    const buf = await this.bm.copy(copyLoc, source, validator);
+    sm.dec(loc);
+    this.shadowed.add(copyLoc);
+    return { loc: copyLoc, buf, incChildren: count > 1 };
+  }
+
+  inc(loc: number): void {
+    this.spaceMap.inc(loc);
+  }
+
+  dec(loc: number): void {
+    this.spaceMap.dec(loc);
+  }
+
+  refCount(loc: number): number {
+    return this.spaceMap.count(loc);
+  }
+
+  isShadowed(loc: number): boolean {
+    return this.shadowed.has(loc);
+  }
+
+  endOperation(): Promise<void> {
+    return this.bm.unpinAll();
+  }
+
+  forgetShadows(): void {
+    this.shadowed.clear();
+  }
+}

@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { type BlockDevice, FileDevice, MemoryDevice } from '../../src/block/index.js';
+import { ExistsError, IoError, NotFoundError } from '../../src/util/index.js';
+import { tempDir } from '../support/temp.js';
+
+const MiB = 1024 * 1024;
+const dir = await tempDir('thinp-block-');
+
+/** Makes a new device of `size` bytes; with `readOnly`, one whose first byte is 0x5a. */
+type Factory = (size: number, options?: { readOnly?: boolean }) => Promise<BlockDevice>;
+
+let fileCount = 0;
+const fileFactory: Factory = async (size, options = {}) => {
+  const file = path.join(dir, `device-${fileCount++}.img`);
+  const device = await FileDevice.open(file, { create: { size } });
+  if (options.readOnly !== true) return device;
+  await device.write(Uint8Array.of(0x5a), 0);
+  await device.close();
+  return FileDevice.open(file, { readOnly: true });
+};
+
+const memoryFactory: Factory = async (size, options = {}) => {
+  if (options.readOnly !== true) return new MemoryDevice(size);
+  // A read-only memory device can hold only zeros, so it reads back nothing written.
+  return new MemoryDevice(size, 'memory', { readOnly: true });
+};
+
+async function readBack(device: BlockDevice, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length, 0xee);
+  await device.read(buf, offset);
+  return buf;
+}
+
+async function rejectsIo(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof IoError, `expected an IoError, got ${String(err)}`);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+/** The BlockDevice contract, run over one implementation. */
+function describeBlockDevice(name: string, make: Factory): void {
+  describe(`BlockDevice contract: ${name}`, () => {
+    test('reports the size it was made with and is writable by default', async () => {
+      const device = await make(3 * MiB);
+      assert.equal(device.size, 3 * MiB);
+      assert.equal(device.readOnly, false);
+      await device.close();
+    });
+
+    test('reads back writes at unaligned offsets and lengths', async () => {
+      const device = await make(1 * MiB);
+      const cases: [number, number][] = [
+        [0, 1],
+        [1, 4095],
+        [4096, 1],
+        [4097, 9000],
+        [65_535, 131_073],
+        [MiB - 7, 7],
+      ];
+      const written = cases.map(([offset, length]) => ({ offset, data: randomBytes(length) }));
+      for (const { offset, data } of written) await device.write(data, offset);
+      for (const { offset, data } of written) {
+        assert.deepEqual(await readBack(device, offset, data.length), data);
+      }
+      await device.close();
+    });
+
+    test('lets a later write replace part of an earlier one', async () => {
+      const device = await make(64 * 1024);
+      await device.write(Buffer.alloc(10_000, 1), 100);
+      await device.write(Buffer.alloc(3, 2), 4094);
+      const expected = Buffer.alloc(10_000, 1);
+      expected.fill(2, 3994, 3997);
+      assert.deepEqual(await readBack(device, 100, 10_000), expected);
+      await device.close();
+    });
+
+    test('reads zeros from ranges never written, also beside written ones', async () => {
+      const device = await make(1 * MiB);
+      assert.deepEqual(await readBack(device, 12_345, 70_000), Buffer.alloc(70_000));
+      await device.write(Buffer.alloc(10, 0xff), 5000);
+      const around = await readBack(device, 4990, 30);
+      assert.deepEqual(
+        around,
+        Buffer.concat([Buffer.alloc(10), Buffer.alloc(10, 0xff), Buffer.alloc(10)]),
+      );
+      await device.close();
+    });
+
+    test('accepts an empty read or write at the very end', async () => {
+      const device = await make(4096);
+      await device.write(new Uint8Array(0), 4096);
+      await device.read(new Uint8Array(0), 4096);
+      await device.close();
+    });
+
+    test('refuses ranges outside the device, naming offset, length and size', async () => {
+      const device = await make(8192);
+      await rejectsIo(device.read(new Uint8Array(2), 8191), /2 bytes at offset 8191 .*8192 bytes/);
+      await rejectsIo(device.write(new Uint8Array(1), 8192), /1 bytes at offset 8192/);
+      await rejectsIo(device.read(new Uint8Array(1), -1), /offset -1/);
+      await rejectsIo(device.write(new Uint8Array(1), 0.5), /offset 0.5/);
+      assert.deepEqual(await readBack(device, 8190, 2), Buffer.alloc(2));
+      await device.close();
+    });
+
+    test('grows, keeping the old contents and reading zeros in the new space', async () => {
+      const device = await make(4096);
+      await device.write(Buffer.alloc(4096, 7), 0);
+      await device.grow(3 * 4096 + 5);
+      assert.equal(device.size, 3 * 4096 + 5);
+      assert.deepEqual(await readBack(device, 0, 4096), Buffer.alloc(4096, 7));
+      assert.deepEqual(await readBack(device, 4096, 2 * 4096 + 5), Buffer.alloc(2 * 4096 + 5));
+      await device.write(Buffer.alloc(5, 9), 3 * 4096);
+      assert.deepEqual(await readBack(device, 3 * 4096, 5), Buffer.alloc(5, 9));
+      await device.close();
+    });
+
+    test('never shrinks', async () => {
+      const device = await make(8192);
+      await rejectsIo(device.grow(4096), /cannot grow from 8192 bytes to 4096 bytes/);
+      assert.equal(device.size, 8192);
+      await device.grow(8192);
+      assert.equal(device.size, 8192);
+      await device.close();
+    });
+
+    test('refuses writes and growth when read-only, but reads', async () => {
+      const device = await make(8192, { readOnly: true });
+      assert.equal(device.readOnly, true);
+      await rejectsIo(device.write(Uint8Array.of(1), 0), /read-only/);
+      await rejectsIo(device.grow(16_384), /read-only/);
+      assert.equal(device.size, 8192);
+      const first = (await readBack(device, 0, 1))[0];
+      assert.ok(first === 0x5a || first === 0, `unexpected first byte ${first}`);
+      await device.close();
+    });
+
+    test('flushes after writes in flight, and the writes stay readable', async () => {
+      const device = await make(1 * MiB);
+      const data = randomBytes(256 * 1024);
+      const writes = [0, 1, 2, 3].map((i) =>
+        device.write(data.subarray(i * 65_536, (i + 1) * 65_536), i * 65_536),
+      );
+      await device.flush();
+      await Promise.all(writes);
+      assert.deepEqual(await readBack(device, 0, data.length), data);
+      await device.flush();
+      await device.close();
+    });
+
+    test('fails every call after close, and closing twice is harmless', async () => {
+      const device = await make(8192);
+      await device.close();
+      await device.close();
+      await rejectsIo(device.read(new Uint8Array(1), 0), /closed/);
+      await rejectsIo(device.write(new Uint8Array(1), 0), /closed/);
+      await rejectsIo(device.flush(), /closed/);
+      await rejectsIo(device.grow(16_384), /closed/);
+    });
+  });
+}
+
+describeBlockDevice('FileDevice', fileFactory);
+describeBlockDevice('MemoryDevice', memoryFactory);
+
+describe('FileDevice', () => {
+  test('creates a sparse file of the given size', async () => {
+    const file = path.join(dir, 'sparse.img');
+    const device = await FileDevice.open(file, { create: { size: 16 * 1024 * MiB } });
+    await device.write(Buffer.alloc(4096, 1), 8 * 1024 * MiB);
+    await device.flush();
+    await device.close();
+    const info = await stat(file);
+    assert.equal(info.size, 16 * 1024 * MiB);
+    assert.ok(info.blocks * 512 <= MiB, `${info.blocks * 512} bytes allocated`);
+  });
+
+  test('refuses to create a file that exists', async () => {
+    const file = path.join(dir, 'exists.img');
+    await writeFile(file, 'x');
+    await assert.rejects(FileDevice.open(file, { create: { size: 4096 } }), ExistsError);
+    assert.equal(await readFile(file, 'utf8'), 'x');
+  });
+
+  test('reports a missing file as not found, with a hint', async () => {
+    const file = path.join(dir, 'missing.img');
+    await assert.rejects(FileDevice.open(file), (err: unknown) => {
+      assert.ok(err instanceof NotFoundError);
+      assert.match(err.message, /missing\.img: no such file/);
+      assert.ok(err.hint !== undefined);
+      return true;
+    });
+  });
+
+  test('opens an existing file at its size and reads its contents', async () => {
+    const file = path.join(dir, 'existing.img');
+    await writeFile(file, Buffer.alloc(10_000, 3));
+    const device = await FileDevice.open(file, { readOnly: true });
+    assert.equal(device.size, 10_000);
+    assert.deepEqual(await readBack(device, 9990, 10), Buffer.alloc(10, 3));
+    await device.close();
+  });
+
+  test('makes flushed writes visible to other readers of the file', async () => {
+    const file = path.join(dir, 'flushed.img');
+    const device = await FileDevice.open(file, { create: { size: 8192 } });
+    const write = device.write(Buffer.alloc(100, 0x42), 1000);
+    await device.flush();
+    assert.deepEqual((await readFile(file)).subarray(1000, 1100), Buffer.alloc(100, 0x42));
+    await write;
+    await device.close();
+  });
+
+  test('reads zeros past the physical end of a file shortened behind its back', async () => {
+    const file = path.join(dir, 'shortened.img');
+    const device = await FileDevice.open(file, { create: { size: 8192 } });
+    await device.write(Buffer.alloc(8192, 0x11), 0);
+    await truncate(file, 5000);
+    const buf = await readBack(device, 4000, 4192);
+    assert.deepEqual(buf, Buffer.concat([Buffer.alloc(1000, 0x11), Buffer.alloc(3192)]));
+    await device.close();
+  });
+});
+
+describe('MemoryDevice', () => {
+  test('costs nothing until written, even when huge', async () => {
+    const device = new MemoryDevice(16 * 1024 * MiB);
+    assert.equal(device.allocatedPages, 0);
+    assert.deepEqual(await readBack(device, 15 * 1024 * MiB, 8192), Buffer.alloc(8192));
+    await device.write(Uint8Array.of(1, 2), 4095);
+    assert.equal(device.allocatedPages, 2);
+    await device.close();
+  });
+
+  test('keeps its own copy of written data', async () => {
+    const device = new MemoryDevice(4096);
+    const data = Buffer.alloc(16, 1);
+    await device.write(data, 0);
+    data.fill(2);
+    assert.deepEqual(await readBack(device, 0, 16), Buffer.alloc(16, 1));
+    await device.close();
+  });
+
+  test('names itself in errors', async () => {
+    const device = new MemoryDevice(4096, 'scratch');
+    await rejectsIo(device.read(new Uint8Array(1), 4096), /^scratch: read failed/);
+  });
+});
