@@ -392,6 +392,61 @@ export class PoolMetadata {
   }
 
   // -------------------------------------------------------------------------------------
+  // Import (restoring a dump: values are given, not derived from the pool's clock)
+
+  /** Creates device `id` with the given details (mapped_blocks is counted as mappings arrive). */
+  importDevice(id: number, details: Omit<DeviceDetails, 'mappedBlocks'>): Promise<void> {
+    return this.change(async () => {
+      checkThinId(id);
+      await this.mustNotExist(id);
+      const root = await btree.emptyTree(this.trees.bottom);
+      this.mappingRoot = (await btree.insert(this.trees.top, this.mappingRoot, id, u64(root))).root;
+      this.details.set(id, { d: { ...details, mappedBlocks: 0 }, changed: true });
+    });
+  }
+
+  /**
+   * Maps `vblock` of device `id` to `dataBlock` with the given time, taking a new reference
+   * on the data block (as thin_restore does: each device's leaves hold their own references).
+   */
+  importMapping(id: number, vblock: number, dataBlock: number, time: number): Promise<void> {
+    return this.change(async () => {
+      checkVblock(vblock);
+      if (!Number.isSafeInteger(dataBlock) || dataBlock < 0 || dataBlock >= this.dsm.size) {
+        throw new BadInputError(
+          `mapping beyond end of data device: data block ${dataBlock} of ${this.dsm.size}`,
+        );
+      }
+      if (!Number.isSafeInteger(time) || time < 0 || time >= TIME_LIMIT) {
+        throw new BadInputError(`mapping time ${time} is out of range (0 .. 2^24 - 1)`);
+      }
+      const d = await this.detailsOf(id);
+      await this.dsm.inc(dataBlock);
+      const value = encodeBlockTime({ dataBlock, time });
+      const inserted = await this.inSubtree(id, async (root) => {
+        const r = await btree.insert(this.trees.bottom, root, vblock, value);
+        return { root: r.root, result: r.inserted };
+      });
+      if (!inserted) {
+        throw new BadInputError(`thin device ${id} maps virtual block ${vblock} twice`);
+      }
+      this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
+    });
+  }
+
+  /** Sets the superblock fields a dump carries: pool time, transaction id and flags. */
+  importPoolState(state: { time: number; transactionId: number; flags: number }): Promise<void> {
+    return this.change(async () => {
+      if (!Number.isSafeInteger(state.time) || state.time < 0 || state.time >= TIME_LIMIT) {
+        throw new BadInputError(`pool time ${state.time} is out of range (0 .. 2^24 - 1)`);
+      }
+      this.poolTime = state.time;
+      this.transId = state.transactionId;
+      this.flags = state.flags;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
   // Pool state
 
   get dataBlockSize(): number {

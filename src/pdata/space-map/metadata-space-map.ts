@@ -80,6 +80,7 @@ export class MetadataSpaceMap implements MetadataAllocator {
   ): Promise<MetadataSpaceMap> {
     const sm = new MetadataSpaceMap(tm, checkSize(nrBlocks));
     tm.attach(sm);
+    for (let j = 0; j < sm.bitmapLocs.length; j++) sm.dirtyBitmaps.add(j);
     for (let b = 0; b < reserved; b++) sm.setCount(b, 1);
     sm.refRoot = await btree.emptyTree(sm.refInfo);
     return sm;

@@ -76,6 +76,12 @@ const ELEMENTS: Readonly<Record<ElementName, ElementSpec>> = {
   range_mapping: { required: ['origin_begin', 'data_begin', 'length', 'time'], optional: [] },
 };
 const ELEMENT_NAMES = Object.keys(ELEMENTS);
+const KNOWN = new Map<string, ReadonlySet<string>>(
+  Object.entries(ELEMENTS).map(([name, spec]) => [
+    name,
+    new Set([...spec.required, ...spec.optional]),
+  ]),
+);
 
 function isElementName(name: string): name is ElementName {
   return Object.hasOwn(ELEMENTS, name);
@@ -93,6 +99,11 @@ const NAMED_ENTITIES: Readonly<Record<string, string>> = {
   apos: "'",
 };
 const LT = 0x3c;
+const FAST_SINGLE = /<single_mapping origin_block="(\d+)" data_block="(\d+)" time="(\d+)"\/>/y;
+const FAST_RANGE =
+  /<range_mapping origin_begin="(\d+)" data_begin="(\d+)" length="(\d+)" time="(\d+)"\/>/y;
+/** Events handed out together: fewer generator steps, little memory. */
+const BATCH = 256;
 
 interface OpenElement {
   name: ElementName;
@@ -130,6 +141,8 @@ class DumpXmlParser {
   private eof = false;
   private sawSuperblock = false;
   private readonly open: OpenElement[] = [];
+  /** Events completed by the steps taken so far and not yet handed out. */
+  private out: XmlEvent[] = [];
 
   *push(text: string): Generator<XmlEvent> {
     if (this.base === 0 && this.buf === '' && text.startsWith('\uFEFF')) text = text.slice(1);
@@ -156,18 +169,57 @@ class DumpXmlParser {
     }
   }
 
+  /** Yields the events of every markup the buffer holds whole, a batch at a time. */
   private *steps(): Generator<XmlEvent> {
-    for (;;) {
-      const start = this.skipSpace();
-      if (start >= this.buf.length) return;
-      if (this.buf.charCodeAt(start) !== LT) {
-        this.fail(start, 'text is not allowed here', 'only tags may appear in a dump: remove it');
-      }
-      const end = this.markupEnd(start);
-      if (end < 0) return;
-      yield* this.markup(start, end);
-      this.advance(end);
+    while (this.step()) {
+      if (this.out.length >= BATCH) yield* this.takeEvents();
     }
+    yield* this.takeEvents();
+  }
+
+  private takeEvents(): XmlEvent[] {
+    const events = this.out;
+    this.out = [];
+    return events;
+  }
+
+  /** Consumes the next whole markup, if the buffer holds one; says whether it did. */
+  private step(): boolean {
+    const start = this.skipSpace();
+    if (start >= this.buf.length) return false;
+    if (this.buf.charCodeAt(start) !== LT) {
+      this.fail(start, 'text is not allowed here', 'only tags may appear in a dump: remove it');
+    }
+    if (this.fastMapping(start)) return true;
+    const end = this.markupEnd(start);
+    if (end < 0) return false;
+    this.markup(start, end);
+    this.advance(end);
+    return true;
+  }
+
+  /**
+   * Consumes a mapping written exactly as thin_dump writes it, without the general tag
+   * reader, and says whether it did. Anything else, including a mapping in the wrong place
+   * or with too large a number, is left to the general reader and its error messages.
+   */
+  private fastMapping(start: number): boolean {
+    if (this.open.at(-1)?.name !== 'device') return false;
+    const single = this.buf.charCodeAt(start + 1) === 0x73; // 's'
+    const pattern = single ? FAST_SINGLE : FAST_RANGE;
+    pattern.lastIndex = start;
+    const match = pattern.exec(this.buf);
+    if (match === null) return false;
+    const numbers = match.slice(1).map(Number);
+    if (!numbers.every(Number.isSafeInteger)) return false;
+    const [vblock = 0, dataBlock = 0, third = 0, fourth = 0] = numbers;
+    const run: MappingRun = single
+      ? { vblock, dataBlock, length: 1, time: third }
+      : { vblock, dataBlock, length: third, time: fourth };
+    const at = { line: this.line, column: this.base + start - this.lineStart + 1 };
+    this.out.push({ kind: 'run', run, at });
+    this.pos = start + match[0].length;
+    return true;
   }
 
   /** The offset just after the markup starting at `start`, or -1 if it is not all here. */
@@ -215,14 +267,14 @@ class DumpXmlParser {
     return this.fail(start, `the tag <${name}> does not end with '>'`, 'is a quote missing?');
   }
 
-  private *markup(start: number, end: number): Generator<XmlEvent> {
+  private markup(start: number, end: number): void {
     const next = this.buf[start + 1];
     if (next === '?' || next === '!') return;
-    if (next === '/') yield* this.endTag(start, end);
-    else yield* this.startTag(this.readTag(start, end));
+    if (next === '/') this.endTag(start, end);
+    else this.startTag(this.readTag(start, end));
   }
 
-  private *endTag(start: number, end: number): Generator<XmlEvent> {
+  private endTag(start: number, end: number): void {
     const name = this.elementName(start, start + 2);
     const after = skipSpace(this.buf, start + 2 + name.length);
     if (after !== end - 1) this.fail(after, `expected '>' to end </${name}>`);
@@ -238,8 +290,8 @@ class DumpXmlParser {
       );
     }
     this.open.pop();
-    if (name === 'device') yield { kind: 'endDevice', at: this.where(start) };
-    if (name === 'superblock') yield { kind: 'end', at: this.where(start) };
+    if (name === 'device') this.out.push({ kind: 'endDevice', at: this.where(start) });
+    if (name === 'superblock') this.out.push({ kind: 'end', at: this.where(start) });
   }
 
   /** The known element name at `offset`; fails on a missing or unknown one. */
@@ -300,21 +352,21 @@ class DumpXmlParser {
     return close + 1;
   }
 
-  private *startTag(tag: Tag): Generator<XmlEvent> {
+  private startTag(tag: Tag): void {
     this.checkPlace(tag);
     this.checkAttributeNames(tag);
     const at = tag.at;
     if (tag.name === 'superblock') {
       this.sawSuperblock = true;
-      yield { kind: 'superblock', info: this.superblockInfo(tag), at };
+      this.out.push({ kind: 'superblock', info: this.superblockInfo(tag), at });
     } else if (tag.name === 'device') {
-      yield { kind: 'device', info: this.deviceInfo(tag), at };
+      this.out.push({ kind: 'device', info: this.deviceInfo(tag), at });
     } else {
-      yield { kind: 'run', run: this.mappingRun(tag), at };
+      this.out.push({ kind: 'run', run: this.mappingRun(tag), at });
     }
     if (!tag.selfClosing) this.open.push({ name: tag.name, at });
-    else if (tag.name === 'device') yield { kind: 'endDevice', at };
-    else if (tag.name === 'superblock') yield { kind: 'end', at };
+    else if (tag.name === 'device') this.out.push({ kind: 'endDevice', at });
+    else if (tag.name === 'superblock') this.out.push({ kind: 'end', at });
   }
 
   /** Fails unless the element may appear inside the innermost open one. */
@@ -342,9 +394,9 @@ class DumpXmlParser {
 
   private checkAttributeNames(tag: Tag): void {
     const spec = ELEMENTS[tag.name];
-    const known = [...spec.required, ...spec.optional];
     for (const [name, attribute] of tag.attributes) {
-      if (known.includes(name)) continue;
+      if (KNOWN.get(tag.name)?.has(name)) continue;
+      const known = [...spec.required, ...spec.optional];
       const guess = closestMatch(name, known);
       this.fail(
         attribute.nameOffset,
