@@ -1,7 +1,23 @@
 /**
  * tools: offline metadata tools compatible with thin-provisioning-tools: check, dump and
- * restore (thin_dump XML), repair, ls. Imports thin, pdata, block and util. Nothing is
- * exported yet.
+ * restore (thin_dump XML), repair, ls. Imports thin, pdata, block and util.
  */
 
-export {};
+export type { BlockDevice } from '../block/index.js';
+export { type DumpOptions, dumpMetadata } from './dump.js';
+export { createMetadataFile, openMetadataFile } from './metadata-file.js';
+export {
+  COMMIT_EVERY,
+  type RestoreOptions,
+  type RestoreSummary,
+  restoreMetadata,
+} from './restore.js';
+export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
+export { type DumpSink, DumpWriter, formatDumpXml } from './xml/dump-writer.js';
+export type {
+  DeviceInfo,
+  MappingRun,
+  MetadataImage,
+  SuperblockInfo,
+  XmlEvent,
+} from './xml/metadata-image.js';

@@ -65,7 +65,7 @@ describe('btree node layout', () => {
     btreeNodeValidator.prepare(buf, 7);
     btreeNodeValidator.check(buf, 7);
     assert.throws(() => btreeNodeValidator.check(buf, 8), BadBlockError);
-    buf[100] ^= 1;
+    buf.writeUInt8(buf.readUInt8(100) ^ 1, 100);
     assert.throws(
       () => btreeNodeValidator.check(buf, 7),
       (err: unknown) => err instanceof ChecksumError && /metadata block 7/.test(err.message),
