@@ -88,6 +88,7 @@ export function arbOp(options: OpOptions): fc.Arbitrary<Op> {
 export class ModelDriver {
   model = new MetadataModel();
   committed = new MetadataModel();
+  private committedBlocks = new Set<number>();
   commits = 0;
 
   constructor(readonly md: PoolMetadata) {}
@@ -118,7 +119,8 @@ export class ModelDriver {
       case 'write': {
         const id = picked(op.pick);
         if (id === undefined) return;
-        for (let i = 0; i < op.count; i++) await this.write(id, op.vblock + i);
+        const inUse = this.model.referencedBlocks();
+        for (let i = 0; i < op.count; i++) await this.write(id, op.vblock + i, inUse);
         return;
       }
       case 'remove': {
@@ -154,43 +156,50 @@ export class ModelDriver {
   }
 
   /** A write as the pool does it: provision when unmapped, copy when shared. */
-  private async write(id: number, vblock: number): Promise<void> {
+  private async write(id: number, vblock: number, inUse: Set<number>): Promise<void> {
     const maps = this.model.devices.get(id) as Mappings;
     const mapping = await this.md.lookup(id, vblock);
     assert.equal(mapping?.dataBlock, maps.get(vblock), `lookup of ${id}:${vblock}`);
     if (mapping !== undefined && !mapping.shared) return;
     const block = await this.md.allocDataBlock();
     assert.ok(
-      !this.model.referencedBlocks().has(block) && !this.committed.referencedBlocks().has(block),
+      !inUse.has(block) && !this.committedBlocks.has(block),
       `data block ${block} was handed out while still referenced`,
     );
     await this.md.insertMapping(id, vblock, block);
     maps.set(vblock, block);
+    inUse.add(block);
   }
 
   async commit(): Promise<void> {
     await this.md.commit();
     this.committed = this.model.clone();
+    this.committedBlocks = this.committed.referencedBlocks();
     this.commits++;
     await this.verify();
   }
 
   /** The metadata says exactly what the model says. */
-  async verify(): Promise<void> {
-    assert.deepEqual(await this.md.deviceIds(), this.model.ids());
-    for (const [id, maps] of this.model.devices) {
-      const seen: Array<[number, number]> = [];
-      await this.md.walkMappings(id, (vblock, dataBlock) => {
-        seen.push([vblock, dataBlock]);
-      });
-      const want = [...maps.entries()].sort((a, b) => a[0] - b[0]);
-      assert.deepEqual(seen, want, `mappings of device ${id}`);
-      assert.equal(await this.md.mappedBlocks(id), maps.size, `mapped_blocks of ${id}`);
-    }
-    assert.equal(
-      this.md.dataUsage.usedBlocks,
-      this.model.referencedBlocks().size,
-      'data blocks in use = distinct blocks the model maps',
-    );
+  verify(): Promise<void> {
+    return assertMatches(this.md, this.model);
   }
+}
+
+/** `md` holds exactly the devices and mappings of `model`. */
+export async function assertMatches(md: PoolMetadata, model: MetadataModel): Promise<void> {
+  assert.deepEqual(await md.deviceIds(), model.ids());
+  for (const [id, maps] of model.devices) {
+    const seen: Array<[number, number]> = [];
+    await md.walkMappings(id, (vblock, dataBlock) => {
+      seen.push([vblock, dataBlock]);
+    });
+    const want = [...maps.entries()].sort((a, b) => a[0] - b[0]);
+    assert.deepEqual(seen, want, `mappings of device ${id}`);
+    assert.equal(await md.mappedBlocks(id), maps.size, `mapped_blocks of ${id}`);
+  }
+  assert.equal(
+    md.dataUsage.usedBlocks,
+    model.referencedBlocks().size,
+    'data blocks in use = distinct blocks the model maps',
+  );
 }
