@@ -7,8 +7,9 @@
  * - Writable buffers (`create`, `copy`, `writable`) are dirty and pinned until `unpinAll`;
  *   the caller may change them freely until then. Only the transaction manager asks for
  *   them, and only for blocks that are not part of the committed state.
- * - When the cache is over its size, the least recently used unpinned blocks leave it;
- *   dirty ones are written out first (safe: no committed state lives in a dirty block).
+ * - When the cache is over its size, unpinned blocks not used since the clock hand last
+ *   passed them leave it (the CLOCK approximation of LRU); dirty ones are written out first
+ *   (safe: no committed state lives in a dirty block).
  * - `flush` writes every dirty block, then flushes the device. `writeSuperblock` writes
  *   block 0 and flushes again. Nothing else ever writes block 0.
  * - Once a write or flush fails the manager is failed: every later call rethrows.
@@ -24,6 +25,8 @@ interface CacheEntry {
   validator: BlockValidator;
   dirty: boolean;
   pinned: boolean;
+  /** Used since the clock hand last passed: spared once more. */
+  referenced: boolean;
 }
 
 export interface BlockManagerOptions {
@@ -36,6 +39,8 @@ export class BlockManager {
   private readonly capacity: number;
   private readonly cache = new Map<number, CacheEntry>();
   private readonly pinned = new Set<number>();
+  /** The clock hand: a live iterator over the cache, restarted when it runs out. */
+  private hand: Iterator<[number, CacheEntry]> | undefined;
   private failure: unknown;
   /** Reads from the device since creation (for tests and statistics). */
   deviceReads = 0;
@@ -71,7 +76,7 @@ export class BlockManager {
     await this.device.read(buf, loc * METADATA_BLOCK_SIZE);
     this.deviceReads++;
     validator.check(buf, loc);
-    await this.insert(loc, { buf, validator, dirty: false, pinned: false });
+    await this.insert(loc, { buf, validator, dirty: false, pinned: false, referenced: true });
     return buf;
   }
 
@@ -137,6 +142,7 @@ export class BlockManager {
   discardAll(): void {
     this.cache.clear();
     this.pinned.clear();
+    this.hand = undefined;
   }
 
   /** Marks the manager failed with `cause` (every later call rethrows it). */
@@ -151,15 +157,12 @@ export class BlockManager {
   private async insertWritable(loc: number, buf: Buffer, validator: BlockValidator) {
     this.cache.delete(loc);
     this.pinned.add(loc);
-    await this.insert(loc, { buf, validator, dirty: true, pinned: true });
+    await this.insert(loc, { buf, validator, dirty: true, pinned: true, referenced: true });
   }
 
   private touch(loc: number): CacheEntry | undefined {
     const entry = this.cache.get(loc);
-    if (entry !== undefined) {
-      this.cache.delete(loc);
-      this.cache.set(loc, entry);
-    }
+    if (entry !== undefined) entry.referenced = true;
     return entry;
   }
 
@@ -169,13 +172,30 @@ export class BlockManager {
   }
 
   private async evict(): Promise<void> {
-    if (this.cache.size <= this.capacity + this.pinned.size) return;
-    for (const [loc, entry] of this.cache) {
-      if (this.cache.size <= this.capacity + this.pinned.size) break;
+    // Two full turns of the hand clear every reference bit, so the loop ends.
+    for (let steps = 2 * this.cache.size; steps > 0; steps--) {
+      if (this.cache.size <= this.capacity + this.pinned.size) return;
+      const next = this.nextOnClock();
+      if (next === undefined) return;
+      const [loc, entry] = next;
       if (entry.pinned) continue;
+      if (entry.referenced) {
+        entry.referenced = false;
+        continue;
+      }
       if (entry.dirty) await this.writeOut(loc, entry);
-      this.cache.delete(loc);
+      if (this.cache.get(loc) === entry && !entry.pinned) this.cache.delete(loc);
     }
+  }
+
+  private nextOnClock(): [number, CacheEntry] | undefined {
+    for (let restarts = 0; restarts < 2; restarts++) {
+      this.hand ??= this.cache.entries();
+      const step = this.hand.next();
+      if (step.done !== true) return step.value;
+      this.hand = undefined;
+    }
+    return undefined;
   }
 
   private async writeOut(loc: number, entry: CacheEntry): Promise<void> {

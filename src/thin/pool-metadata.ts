@@ -57,6 +57,7 @@ import {
   SUPERBLOCK_VERSION,
   type Superblock,
   superblockValidator,
+  UUID_SIZE,
 } from './format/superblock.js';
 import { type ThinTrees, thinTrees } from './value-types.js';
 
@@ -362,6 +363,11 @@ export class PoolMetadata {
     return this.query(async () => btree.highestKey(this.trees.bottom, await this.subtreeRoot(id)));
   }
 
+  /** Levels of device `id`'s mapping tree: 1 while its mappings fit one leaf. */
+  mappingTreeDepth(id: number): Promise<number> {
+    return this.query(async () => btree.depth(this.trees.bottom, await this.subtreeRoot(id)));
+  }
+
   /** Visits the mappings of device `id` in increasing virtual block order. */
   walkMappings(
     id: number,
@@ -421,28 +427,47 @@ export class PoolMetadata {
         throw new BadInputError(`mapping time ${time} is out of range (0 .. 2^24 - 1)`);
       }
       const d = await this.detailsOf(id);
-      await this.dsm.inc(dataBlock);
       const value = encodeBlockTime({ dataBlock, time });
-      const inserted = await this.inSubtree(id, async (root) => {
-        const r = await btree.insert(this.trees.bottom, root, vblock, value);
-        return { root: r.root, result: r.inserted };
+      // The tree may be reshaped (shadowed, split) before the duplicate is seen, but its
+      // contents are unchanged until the new entry goes in.
+      await this.inSubtree(id, async (root) => {
+        const slot = await btree.insertSlot(this.trees.bottom, root, vblock);
+        if (slot.exists) {
+          throw new BadInputError(`thin device ${id} maps virtual block ${vblock} twice`);
+        }
+        slot.leaf.insertAt(slot.index, vblock, value);
+        return { root: slot.root, result: undefined };
       });
-      if (!inserted) {
-        throw new BadInputError(`thin device ${id} maps virtual block ${vblock} twice`);
-      }
+      await this.dsm.inc(dataBlock);
       this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
     });
   }
 
   /** Sets the superblock fields a dump carries: pool time, transaction id and flags. */
-  importPoolState(state: { time: number; transactionId: number; flags: number }): Promise<void> {
+  importPoolState(state: {
+    time: number;
+    transactionId: number;
+    flags: number;
+    uuid?: string;
+  }): Promise<void> {
     return this.change(async () => {
       if (!Number.isSafeInteger(state.time) || state.time < 0 || state.time >= TIME_LIMIT) {
         throw new BadInputError(`pool time ${state.time} is out of range (0 .. 2^24 - 1)`);
       }
+      if (!Number.isInteger(state.flags) || state.flags < 0 || state.flags >= 2 ** 32) {
+        throw new BadInputError(`superblock flags ${state.flags} do not fit 32 bits`);
+      }
+      if (!Number.isSafeInteger(state.transactionId) || state.transactionId < 0) {
+        throw new BadInputError(`transaction id ${state.transactionId} is out of range`);
+      }
       this.poolTime = state.time;
       this.transId = state.transactionId;
       this.flags = state.flags;
+      if (state.uuid !== undefined) {
+        const uuid = Buffer.alloc(UUID_SIZE);
+        Buffer.from(state.uuid, 'utf8').copy(uuid, 0, 0, UUID_SIZE);
+        this.committed = { ...this.committed, uuid };
+      }
     });
   }
 

@@ -4,6 +4,7 @@
  */
 
 export type { BlockDevice } from '../block/index.js';
+export * from './check/index.js';
 export { type DumpOptions, dumpMetadata } from './dump.js';
 export { createMetadataFile, openMetadataFile } from './metadata-file.js';
 export {

@@ -4,15 +4,24 @@
  * reported, never rounded.
  */
 
+import { MetadataCorruptError } from './errors.js';
+
 const TWO_32 = 2 ** 32;
 
-/** Reads a little-endian u64 at `offset`; throws a RangeError above 2^53 - 1. */
+/**
+ * Reads a little-endian u64 at `offset`. On-disk values above 2^53 - 1 are never written by
+ * a sound writer, so one is reported as damaged metadata.
+ */
 export function readU64LE(buf: Uint8Array, offset: number): number {
   const b = buf as Buffer;
   const lo = b.readUInt32LE(offset);
   const hi = b.readUInt32LE(offset + 4);
   if (hi > 0x1fffff) {
-    throw new RangeError(`64-bit value at offset ${offset} is above 2^53 - 1`);
+    throw new MetadataCorruptError(
+      'metadata field',
+      undefined,
+      `the 64-bit value at byte ${offset} of its structure is beyond 2^53`,
+    );
   }
   return hi * TWO_32 + lo;
 }

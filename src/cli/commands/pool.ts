@@ -3,8 +3,6 @@ import { sizeArgument } from '../arguments.js';
 import { planned, requireOneOf } from '../context.js';
 import type { CliIo } from '../io.js';
 
-const METADATA_FILE = 'work on this metadata file instead of the pool under the root';
-
 export function addPoolCommands(program: Command, io: CliIo): void {
   const pool = program
     .command('pool')
@@ -35,38 +33,5 @@ export function addPoolCommands(program: Command, io: CliIo): void {
       .option('--add-device <device>', 'add this block device to the data space'),
     io,
     (self) => requireOneOf(self, ['dataSize', 'metadataSize', 'addDevice']),
-  );
-}
-
-/** check, dump, restore, repair: as thin_check, thin_dump, thin_restore, thin_repair. */
-export function addMetadataToolCommands(program: Command, io: CliIo): void {
-  planned(
-    program
-      .command('check')
-      .description('check the pool metadata, as thin_check')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
-  );
-  planned(
-    program
-      .command('dump')
-      .description('write the pool metadata as thin_dump XML to stdout')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
-  );
-  planned(
-    program
-      .command('restore')
-      .description('write pool metadata from thin_dump XML, as thin_restore')
-      .requiredOption('-i, --input <file>', 'the XML to restore')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
-  );
-  planned(
-    program
-      .command('repair')
-      .description('rebuild damaged pool metadata from what can still be read, as thin_repair')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
   );
 }

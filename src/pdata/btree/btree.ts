@@ -116,6 +116,17 @@ export async function highestKey(info: BTreeInfo, root: number): Promise<number 
   throw tooDeep(loc);
 }
 
+/** The number of levels of the tree at `root` (1 for a single leaf). */
+export async function depth(info: BTreeInfo, root: number): Promise<number> {
+  let loc = root;
+  for (let level = 1; level <= MAX_DEPTH; level++) {
+    const node = await readNode(info, loc);
+    if (node.isLeaf) return level;
+    loc = node.valueU64(0);
+  }
+  throw tooDeep(root);
+}
+
 /**
  * Visits every entry in key order. The value passed to `visit` is a view that is only valid
  * during the call. `visitLeaf`, when given, is told of each leaf first.

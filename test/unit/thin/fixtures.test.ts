@@ -129,7 +129,8 @@ describe('the engine changes what the tools and the kernel wrote', () => {
       const got = new Map<number, Map<number, number>>();
       for (const d of dumped.devices) {
         const maps = new Map<number, number>();
-        for (const r of d.runs) for (let i = 0; i < r.length; i++) maps.set(r.vblock + i, r.dataBlock + i);
+        for (const r of d.runs)
+          for (let i = 0; i < r.length; i++) maps.set(r.vblock + i, r.dataBlock + i);
         got.set(d.info.devId, maps);
       }
       assert.deepEqual(got, expected);
