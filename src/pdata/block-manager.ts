@@ -60,6 +60,11 @@ export class BlockManager {
     return this.cache.size;
   }
 
+  /** The cache's size limit (pinned blocks come on top of it while an operation runs). */
+  get cacheCapacity(): number {
+    return this.capacity;
+  }
+
   /** Reads block `loc` and checks it with `validator` unless it is cached as that kind. */
   async read(loc: number, validator: BlockValidator): Promise<Buffer> {
     this.throwIfFailed();

@@ -530,6 +530,16 @@ export class PoolMetadata {
     return { usedBlocks: this.msm.nrAllocated, totalBlocks: this.msm.size };
   }
 
+  /** How the metadata block cache is doing. */
+  get cacheStats(): { cachedBlocks: number; capacity: number; reads: number; writes: number } {
+    return {
+      cachedBlocks: this.bm.cachedBlocks,
+      capacity: this.bm.cacheCapacity,
+      reads: this.bm.deviceReads,
+      writes: this.bm.deviceWrites,
+    };
+  }
+
   /** The live trees' roots (as of the last operation). */
   get roots(): TreeRoots {
     return { mappingRoot: this.mappingRoot, detailsRoot: this.detailsRoot };
