@@ -142,7 +142,10 @@ function report(log: ProblemLog, c: BitmapComparison, b: number, actual: number,
     return;
   }
   const beyond = b >= c.nrBlocks ? ` (beyond the end of the map, ${c.nrBlocks} blocks)` : '';
-  const message = `${c.noun} reference counts differ for block ${b}${beyond}, expected ${expected}, but got ${actual}`;
+  const inBitmap = c.noun === 'metadata' ? '' : `, in the bitmap at metadata block ${c.loc}`;
+  const message =
+    `${c.noun} reference counts differ for ${c.noun} block ${b}${beyond}: ` +
+    `expected ${expected}, but got ${actual}${inBitmap}`;
   const block = c.noun === 'metadata' && b < c.nrBlocks ? b : c.loc;
   if (c.rule(actual, expected) === 'fatal') log.fatal(c.area, message, block);
   else log.nonFatal(c.area, message, block);

@@ -126,20 +126,20 @@ const CORRUPT: Record<string, Expected> = {
     severity: 'fatal',
     area: 'metadata space map',
     block: 10,
-    message: /block 10, expected 2, but got 1/,
+    message: /block 10: expected 2, but got 1/,
   },
   'meta-refcount-leak': {
     severity: 'non-fatal',
     area: 'metadata space map',
     block: 8,
-    message: /block 8, expected 0, but got 1/,
+    message: /block 8: expected 0, but got 1/,
     onlyNonFatal: true,
   },
   'meta-refcount-too-high': {
     severity: 'non-fatal',
     area: 'metadata space map',
     block: 6,
-    message: /block 6, expected 1, but got 2/,
+    message: /block 6: expected 1, but got 2/,
     onlyNonFatal: true,
   },
   'meta-bitmap-csum': {
@@ -164,19 +164,20 @@ const CORRUPT: Record<string, Expected> = {
     severity: 'fatal',
     area: 'data space map',
     block: 9,
-    message: /data reference counts differ for block 0, expected 1, but got 2/,
+    message:
+      /data reference counts differ for data block 0: expected 1, but got 2, in the bitmap at metadata block/,
   },
   'data-refcount-zero': {
     severity: 'fatal',
     area: 'data space map',
     block: 9,
-    message: /data reference counts differ for block 0, expected 1, but got 0/,
+    message: /data reference counts differ for data block 0: expected 1, but got 0, in the bitmap/,
   },
   'data-refcount-leak': {
     severity: 'non-fatal',
     area: 'data space map',
     block: 9,
-    message: /data reference counts differ for block 500, expected 0, but got 1/,
+    message: /data reference counts differ for data block 500: expected 0, but got 1/,
     onlyNonFatal: true,
   },
 };
