@@ -94,8 +94,10 @@ async function engineReadsAndChanges(meta: string, expectedXml: string): Promise
     await dev.close();
   }
   await runTool('thin_check', [meta]);
-  assert.deepEqual(
-    (await checkMetadata(await FileDevice.open(meta, { readOnly: true }))).problems,
-    [],
-  );
+  const reopened = await FileDevice.open(meta, { readOnly: true });
+  try {
+    assert.deepEqual((await checkMetadata(reopened)).problems, []);
+  } finally {
+    await reopened.close();
+  }
 }
