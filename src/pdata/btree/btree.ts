@@ -222,13 +222,8 @@ export async function insertSlot(info: BTreeInfo, root: number, key: number): Pr
       node.setKey(0, key);
       i = 0;
     }
-    let child = await shadowChild(info, node, i);
-    if (mustSplit(child.node, key)) {
-      const right = await splitOff(info, child.node);
-      node.insertAt(i + 1, right.node.key(0), u64(right.loc));
-      if (key >= right.node.key(0)) child = right;
-    }
-    node = child.node;
+    const child = await shadowChild(info, node, i);
+    node = mustSplit(child.node, key) ? await makeRoom(info, node, i, child, key) : child.node;
   }
   throw tooDeep(top.loc);
 }
@@ -258,6 +253,43 @@ function mustSplit(node: Node, key: number): boolean {
   if (!node.isLeaf) return true;
   const i = node.lowerBound(key);
   return !(i >= 0 && node.key(i) === key);
+}
+
+/** Free slots a sibling must have before entries are moved into it instead of splitting. */
+const SIBLING_SLACK = 8;
+
+/**
+ * Child `i` of `parent` is full: shares its entries with an unshared sibling that has room
+ * (left first, then right), as the kernel does, or else splits it in two. Sharing keeps
+ * nodes fuller than splitting alone (appends fill leaves almost completely). Returns the node
+ * that now covers `key`; it has room for it.
+ */
+async function makeRoom(
+  info: BTreeInfo,
+  parent: Node,
+  i: number,
+  child: Writable,
+  key: number,
+): Promise<Node> {
+  for (const s of [i - 1, i + 1]) {
+    if (s < 0 || s >= parent.nrEntries) continue;
+    const siblingLoc = parent.valueU64(s);
+    if (info.tm.refCount(siblingLoc) !== 1) continue;
+    const peek = await readNode(info, siblingLoc);
+    if (peek.maxEntries - peek.nrEntries < SIBLING_SLACK) continue;
+    const sibling = await shadowChild(info, parent, s);
+    const [left, right, rightIndex] = s < i ? [sibling, child, i] : [child, sibling, s];
+    redistribute(
+      left.node,
+      right.node,
+      Math.floor((left.node.nrEntries + right.node.nrEntries) / 2),
+    );
+    parent.setKey(rightIndex, right.node.key(0));
+    return key >= right.node.key(0) ? right.node : left.node;
+  }
+  const right = await splitOff(info, child.node);
+  parent.insertAt(i + 1, right.node.key(0), u64(right.loc));
+  return key >= right.node.key(0) ? right.node : child.node;
 }
 
 /** Moves the root's entries into two new children; the root becomes internal, in place. */

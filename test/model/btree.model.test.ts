@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { MemoryDevice } from '../../src/block/index.js';
+import {
+  BlockManager,
+  type BTreeInfo,
+  btree,
+  MetadataSpaceMap,
+  plainValue,
+  TransactionManager,
+} from '../../src/pdata/index.js';
+
+async function newTree(
+  cacheBlocks = 64,
+): Promise<{ info: BTreeInfo; root: number; sm: MetadataSpaceMap }> {
+  const tm = new TransactionManager(new BlockManager(new MemoryDevice(64 << 20), { cacheBlocks }));
+  const sm = await MetadataSpaceMap.create(tm, 16_384, 1);
+  const info: BTreeInfo = { tm, valueType: plainValue(8) };
+  const root = await btree.emptyTree(info);
+  return { info, root, sm };
+}
+
+function value(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(n % 2 ** 32, 0);
+  return b;
+}
+
+/**
+ * The tree's shape obeys every rule of the format: sorted keys, keys inside the parent's
+ * range, uniform depth, non-root nodes at least a third full, no empty internal node.
+ * Returns the number of nodes.
+ */
+async function assertShape(info: BTreeInfo, root: number): Promise<number> {
+  let leafDepth = -1;
+  let nodes = 0;
+  const visit = async (loc: number, lo: number, hi: number, depth: number, isRoot: boolean) => {
+    nodes++;
+    const node = await btree.readNode(info, loc);
+    const n = node.nrEntries;
+    if (!isRoot)
+      assert.ok(n >= Math.floor(node.maxEntries / 3), `node ${loc} has only ${n} entries`);
+    for (let i = 0; i < n; i++) {
+      const k = node.key(i);
+      assert.ok(k >= lo && k < hi, `key ${k} of node ${loc} outside [${lo}, ${hi})`);
+      if (i > 0) assert.ok(k > node.key(i - 1), `keys out of order in node ${loc}`);
+    }
+    if (node.isLeaf) {
+      if (leafDepth < 0) leafDepth = depth;
+      assert.equal(depth, leafDepth, 'leaves at different depths');
+      return;
+    }
+    assert.ok(n > 0, `internal node ${loc} is empty`);
+    const children: Array<[number, number, number]> = [];
+    for (let i = 0; i < n; i++) {
+      children.push([node.valueU64(i), node.key(i), i + 1 < n ? node.key(i + 1) : hi]);
+    }
+    for (const [child, clo, chi] of children) await visit(child, clo, chi, depth + 1, false);
+  };
+  await visit(root, 0, Number.MAX_SAFE_INTEGER, 0, true);
+  return nodes;
+}
+
+async function contents(info: BTreeInfo, root: number): Promise<Array<[number, number]>> {
+  const out: Array<[number, number]> = [];
+  await btree.walk(info, root, (k, v) => {
+    out.push([k, v.readUInt32LE(0)]);
+  });
+  return out;
+}
+
+type Op =
+  | { kind: 'insert'; key: number; value: number }
+  | { kind: 'remove'; key: number }
+  | { kind: 'removeRange'; key: number; length: number }
+  | { kind: 'end' };
+
+const arbOps = (keys: number) =>
+  fc.array(
+    fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant('insert' as const),
+          key: fc.nat(keys),
+          value: fc.nat(),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({ kind: fc.constant('remove' as const), key: fc.nat(keys) }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant('removeRange' as const),
+          key: fc.nat(keys),
+          length: fc.integer({ min: 1, max: 2000 }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.constant({ kind: 'end' as const }) },
+    ),
+    { minLength: 100, maxLength: 3000 },
+  );
+
+describe('the btree against a Map', () => {
+  it('agrees after random inserts, removals and range removals, keeping its shape', async () => {
+    await fc.assert(
+      fc.asyncProperty(arbOps(20_000), async (ops) => {
+        let { info, root } = await newTree();
+        const model = new Map<number, number>();
+        for (const op of ops) {
+          if (op.kind === 'insert') {
+            const r = await btree.insert(info, root, op.key, value(op.value));
+            assert.equal(r.inserted, !model.has(op.key));
+            root = r.root;
+            model.set(op.key, op.value);
+          } else if (op.kind === 'remove') {
+            const r = await btree.remove(info, root, op.key);
+            assert.equal(r.removed !== undefined, model.delete(op.key));
+            root = r.root;
+          } else if (op.kind === 'removeRange') {
+            let expected = 0;
+            for (const k of [...model.keys()]) {
+              if (k >= op.key && k < op.key + op.length) expected += model.delete(k) ? 1 : 0;
+            }
+            const r = await btree.removeRange(info, root, op.key, op.key + op.length);
+            assert.equal(r.count, expected);
+            root = r.root;
+          } else {
+            await info.tm.endOperation();
+          }
+        }
+        await info.tm.endOperation();
+        await assertShape(info, root);
+        const want = [...model.entries()].sort((a, b) => a[0] - b[0]);
+        assert.deepEqual(await contents(info, root), want);
+      }),
+      { numRuns: 25, seed: 99 },
+    );
+  });
+
+  it('grows to four levels, then shrinks back to one leaf, freeing every node', async () => {
+    let { info, root, sm } = await newTree(256);
+    const base = sm.nrAllocated;
+    const n = 120_000;
+    const order = (i: number) => (i * 7_919) % n;
+    for (let i = 0; i < n; i++) {
+      root = (await btree.insert(info, root, order(i) * 3, value(i))).root;
+      if (i % 1000 === 0) await info.tm.endOperation();
+    }
+    await info.tm.endOperation();
+    assert.ok((await btree.depth(info, root)) >= 3, 'the tree has at least three levels');
+    const nodes = await assertShape(info, root);
+    assert.equal(sm.nrAllocated, base + nodes - 1, 'every node is counted once, nothing leaked');
+    for (let i = 0; i < n; i++) {
+      root = (await btree.remove(info, root, order(i) * 3)).root;
+      if (i % 1000 === 0) await info.tm.endOperation();
+    }
+    await info.tm.endOperation();
+    assert.equal(await btree.depth(info, root), 1);
+    assert.deepEqual(await contents(info, root), []);
+    assert.equal(sm.nrAllocated, base, 'every node but the root leaf is free again');
+  });
+
+  it('packs sequential appends into nearly full leaves', async () => {
+    let { info, root } = await newTree(256);
+    const n = 50_000;
+    for (let i = 0; i < n; i++) {
+      root = (await btree.insert(info, root, i, value(i))).root;
+      if (i % 1000 === 0) await info.tm.endOperation();
+    }
+    await info.tm.endOperation();
+    const nodes = await assertShape(info, root);
+    assert.ok(nodes < (n / 252) * 1.15, `${nodes} nodes for ${n} keys of 252 per leaf`);
+  });
+});
