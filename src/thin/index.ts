@@ -31,6 +31,7 @@ export {
   superblockValidator,
 } from './format/superblock.js';
 export {
+  type CommitOptions,
   type FormatOptions,
   MAX_DATA_BLOCK_SECTORS,
   type Mapping,

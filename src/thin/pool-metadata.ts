@@ -88,6 +88,10 @@ export interface Mapping {
   shared: boolean;
 }
 
+export interface CommitOptions {
+  afterCommit?: (freedDataBlocks: number[]) => Promise<void>;
+}
+
 export interface SpaceUsage {
   usedBlocks: number;
   totalBlocks: number;
@@ -301,6 +305,27 @@ export class PoolMetadata {
   /** Allocates a free data block (reference count 1) for a new mapping. */
   allocDataBlock(): Promise<number> {
     return this.change(() => this.dsm.newBlock());
+  }
+
+  /** Gives back a data block from `allocDataBlock` that was never mapped. */
+  releaseDataBlock(block: number): Promise<void> {
+    return this.change(() => this.dsm.dec(block));
+  }
+
+  /** The first mapping of device `id` at or after `vblock`, or undefined. */
+  nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined> {
+    return this.query(async () => {
+      const d = await this.detailsOf(id);
+      const next = await btree.lookupNext(this.trees.bottom, await this.subtreeRoot(id), vblock);
+      if (next === undefined) return undefined;
+      const bt = decodeBlockTime(next.value);
+      return { vblock: next.key, ...bt, shared: d.snapshottedTime > bt.time };
+    });
+  }
+
+  /** Visits every run of free data blocks as [first, length] (committed or not). */
+  forEachFreeDataRun(visit: (first: number, length: number) => Promise<void>): Promise<void> {
+    return this.query(() => this.dsm.forEachFreeRun(visit));
   }
 
   /**
@@ -632,8 +657,12 @@ export class PoolMetadata {
   // -------------------------------------------------------------------------------------
   // Transactions
 
-  /** Makes every change so far durable: dirty blocks, flush, superblock, flush. */
-  commit(): Promise<void> {
+  /**
+   * Makes every change so far durable: dirty blocks, flush, superblock, flush. `afterCommit`
+   * runs before any other operation can start, with the data blocks the transaction freed
+   * (the pool punches them out of the data device there, before they can be handed out).
+   */
+  commit(options: CommitOptions = {}): Promise<void> {
     return this.change(async () => {
       for (const [id, entry] of this.details) {
         if (!entry.changed) continue;
@@ -663,7 +692,8 @@ export class PoolMetadata {
       this.committed = sb;
       this.tm.forgetShadows();
       this.msm.committedNow();
-      this.dsm.committedNow();
+      const freed = this.dsm.committedNow();
+      await options.afterCommit?.(freed);
     });
   }
 

@@ -23,3 +23,33 @@ export class Mutex {
     }
   }
 }
+
+/**
+ * One FIFO lock per key, created on demand and dropped when idle (the kernel's bio prison
+ * cells): work on one key runs one at a time; different keys run concurrently.
+ */
+export class KeyedLock<K> {
+  private readonly tails = new Map<K, Promise<void>>();
+
+  /** Keys with work queued or running. */
+  get size(): number {
+    return this.tails.size;
+  }
+
+  async run<T>(key: K, fn: () => Promise<T>): Promise<T> {
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = this.tails.get(key);
+    const tail = previous === undefined ? mine : previous.then(() => mine);
+    this.tails.set(key, tail);
+    if (previous !== undefined) await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}

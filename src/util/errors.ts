@@ -130,3 +130,8 @@ export class ChecksumError extends MetadataCorruptError {
 export class BadBlockError extends MetadataCorruptError {
   override readonly code = 'BAD_BLOCK';
 }
+
+/** The pool (or device) only allows reads now, after a failure or by configuration. */
+export class ReadOnlyError extends ThinpError {
+  readonly code = 'READ_ONLY';
+}

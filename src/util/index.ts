@@ -3,7 +3,7 @@
  * layer.
  */
 
-export { Mutex } from './async.js';
+export { KeyedLock, Mutex } from './async.js';
 export { readU64LE, writeU64LE } from './bytes.js';
 export { crc32c, crc32cRegister } from './crc32c.js';
 export {
@@ -19,6 +19,7 @@ export {
   MetadataCorruptError,
   NoSpaceError,
   NotFoundError,
+  ReadOnlyError,
   ThinpError,
   UnavailableError,
   UsageError,

@@ -6,8 +6,10 @@
  * (16 bytes per 16320 data blocks) stay in memory.
  *
  * Contracts:
- * - `newBlock` returns a block that is free now and was free at the last commit, so data a
- *   committed mapping still points at is never handed out again before the next commit.
+ * - `newBlock` returns a block that is free now, was free at the last commit and was not
+ *   freed in this transaction: data a committed mapping still points at is never handed out
+ *   again before the next commit, and a block handed out once in a transaction never comes
+ *   back in it with stale contents.
  * - `commit` writes the changed index entries into the index tree; `root()` then describes
  *   the map as it must be published in the superblock.
  */
@@ -44,6 +46,8 @@ export class DiskSpaceMap {
   private entries: IndexEntry[];
   private committedEntries: IndexEntry[];
   private readonly dirty = new Set<number>();
+  /** Blocks whose count fell to zero in this transaction: not reused before the commit. */
+  private readonly freed = new Set<number>();
   private lastAllocated = -1;
 
   private constructor(tm: TransactionManager, root: SpaceMapRoot, entries: IndexEntry[]) {
@@ -164,9 +168,39 @@ export class DiskSpaceMap {
     this.dirty.clear();
   }
 
-  /** Called once the superblock is written. */
-  committedNow(): void {
+  /**
+   * Called once the superblock is written. Returns the blocks freed by the transaction just
+   * committed (they may still hold old data; nothing references them any more).
+   */
+  committedNow(): number[] {
     this.committedEntries = this.entries.map((e) => ({ ...e }));
+    const freed = [...this.freed];
+    this.freed.clear();
+    return freed;
+  }
+
+  /**
+   * Visits every run of free blocks as [first block, length], in order; for returning free
+   * space to the host.
+   */
+  async forEachFreeRun(visit: (first: number, length: number) => Promise<void>): Promise<void> {
+    let runStart = -1;
+    for (let j = 0; j < this.entries.length; j++) {
+      const payload = bitmapPayload(
+        await this.tm.read((this.entries[j] as IndexEntry).blocknr, bitmapValidator),
+      );
+      const base = j * ENTRIES_PER_BITMAP;
+      const end = Math.min(ENTRIES_PER_BITMAP, this.nrBlocks - base);
+      for (let e = 0; e < end; e++) {
+        const free = getEntry(payload, e) === 0;
+        if (free && runStart < 0) runStart = base + e;
+        if (!free && runStart >= 0) {
+          await visit(runStart, base + e - runStart);
+          runStart = -1;
+        }
+      }
+    }
+    if (runStart >= 0) await visit(runStart, this.nrBlocks - runStart);
   }
 
   root(): SpaceMapRoot {
@@ -222,7 +256,10 @@ export class DiskSpaceMap {
       this.refRoot = (await btree.remove(this.refInfo, this.refRoot, block)).root;
     }
     if (before === 0 && after !== 0) this.changeAllocated(index, e, -1);
-    if (before !== 0 && after === 0) this.changeAllocated(index, e, 1);
+    if (before !== 0 && after === 0) {
+      this.changeAllocated(index, e, 1);
+      this.freed.add(block);
+    }
   }
 
   private changeAllocated(index: IndexEntry, e: number, free: number): void {
@@ -258,7 +295,10 @@ export class DiskSpaceMap {
     for (let e = start; e < end; e++) {
       e = findFreeEntry(current, e, end);
       if (e < 0) return undefined;
-      if (committed === undefined || getEntry(committed, e) === 0) return e;
+      const block = j * ENTRIES_PER_BITMAP + e;
+      if ((committed === undefined || getEntry(committed, e) === 0) && !this.freed.has(block)) {
+        return e;
+      }
     }
     return undefined;
   }

@@ -9,7 +9,8 @@
  * new locations, and repeats until those allocations change nothing more.
  *
  * Contracts:
- * - `newBlock` returns a block that is free now and was free at the last commit.
+ * - `newBlock` returns the lowest block that is free now and was free at the last commit,
+ *   so a long-lived pool keeps its metadata at the front of a sparse metadata file.
  * - After `prepareCommit`, every bitmap and the index block that changed are dirty in the
  *   block manager with their final contents, and `root()` describes them.
  */
@@ -46,6 +47,8 @@ export class MetadataSpaceMap implements MetadataAllocator {
   private readonly overflow = new Map<number, number>();
   private readonly overflowDirty = new Set<number>();
   private readonly dirtyBitmaps = new Set<number>();
+  /** Blocks in use at the last commit and freed since: allocatable after the next commit. */
+  private freedThisTransaction: number[] = [];
   private readonly movedBitmaps = new Set<number>();
   private bitmapLocs: number[];
   private allocatedIn: number[];
@@ -53,7 +56,8 @@ export class MetadataSpaceMap implements MetadataAllocator {
   private indexMoved = false;
   private refRoot: number;
   private allocated: number;
-  private lastAllocated = -1;
+  /** No block below this is allocatable: allocation takes the lowest free block. */
+  private lowestFree = 0;
 
   private constructor(tm: TransactionManager, nrBlocks: number) {
     this.tm = tm;
@@ -142,7 +146,7 @@ export class MetadataSpaceMap implements MetadataAllocator {
 
   newBlock(): number {
     const found =
-      this.findFree(this.lastAllocated + 1, this.nrBlocks) ?? this.findFree(0, this.nrBlocks);
+      this.findFree(this.lowestFree, this.nrBlocks) ?? this.findFree(0, this.lowestFree);
     if (found === undefined) {
       throw new NoSpaceError(
         'metadata',
@@ -150,7 +154,7 @@ export class MetadataSpaceMap implements MetadataAllocator {
         { hint: "grow it with 'thinp pool resize --metadata-size'" },
       );
     }
-    this.lastAllocated = found;
+    this.lowestFree = found + 1;
     this.setCount(found, 1);
     return found;
   }
@@ -200,6 +204,8 @@ export class MetadataSpaceMap implements MetadataAllocator {
     this.dirtyBitmaps.clear();
     this.movedBitmaps.clear();
     this.indexMoved = false;
+    for (const b of this.freedThisTransaction) this.lowestFree = Math.min(this.lowestFree, b);
+    this.freedThisTransaction = [];
   }
 
   root(): SpaceMapRoot {
@@ -279,7 +285,11 @@ export class MetadataSpaceMap implements MetadataAllocator {
       this.dirtyBitmaps.add(j);
     }
     if (before === 0 && entry !== 0) this.changeAllocated(j, 1);
-    if (before !== 0 && entry === 0) this.changeAllocated(j, -1);
+    if (before !== 0 && entry === 0) {
+      this.changeAllocated(j, -1);
+      if (getEntry(this.committed, block) === 0) this.lowestFree = Math.min(this.lowestFree, block);
+      else this.freedThisTransaction.push(block);
+    }
   }
 
   private changeAllocated(j: number, by: number): void {
