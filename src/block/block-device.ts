@@ -26,13 +26,24 @@ export interface BlockDevice {
    * Never shrinks.
    */
   grow(newSize: number): Promise<void>;
+  /**
+   * Discards `length` bytes from byte `offset`: once it resolves, every read of that range
+   * returns zeros, and the device may give the space back to its host (files: punch a
+   * hole). The range must lie inside the device, and the device must be writable. Like a
+   * write, it must not overlap a write in flight; callers discard only whole ranges whose
+   * contents they no longer need. Like a write, it is durable only after a later `flush()`.
+   *
+   * Optional: a device that cannot discard leaves it out, and callers test for it
+   * (`device.discard !== undefined`), writing zeros themselves if they need them.
+   */
+  discard?(offset: number, length: number): Promise<void>;
   close(): Promise<void>;
 }
 
 /**
  * Throws an `IoError` unless `length` bytes from `offset` lie inside a device of `size`
- * bytes. The offset must be a safe non-negative integer; an empty range at the end is
- * allowed.
+ * bytes. Offset and length must be safe non-negative integers; an empty range at the end
+ * is allowed.
  */
 export function checkRange(
   name: string,
@@ -41,7 +52,13 @@ export function checkRange(
   length: number,
   size: number,
 ): void {
-  if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > size) {
+  if (
+    !Number.isSafeInteger(offset) ||
+    offset < 0 ||
+    !Number.isSafeInteger(length) ||
+    length < 0 ||
+    offset + length > size
+  ) {
     throw new IoError(
       name,
       op,

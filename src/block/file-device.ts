@@ -3,6 +3,13 @@
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
 import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+import { punchHole } from './native.js';
+
+/** The largest write of zeros when discard falls back to writing them. */
+const ZERO_CHUNK = 1024 * 1024;
+
+/** The errno codes of a filesystem (or kernel) that cannot punch holes. */
+const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
 
 export interface FileDeviceOptions {
   /** Open the file read-only: writes and grow then fail. */
@@ -15,15 +22,22 @@ export interface FileDeviceOptions {
  * A BlockDevice over one file, through one `FileHandle` kept for the device's life. Reads
  * and writes are positional and loop until the whole buffer is transferred, since the
  * kernel may transfer less. A read past the physical end of the file (a file shortened
- * behind our back) fills zeros. `flush()` waits for the writes in flight, then calls
- * `fdatasync`.
+ * behind our back) fills zeros. `flush()` waits for the writes (and discards) in flight,
+ * then calls `fdatasync`.
+ *
+ * `discard()` punches a hole through the native addon (src/block/native.ts), so the file
+ * gives the space back to the filesystem. Where the addon is missing or the filesystem
+ * refuses (EOPNOTSUPP), it writes zeros instead, and `punchesHoles` turns false.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
   #size: number;
   #handle: FileHandle | undefined;
-  readonly #inFlight = new Set<Promise<void>>();
+  /** The writes and discards in flight, with the byte range each changes. */
+  readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
+  /** False once the filesystem has refused to punch a hole. */
+  #punches = true;
 
   private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean) {
     this.name = path;
@@ -91,12 +105,47 @@ export class FileDevice implements BlockDevice {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    const writing = this.#writeAll(handle, buf, offset);
-    this.#inFlight.add(writing);
+    await this.#track(this.#writeAll(handle, 'write', buf, offset), offset, buf.length);
+  }
+
+  /**
+   * Discards the range (see `BlockDevice.discard`): waits for the writes in flight that
+   * overlap it, then punches a hole, or writes zeros where holes cannot be punched. A
+   * discard in flight counts as a write for `flush()` and `close()`.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    const handle = this.#open('discard');
+    checkWritable(this, 'discard');
+    checkRange(this.name, 'discard', offset, length, this.#size);
+    if (length === 0) return;
+    const overlapping = [...this.#inFlight]
+      .filter(([, range]) => range.offset < offset + length && offset < range.offset + range.length)
+      .map(([pending]) => pending);
+    const discarding = (async () => {
+      await Promise.allSettled(overlapping);
+      await this.#discard(handle, offset, length);
+    })();
+    await this.#track(discarding, offset, length);
+  }
+
+  /**
+   * Whether `discard()` punches holes: false when the native addon is not available or
+   * once the filesystem has refused, after which discards write zeros.
+   */
+  get punchesHoles(): boolean {
+    return punchHole !== undefined && this.#punches;
+  }
+
+  /**
+   * The bytes the file occupies on its filesystem (fstat's blocks × 512): less than `size`
+   * for a sparse file; it drops when `discard()` punches holes.
+   */
+  async allocatedBytes(): Promise<number> {
+    const handle = this.#open('stat');
     try {
-      await writing;
-    } finally {
-      this.#inFlight.delete(writing);
+      return (await handle.stat()).blocks * 512;
+    } catch (err) {
+      throw fsError(this.name, 'stat', err);
     }
   }
 
@@ -147,20 +196,51 @@ export class FileDevice implements BlockDevice {
 
   /** Resolves once every write now in flight has finished, whether or not it failed. */
   async #settle(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight]);
+    await Promise.allSettled([...this.#inFlight.keys()]);
   }
 
-  async #writeAll(handle: FileHandle, buf: Uint8Array, offset: number): Promise<void> {
+  /** Awaits `pending`, a change to `length` bytes at `offset`, keeping it in flight meanwhile. */
+  async #track(pending: Promise<void>, offset: number, length: number): Promise<void> {
+    this.#inFlight.set(pending, { offset, length });
+    try {
+      await pending;
+    } finally {
+      this.#inFlight.delete(pending);
+    }
+  }
+
+  /** Punches a hole over the range, or writes zeros over it where that is not supported. */
+  async #discard(handle: FileHandle, offset: number, length: number): Promise<void> {
+    if (punchHole !== undefined && this.#punches) {
+      try {
+        await punchHole(handle.fd, offset, length);
+        return;
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === undefined || !CANNOT_PUNCH.has(code)) {
+          throw fsError(this.name, 'discard', err, offset, length);
+        }
+        this.#punches = false;
+      }
+    }
+    const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
+    for (let done = 0; done < length; done += zeros.length) {
+      const chunk = zeros.subarray(0, Math.min(zeros.length, length - done));
+      await this.#writeAll(handle, 'discard', chunk, offset + done);
+    }
+  }
+
+  async #writeAll(handle: FileHandle, op: string, buf: Uint8Array, offset: number): Promise<void> {
     let done = 0;
     while (done < buf.length) {
       let n: number;
       try {
         ({ bytesWritten: n } = await handle.write(buf, done, buf.length - done, offset + done));
       } catch (err) {
-        throw fsError(this.name, 'write', err, offset, buf.length);
+        throw fsError(this.name, op, err, offset, buf.length);
       }
       if (n === 0) {
-        throw new IoError(this.name, 'write', `no progress after ${done} of ${buf.length} bytes`);
+        throw new IoError(this.name, op, `no progress after ${done} of ${buf.length} bytes`);
       }
       done += n;
     }

@@ -7,3 +7,4 @@
 export type { BlockDevice } from './block-device.js';
 export { FileDevice, type FileDeviceOptions } from './file-device.js';
 export { MemoryDevice, type MemoryDeviceOptions } from './memory-device.js';
+export { type NativeStatus, nativeStatus } from './native.js';

@@ -9,7 +9,7 @@ import {
   checkWritable,
 } from './block-device.js';
 
-/** The unit of allocation: a page is allocated on its first write and never freed. */
+/** The unit of allocation: a page is allocated on its first write and freed by discard. */
 const PAGE_SIZE = 4096;
 
 export interface MemoryDeviceOptions {
@@ -19,7 +19,8 @@ export interface MemoryDeviceOptions {
 
 /**
  * A BlockDevice held in memory, in pages of 4096 bytes allocated on first write. Pages that
- * were never written read as zeros, so a large device costs nothing until it is written.
+ * were never written read as zeros, so a large device costs nothing until it is written;
+ * `discard()` frees the pages wholly inside its range and zeros the parts of the others.
  * Every operation completes before its promise resolves, so `flush()` has nothing to wait
  * for; nothing survives the process.
  */
@@ -67,6 +68,17 @@ export class MemoryDevice implements BlockDevice {
         this.#pages.set(index, target);
       }
       target.set(buf.subarray(bufOffset, bufOffset + length), pageOffset);
+    });
+  }
+
+  /** Drops the whole pages inside the range and zeros the partial pages at its edges. */
+  async discard(offset: number, length: number): Promise<void> {
+    checkOpen(this.name, 'discard', this.#closed);
+    checkWritable(this, 'discard');
+    checkRange(this.name, 'discard', offset, length, this.#size);
+    this.#eachPage(offset, length, (page, pageOffset, _bufOffset, chunk, index) => {
+      if (chunk === PAGE_SIZE) this.#pages.delete(index);
+      else page?.fill(0, pageOffset, pageOffset + chunk);
     });
   }
 

@@ -35,6 +35,13 @@ async function readBack(device: BlockDevice, offset: number, length: number): Pr
   return buf;
 }
 
+/** The device's `discard`, bound to it: both implementations here must have one. */
+function discarder(device: BlockDevice): (offset: number, length: number) => Promise<void> {
+  const discard = device.discard;
+  assert.ok(discard !== undefined, `${device.name} cannot discard`);
+  return discard.bind(device);
+}
+
 async function rejectsIo(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
     assert.ok(err instanceof IoError, `expected an IoError, got ${String(err)}`);
@@ -136,9 +143,59 @@ function describeBlockDevice(name: string, make: Factory): void {
       assert.equal(device.readOnly, true);
       await rejectsIo(device.write(Uint8Array.of(1), 0), /read-only/);
       await rejectsIo(device.grow(16_384), /read-only/);
+      await rejectsIo(discarder(device)(0, 4096), /read-only/);
       assert.equal(device.size, 8192);
       const first = (await readBack(device, 0, 1))[0];
       assert.ok(first === 0x5a || first === 0, `unexpected first byte ${first}`);
+      await device.close();
+    });
+
+    test('discards exactly the range, at unaligned edges, which then reads zeros', async () => {
+      const device = await make(64 * 1024);
+      const discard = discarder(device);
+      const data = randomBytes(64 * 1024);
+      await device.write(data, 0);
+      const expected = Buffer.from(data);
+      // Inside one page, across a page boundary, whole pages with ragged edges, and the end.
+      const ranges: [number, number][] = [
+        [100, 200],
+        [4000, 200],
+        [8191, 3 * 4096 + 2],
+        [64 * 1024 - 5, 5],
+        [30_000, 0],
+      ];
+      for (const [offset, length] of ranges) {
+        await discard(offset, length);
+        expected.fill(0, offset, offset + length);
+      }
+      assert.deepEqual(await readBack(device, 0, 64 * 1024), expected);
+      await device.write(Buffer.alloc(3, 0x77), 8192);
+      expected.fill(0x77, 8192, 8195);
+      assert.deepEqual(await readBack(device, 0, 64 * 1024), expected);
+      await device.close();
+    });
+
+    test('discards after the overlapping writes in flight, and flush waits for it', async () => {
+      const device = await make(1 * MiB);
+      const write = device.write(Buffer.alloc(256 * 1024, 0x33), 0);
+      const discard = discarder(device)(4096, 128 * 1024);
+      await device.flush();
+      await Promise.all([write, discard]);
+      const expected = Buffer.alloc(256 * 1024, 0x33);
+      expected.fill(0, 4096, 4096 + 128 * 1024);
+      assert.deepEqual(await readBack(device, 0, 256 * 1024), expected);
+      await device.close();
+    });
+
+    test('refuses to discard outside the device, or a negative length', async () => {
+      const device = await make(8192);
+      const discard = discarder(device);
+      await device.write(Buffer.alloc(8192, 1), 0);
+      await rejectsIo(discard(8000, 193), /discard failed: .*193 bytes at offset 8000/);
+      await rejectsIo(discard(-1, 1), /offset -1/);
+      await rejectsIo(discard(0, -1), /-1 bytes at offset 0/);
+      await rejectsIo(discard(0, 1.5), /1.5 bytes/);
+      assert.deepEqual(await readBack(device, 0, 8192), Buffer.alloc(8192, 1));
       await device.close();
     });
 
@@ -163,6 +220,7 @@ function describeBlockDevice(name: string, make: Factory): void {
       await rejectsIo(device.write(new Uint8Array(1), 0), /closed/);
       await rejectsIo(device.flush(), /closed/);
       await rejectsIo(device.grow(16_384), /closed/);
+      await rejectsIo(discarder(device)(0, 1), /closed/);
     });
   });
 }
@@ -236,6 +294,17 @@ describe('MemoryDevice', () => {
     assert.deepEqual(await readBack(device, 15 * 1024 * MiB, 8192), Buffer.alloc(8192));
     await device.write(Uint8Array.of(1, 2), 4095);
     assert.equal(device.allocatedPages, 2);
+    await device.close();
+  });
+
+  test('frees the pages a discard covers whole, and keeps the partial ones', async () => {
+    const device = new MemoryDevice(64 * 1024);
+    await device.write(Buffer.alloc(64 * 1024, 1), 0);
+    assert.equal(device.allocatedPages, 16);
+    await device.discard(4095, 3 * 4096 + 2);
+    assert.equal(device.allocatedPages, 13);
+    await device.discard(0, 64 * 1024);
+    assert.equal(device.allocatedPages, 0);
     await device.close();
   });
 

@@ -76,7 +76,7 @@ type Op =
   | { kind: 'removeRange'; key: number; length: number }
   | { kind: 'end' };
 
-const arbOps = (keys: number) =>
+const arbOps = (keys: number): fc.Arbitrary<Op[]> =>
   fc.array(
     fc.oneof(
       {

@@ -215,7 +215,7 @@ describe('user errors exit 1', () => {
   test('a command this build cannot carry out says so', async () => {
     assertUserError(
       await cli('device', 'list'),
-      /^thinp: 'thinp device list' is not available in this build of thinp; for now 'thinp config' and 'thinp info' work/,
+      /^thinp: 'thinp device list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp check', 'thinp dump' and 'thinp restore' work/,
     );
     assertUserError(
       await cli('daemon', '--nbd', 'unix:/tmp/x.sock', '--nbd', 'tcp:[::1]:10809'),

@@ -1,0 +1,244 @@
+/**
+ * ThinDevice: byte-addressed I/O on one thin device of a pool. Unmapped blocks read as
+ * zeros; the first write to a block allocates it; a write to a shared block copies that one
+ * block first. Writes to one block are serialized (a cell per block); different blocks run
+ * concurrently.
+ */
+
+import { BadInputError } from '../util/index.js';
+import type { DataPath } from './data-path.js';
+import { type BlockPiece, splitIntoBlocks, wholeBlocks } from './io-plan.js';
+
+/** Copies and zero-fills move at most this much at once, whatever the block size. */
+const CHUNK = 1024 * 1024;
+
+export interface WriteOptions {
+  /** Force unit access: the write is durable when it completes (commits the pool). */
+  fua?: boolean;
+}
+
+export interface ZeroOptions extends WriteOptions {
+  /** Keep the range allocated (write zeros) instead of unmapping whole blocks. */
+  noHole?: boolean;
+}
+
+/** A run of bytes that is allocated (mapped) or a hole. */
+export interface Extent {
+  offset: number;
+  length: number;
+  mapped: boolean;
+}
+
+export class ThinDevice {
+  readonly pool: DataPath;
+  readonly id: number;
+  readonly size: number;
+
+  constructor(pool: DataPath, id: number, size: number) {
+    this.pool = pool;
+    this.id = id;
+    this.size = size;
+  }
+
+  /** Fills `buf` from byte `offset`. */
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    this.checkRange(offset, buf.length, 'read');
+    this.pool.counters.reads++;
+    const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
+    await Promise.all(pieces.map((p) => this.readPiece(p, buf.subarray(p.at, p.at + p.length))));
+  }
+
+  /** Writes all of `buf` at byte `offset`. */
+  async write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
+    this.checkRange(offset, buf.length, 'write');
+    this.pool.checkWritable();
+    this.pool.counters.writes++;
+    const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
+    await Promise.all(pieces.map((p) => this.writePiece(p, buf.subarray(p.at, p.at + p.length))));
+    if (options.fua === true) await this.pool.commit();
+  }
+
+  /**
+   * Unmaps the whole blocks of the range (their data blocks are freed when nothing else
+   * maps them). Partial blocks at the edges keep their data: a discard is advisory.
+   */
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkRange(offset, length, 'discard');
+    const { first, end } = wholeBlocks(offset, length, this.pool.blockSize);
+    if (end > first) await this.pool.unmapRange(this.id, first, end);
+  }
+
+  /** Makes the range read as zeros: whole blocks are unmapped unless `noHole`. */
+  async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
+    this.checkRange(offset, length, 'write zeroes');
+    this.pool.checkWritable();
+    const B = this.pool.blockSize;
+    const { first, end } = wholeBlocks(offset, length, B);
+    const pieces = splitIntoBlocks(offset, length, B).filter(
+      (p) => options.noHole === true || p.vblock < first || p.vblock >= end,
+    );
+    if (options.noHole !== true && end > first) await this.pool.unmapRange(this.id, first, end);
+    await Promise.all(pieces.map((p) => this.zeroPiece(p, options.noHole === true)));
+    if (options.fua === true) await this.pool.commit();
+  }
+
+  /** Makes every completed write durable. */
+  flush(): Promise<void> {
+    return this.pool.commit();
+  }
+
+  /** The allocated runs and holes of [offset, offset + length), in order. */
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    this.checkRange(offset, length, 'block status');
+    const B = this.pool.blockSize;
+    const end = offset + length;
+    const extents: Extent[] = [];
+    const push = (from: number, to: number, mapped: boolean) => {
+      const a = Math.max(from, offset);
+      const b = Math.min(to, end);
+      if (b <= a) return;
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.mapped === mapped && last.offset + last.length === a) {
+        last.length += b - a;
+      } else {
+        extents.push({ offset: a, length: b - a, mapped });
+      }
+    };
+    let pos = Math.floor(offset / B);
+    const endBlock = Math.ceil(end / B);
+    while (pos < endBlock) {
+      const next = await this.pool.nextMapping(this.id, pos);
+      const mappedAt = next === undefined || next.vblock >= endBlock ? endBlock : next.vblock;
+      push(pos * B, mappedAt * B, false);
+      if (mappedAt >= endBlock) break;
+      push(mappedAt * B, (mappedAt + 1) * B, true);
+      pos = mappedAt + 1;
+    }
+    return extents;
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  private cell(vblock: number): string {
+    return `${this.id}:${vblock}`;
+  }
+
+  private async readPiece(p: BlockPiece, dst: Uint8Array): Promise<void> {
+    const m = await this.pool.lookup(this.id, p.vblock);
+    if (m === undefined) {
+      dst.fill(0);
+      return;
+    }
+    await this.pool.data.read(dst, m.dataBlock * this.pool.blockSize + p.inner);
+  }
+
+  private writePiece(p: BlockPiece, src: Uint8Array): Promise<void> {
+    return this.pool.cells.run(this.cell(p.vblock), async () => {
+      const B = this.pool.blockSize;
+      const m = await this.pool.lookup(this.id, p.vblock);
+      if (m !== undefined && !m.shared) {
+        await this.pool.data.write(src, m.dataBlock * B + p.inner);
+        this.pool.touched();
+        return;
+      }
+      const block = await this.pool.allocate();
+      try {
+        if (m === undefined) await this.provision(block, p, src);
+        else await this.copyOnWrite(m.dataBlock, block, p, src);
+      } catch (err) {
+        await this.pool.release(block).catch(() => undefined);
+        throw err;
+      }
+      await this.pool.map(this.id, p.vblock, block);
+    });
+  }
+
+  private zeroPiece(p: BlockPiece, allocate: boolean): Promise<void> {
+    return this.pool.cells.run(this.cell(p.vblock), async () => {
+      const m = await this.pool.lookup(this.id, p.vblock);
+      if (m === undefined && !allocate) return;
+      // Re-enter the write path without the cell (we hold it): inline its steps.
+      const zeros = new Uint8Array(Math.min(p.length, CHUNK));
+      const B = this.pool.blockSize;
+      if (m !== undefined && !m.shared) {
+        await this.fillRange(m.dataBlock * B + p.inner, p.length, zeros);
+        this.pool.touched();
+        return;
+      }
+      const block = await this.pool.allocate();
+      try {
+        if (m === undefined) await this.fillRange(block * B, B, zeros);
+        else await this.copyOnWrite(m.dataBlock, block, p, undefined);
+      } catch (err) {
+        await this.pool.release(block).catch(() => undefined);
+        throw err;
+      }
+      await this.pool.map(this.id, p.vblock, block);
+    });
+  }
+
+  /** A new block gets `src` at its place; the rest is zeroed unless it already reads zero. */
+  private async provision(block: number, p: BlockPiece, src: Uint8Array): Promise<void> {
+    const B = this.pool.blockSize;
+    const base = block * B;
+    const whole = p.inner === 0 && p.length === B;
+    if (!whole && this.pool.zeroBlocks && !this.pool.newBlocksAreZero) {
+      const zeros = new Uint8Array(Math.min(B, CHUNK));
+      await this.fillRange(base, p.inner, zeros);
+      await this.fillRange(base + p.inner + p.length, B - p.inner - p.length, zeros);
+    }
+    await this.pool.data.write(src, base + p.inner);
+  }
+
+  /**
+   * Copies data block `from` to `to`, with `src` (or zeros when undefined) in place of the
+   * piece's range: the one block, in chunks, whatever the block size.
+   */
+  private async copyOnWrite(
+    from: number,
+    to: number,
+    p: BlockPiece,
+    src: Uint8Array | undefined,
+  ): Promise<void> {
+    const B = this.pool.blockSize;
+    this.pool.counters.copies++;
+    const chunk = Buffer.allocUnsafe(Math.min(B, CHUNK));
+    for (let off = 0; off < B; off += chunk.length) {
+      const n = Math.min(chunk.length, B - off);
+      const view = chunk.subarray(0, n);
+      const lo = Math.max(off, p.inner);
+      const hi = Math.min(off + n, p.inner + p.length);
+      const covered = hi - lo === n;
+      if (!covered) await this.pool.data.read(view, from * B + off);
+      if (hi > lo) {
+        const dst = view.subarray(lo - off, hi - off);
+        if (src === undefined) dst.fill(0);
+        else dst.set(src.subarray(lo - p.inner, hi - p.inner));
+      }
+      await this.pool.data.write(view, to * B + off);
+    }
+  }
+
+  private async fillRange(at: number, length: number, zeros: Uint8Array): Promise<void> {
+    for (let done = 0; done < length; done += zeros.length) {
+      const n = Math.min(zeros.length, length - done);
+      await this.pool.data.write(zeros.subarray(0, n), at + done);
+    }
+  }
+
+  private checkRange(offset: number, length: number, op: string): void {
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.size
+    ) {
+      throw new BadInputError(
+        `${op} of ${length} bytes at offset ${offset} is outside thin device ${this.id} ` +
+          `(${this.size} bytes)`,
+        { hint: 'keep I/O within the device, or grow it' },
+      );
+    }
+  }
+}

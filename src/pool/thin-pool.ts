@@ -1,0 +1,485 @@
+/**
+ * ThinPool: a data device and a metadata device made into thin devices — the data path of
+ * dm-thin.c. Thin devices allocate data blocks when first written, copy a shared block
+ * before writing it, and read unmapped blocks as zeros.
+ *
+ * Lifecycle: `create` (formats the metadata for the data device's size) or `open` →
+ * `createThin` / `createSnapshot` / `deleteDevice` and I/O through `device(id)` → `commit`
+ * (also on FLUSH, on FUA writes, and every `commitIntervalMs` while dirty) → `close`.
+ *
+ * Contracts:
+ * - Durability order: data writes complete, the data device is flushed, then the metadata
+ *   commits. A mapping is inserted only after its data write completed, so a commit never
+ *   publishes a mapping to data that is not on disk.
+ * - Data blocks freed by a commit are discarded (holes punched in loop mode) before any
+ *   other metadata operation can run, so a block handed out again reads as zeros; partial
+ *   writes to new blocks then need no zeroing. Without discard, new blocks are zero-filled
+ *   around partial writes (unless zeroing is off, as the kernel's skip_block_zeroing).
+ * - Out of data space: the write fails with NoSpaceError (policy `error`) or waits up to
+ *   `queueTimeoutMs` for space (policy `queue`); the mode is `out_of_data_space` meanwhile.
+ *   A metadata failure (I/O, damage, metadata space exhausted) aborts the transaction, sets
+ *   needs_check and turns the pool read-only: writes fail with ReadOnlyError.
+ */
+
+import { EventEmitter } from 'node:events';
+import type { BlockDevice } from '../block/index.js';
+import { type Mapping, PoolMetadata } from '../thin/index.js';
+import {
+  BadInputError,
+  KeyedLock,
+  Mutex,
+  NoSpaceError,
+  ReadOnlyError,
+  SECTOR_SIZE,
+  ThinpError,
+} from '../util/index.js';
+import type { DataPath, IoCounters } from './data-path.js';
+import { ThinDevice } from './thin-device.js';
+
+export type PoolMode = 'rw' | 'ro' | 'out_of_data_space';
+export type NoSpacePolicy = 'error' | 'queue';
+
+export interface ThinPoolOptions {
+  /** Zero the rest of a new block around a partial write (dm.zero_blocks). */
+  zeroBlocks?: boolean;
+  /** What a write does when the data device is full (dm.no_space_policy). */
+  noSpacePolicy?: NoSpacePolicy;
+  /** How long a queued write waits for space. */
+  queueTimeoutMs?: number;
+  /** Commit at least this often while there are changes; 0 turns the timer off. */
+  commitIntervalMs?: number;
+  /** Discard data blocks once they are freed (dm.blkdiscard). */
+  discardFreed?: boolean;
+  /** Emit 'lowWater' when fewer data blocks than this are free. */
+  lowWaterBlocks?: number;
+  cacheBlocks?: number;
+}
+
+export interface CreateOptions extends ThinPoolOptions {
+  /** Data block size in bytes: a multiple of 64 KiB from 64 KiB to 1 GiB. */
+  blockSize: number;
+}
+
+export interface PoolStatus {
+  transactionId: number;
+  mode: PoolMode;
+  needsCheck: boolean;
+  heldRoot: number;
+  data: { usedBlocks: number; totalBlocks: number; blockSize: number };
+  metadata: { usedBlocks: number; totalBlocks: number };
+}
+
+export interface PoolEvents {
+  lowWater: [{ freeBlocks: number; totalBlocks: number }];
+  outOfSpace: [{ space: 'data' | 'metadata' }];
+  mode: [PoolMode];
+  commit: [{ transactionId: number; durationMs: number }];
+}
+
+const DEFAULT_QUEUE_TIMEOUT_MS = 60_000;
+
+export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
+  readonly data: BlockDevice;
+  readonly metadata: PoolMetadata;
+  readonly blockSize: number;
+  /** Serializes provisioning and copy-on-write per (device, virtual block). */
+  readonly cells = new KeyedLock<string>();
+  private readonly options: Required<Omit<ThinPoolOptions, 'cacheBlocks'>>;
+  private readonly commitLock = new Mutex();
+  private readonly devices = new Map<number, ThinDevice>();
+  private poolMode: PoolMode = 'rw';
+  private dirty = false;
+  private freeReadsZero = false;
+  private timer: NodeJS.Timeout | undefined;
+  private spaceWaiters: Array<() => void> = [];
+  private lowWaterSignalled = false;
+  /** I/O and commit counters, for status and metrics. */
+  readonly counters: IoCounters = {
+    reads: 0,
+    writes: 0,
+    provisions: 0,
+    copies: 0,
+    discards: 0,
+    commits: 0,
+  };
+
+  private constructor(data: BlockDevice, metadata: PoolMetadata, options: ThinPoolOptions) {
+    super();
+    this.data = data;
+    this.metadata = metadata;
+    this.blockSize = metadata.dataBlockSize * SECTOR_SIZE;
+    this.options = {
+      zeroBlocks: options.zeroBlocks ?? true,
+      noSpacePolicy: options.noSpacePolicy ?? 'error',
+      queueTimeoutMs: options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS,
+      commitIntervalMs: options.commitIntervalMs ?? 1000,
+      discardFreed: options.discardFreed ?? true,
+      lowWaterBlocks: options.lowWaterBlocks ?? 0,
+    };
+  }
+
+  /** Formats `metadata` for a pool over all of `data` and opens it. */
+  static async create(
+    data: BlockDevice,
+    metadata: BlockDevice,
+    options: CreateOptions,
+  ): Promise<ThinPool> {
+    const sectors = checkBlockSize(options.blockSize);
+    const md = await PoolMetadata.format(metadata, {
+      dataBlockSize: sectors,
+      nrDataBlocks: Math.floor(data.size / options.blockSize),
+      ...(options.cacheBlocks === undefined ? {} : { cacheBlocks: options.cacheBlocks }),
+    });
+    return ThinPool.start(data, md, options);
+  }
+
+  /** Opens the pool whose metadata is on `metadata`. */
+  static async open(
+    data: BlockDevice,
+    metadata: BlockDevice,
+    options: ThinPoolOptions = {},
+  ): Promise<ThinPool> {
+    const md = await PoolMetadata.open(
+      metadata,
+      options.cacheBlocks === undefined ? {} : { cacheBlocks: options.cacheBlocks },
+    );
+    const blockBytes = md.dataBlockSize * SECTOR_SIZE;
+    if (md.dataUsage.totalBlocks * blockBytes > data.size) {
+      throw new BadInputError(
+        `${data.name} holds ${data.size} bytes but the pool's metadata describes ` +
+          `${md.dataUsage.totalBlocks} blocks of ${blockBytes} bytes`,
+        { hint: 'give the data device the pool was created with, at its full size' },
+      );
+    }
+    return ThinPool.start(data, md, options);
+  }
+
+  private static async start(
+    data: BlockDevice,
+    md: PoolMetadata,
+    options: ThinPoolOptions,
+  ): Promise<ThinPool> {
+    const pool = new ThinPool(data, md, options);
+    if (md.needsCheck) pool.poolMode = 'ro';
+    await pool.sweepFreeSpace();
+    if (pool.options.commitIntervalMs > 0) {
+      pool.timer = setInterval(() => {
+        if (pool.dirty) pool.commit().catch(() => undefined);
+      }, pool.options.commitIntervalMs);
+      pool.timer.unref();
+    }
+    return pool;
+  }
+
+  /**
+   * With discards on, makes every free data block read as zeros (a crash may have come
+   * between a commit and the discard of what it freed); from then on new blocks need no
+   * zeroing.
+   */
+  private async sweepFreeSpace(): Promise<void> {
+    const discard = this.data.discard?.bind(this.data);
+    if (!this.options.discardFreed || discard === undefined || this.poolMode === 'ro') return;
+    if (!canPunchHoles(this.data)) return;
+    await this.metadata.forEachFreeDataRun((first, length) =>
+      discard(first * this.blockSize, length * this.blockSize),
+    );
+    this.freeReadsZero = true;
+  }
+
+  get mode(): PoolMode {
+    return this.poolMode;
+  }
+
+  /** New data blocks are known to read as zeros. */
+  get newBlocksAreZero(): boolean {
+    return this.freeReadsZero;
+  }
+
+  get zeroBlocks(): boolean {
+    return this.options.zeroBlocks;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Devices
+
+  createThin(id: number): Promise<void> {
+    return this.metadataChange(() => this.metadata.createThin(id));
+  }
+
+  /** Snapshots `origin` as `id`. The origin must be quiet: I/O to it waits meanwhile. */
+  createSnapshot(id: number, origin: number): Promise<void> {
+    return this.metadataChange(() => this.metadata.createSnapshot(id, origin));
+  }
+
+  async deleteDevice(id: number): Promise<void> {
+    await this.metadataChange(() => this.metadata.deleteDevice(id));
+    this.devices.delete(id);
+  }
+
+  /** The I/O handle of thin device `id`, `size` bytes long (the metadata keeps no sizes). */
+  device(id: number, size: number): ThinDevice {
+    let dev = this.devices.get(id);
+    if (dev === undefined || dev.size !== size) {
+      dev = new ThinDevice(this, id, size);
+      this.devices.set(id, dev);
+    }
+    return dev;
+  }
+
+  /** Compare-and-set of the transaction id, committed at once. */
+  async setTransactionId(current: number, next: number): Promise<void> {
+    await this.metadataChange(() => this.metadata.setTransactionId(current, next));
+    await this.commit();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The data path's metadata steps (used by ThinDevice)
+
+  /** Fails with ReadOnlyError unless the pool takes writes. */
+  checkWritable(): void {
+    if (this.poolMode === 'ro') {
+      throw new ReadOnlyError('the pool is read-only after a metadata failure', {
+        hint: "run 'thinp check', then repair or restore the metadata",
+      });
+    }
+  }
+
+  lookup(id: number, vblock: number): Promise<Mapping | undefined> {
+    return this.metadata.lookup(id, vblock);
+  }
+
+  nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined> {
+    return this.metadata.nextMapping(id, vblock);
+  }
+
+  /** A new data block, following the no-space policy when there is none. */
+  async allocate(): Promise<number> {
+    this.checkWritable();
+    const deadline = Date.now() + this.options.queueTimeoutMs;
+    let committed = false;
+    for (;;) {
+      try {
+        const block = await this.metadataChange(() => this.metadata.allocDataBlock());
+        this.counters.provisions++;
+        this.afterAllocation();
+        return block;
+      } catch (err) {
+        if (!(err instanceof NoSpaceError) || err.space !== 'data') throw err;
+        if (!committed) {
+          // Blocks freed in this transaction become usable once it is committed.
+          committed = true;
+          await this.commit();
+          continue;
+        }
+        this.setMode('out_of_data_space');
+        this.emit('outOfSpace', { space: 'data' });
+        if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) throw err;
+        await this.waitForSpace(deadline - Date.now());
+      }
+    }
+  }
+
+  /** Returns a block from `allocate` that will not be mapped after all. */
+  release(block: number): Promise<void> {
+    return this.metadataChange(() => this.metadata.releaseDataBlock(block));
+  }
+
+  async map(id: number, vblock: number, block: number): Promise<void> {
+    await this.metadataChange(() => this.metadata.insertMapping(id, vblock, block));
+    this.dirty = true;
+  }
+
+  async unmapRange(id: number, begin: number, end: number): Promise<number> {
+    this.checkWritable();
+    const n = await this.metadataChange(() => this.metadata.removeRange(id, begin, end));
+    if (n > 0) this.dirty = true;
+    return n;
+  }
+
+  /** Marks data written in place (no metadata change) so a flush commits. */
+  touched(): void {
+    this.dirty = true;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Commit, space, status
+
+  /**
+   * Makes every completed write durable: flushes the data device, then commits the
+   * metadata and discards what the transaction freed.
+   */
+  commit(): Promise<void> {
+    return this.commitLock.run(async () => {
+      if (this.poolMode === 'ro') return;
+      const started = performance.now();
+      this.dirty = false;
+      await this.data.flush();
+      await this.metadataChange(() =>
+        this.metadata.commit({ afterCommit: (freed) => this.discardFreed(freed) }),
+      );
+      this.counters.commits++;
+      this.emit('commit', {
+        transactionId: this.metadata.transactionId,
+        durationMs: performance.now() - started,
+      });
+      if (
+        this.poolMode === 'out_of_data_space' &&
+        this.metadata.dataUsage.usedBlocks < this.metadata.dataUsage.totalBlocks
+      ) {
+        this.setMode('rw');
+      }
+      this.wakeSpaceWaiters();
+    });
+  }
+
+  private async discardFreed(blocks: number[]): Promise<void> {
+    const discard = this.data.discard?.bind(this.data);
+    if (!this.options.discardFreed || discard === undefined || blocks.length === 0) return;
+    blocks.sort((a, b) => a - b);
+    try {
+      for (let i = 0; i < blocks.length; ) {
+        let j = i + 1;
+        while (j < blocks.length && (blocks[j] as number) === (blocks[j - 1] as number) + 1) j++;
+        const first = blocks[i] as number;
+        await discard(first * this.blockSize, (j - i) * this.blockSize);
+        this.counters.discards++;
+        i = j;
+      }
+    } catch {
+      // The blocks are free either way; they just may not read as zeros any more.
+      this.freeReadsZero = false;
+    }
+  }
+
+  /** Grows the data device's share of the pool to `bytes` (the device must be that big). */
+  async resizeData(bytes: number): Promise<void> {
+    const blocks = Math.floor(bytes / this.blockSize);
+    if (bytes > this.data.size) await this.data.grow(bytes);
+    await this.metadataChange(() => this.metadata.resizeData(blocks));
+    await this.commit();
+    if (this.poolMode === 'out_of_data_space') this.setMode('rw');
+    this.lowWaterSignalled = false;
+    this.wakeSpaceWaiters();
+  }
+
+  /** Grows the metadata device to `bytes`. */
+  async resizeMetadata(bytes: number): Promise<void> {
+    const dev = this.metadata.device;
+    if (bytes > dev.size) await dev.grow(bytes);
+    await this.metadataChange(() => this.metadata.resizeMetadata(Math.floor(bytes / 4096)));
+    await this.commit();
+  }
+
+  status(): PoolStatus {
+    const data = this.metadata.dataUsage;
+    const meta = this.metadata.metadataUsage;
+    return {
+      transactionId: this.metadata.transactionId,
+      mode: this.poolMode,
+      needsCheck: this.metadata.needsCheck,
+      heldRoot: this.metadata.heldRoot,
+      data: {
+        usedBlocks: data.usedBlocks,
+        totalBlocks: data.totalBlocks,
+        blockSize: this.blockSize,
+      },
+      metadata: { usedBlocks: meta.usedBlocks, totalBlocks: meta.totalBlocks },
+    };
+  }
+
+  /** Commits and stops the commit timer. The devices stay open (their owner closes them). */
+  async close(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.poolMode !== 'ro') await this.commit();
+    await this.metadata.close();
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  /**
+   * Runs a metadata step; a failure that breaks the transaction aborts it, sets needs_check
+   * and turns the pool read-only, as the kernel does.
+   */
+  private async metadataChange<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (breaksPool(err)) await this.failMetadata(err);
+      throw err;
+    }
+  }
+
+  private async failMetadata(err: unknown): Promise<void> {
+    if (this.poolMode === 'ro') return;
+    this.setMode('ro');
+    if (err instanceof NoSpaceError) this.emit('outOfSpace', { space: 'metadata' });
+    try {
+      await this.metadata.abort();
+      await this.metadata.setNeedsCheck();
+    } catch {
+      // The metadata device itself is failing; read-only is all that is left.
+    }
+    this.wakeSpaceWaiters();
+  }
+
+  private setMode(mode: PoolMode): void {
+    if (this.poolMode === mode || this.poolMode === 'ro') return;
+    this.poolMode = mode;
+    this.emit('mode', mode);
+  }
+
+  private afterAllocation(): void {
+    const { usedBlocks, totalBlocks } = this.metadata.dataUsage;
+    const free = totalBlocks - usedBlocks;
+    if (!this.lowWaterSignalled && free < this.options.lowWaterBlocks) {
+      this.lowWaterSignalled = true;
+      this.emit('lowWater', { freeBlocks: free, totalBlocks });
+    }
+  }
+
+  private waitForSpace(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      const waiter = () => done();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.spaceWaiters.push(waiter);
+    });
+  }
+
+  private wakeSpaceWaiters(): void {
+    const waiters = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+function breaksPool(err: unknown): boolean {
+  if (!(err instanceof ThinpError)) return true;
+  if (err instanceof NoSpaceError) return err.space === 'metadata';
+  return (
+    err.code === 'IO' ||
+    err.code === 'METADATA_CORRUPT' ||
+    err.code === 'CHECKSUM' ||
+    err.code === 'BAD_BLOCK'
+  );
+}
+
+function checkBlockSize(bytes: number): number {
+  const unit = 64 * 1024;
+  if (!Number.isSafeInteger(bytes) || bytes < unit || bytes > 2 ** 30 || bytes % unit !== 0) {
+    throw new BadInputError(`a data block size of ${bytes} bytes is not supported`, {
+      hint: 'use a multiple of 64 KiB from 64 KiB to 1 GiB (dm.blocksize)',
+    });
+  }
+  return bytes / SECTOR_SIZE;
+}
+
+/** Whether discarding on `dev` returns space (punches holes) rather than writing zeros. */
+function canPunchHoles(dev: BlockDevice): boolean {
+  const punches = (dev as { punchesHoles?: boolean }).punchesHoles;
+  return punches !== false;
+}
