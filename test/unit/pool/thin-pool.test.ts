@@ -155,3 +155,47 @@ describe('ThinPool', () => {
     assert.equal(check.status, 0, check.stdout + check.stderr);
   });
 });
+
+describe('ThinPool out of metadata space', () => {
+  it('turns read-only, sets needs_check and keeps the last commit intact', async () => {
+    const metaFile = path.join(await dir, 'small.meta');
+    const data = new MemoryDevice(32_768 * B);
+    const meta = await FileDevice.open(metaFile, { create: { size: 48 * 4096 } });
+    try {
+      const pool = await ThinPool.create(data, meta, { blockSize: B, commitIntervalMs: 0 });
+      await pool.createThin(1);
+      const dev = pool.device(1, 32_768 * B);
+      const first = pattern(4 * B, 9);
+      await dev.write(first, 0);
+      await pool.commit();
+      let failure: unknown;
+      try {
+        // Scattered single-block writes need a leaf each until metadata runs out.
+        for (let v = 10; v < 32_768; v++) {
+          await dev.write(Buffer.alloc(512, 1), v * B);
+          if (v % 500 === 0) await pool.commit();
+        }
+      } catch (err) {
+        failure = err;
+      }
+      assert.ok(failure instanceof Error, 'the writes ran out of metadata space');
+      assert.equal(pool.mode, 'ro');
+      await assert.rejects(dev.write(Buffer.alloc(1), 0), /read-only/);
+      assert.deepEqual(await readBack(dev, 0, 4 * B), first);
+      await meta.flush();
+    } finally {
+      await meta.close();
+    }
+    const check = await thinCheck(metaFile);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const reopened = await FileDevice.open(metaFile, { readOnly: true });
+    try {
+      const pool = await ThinPool.open(data, reopened, { commitIntervalMs: 0 });
+      assert.equal(pool.status().needsCheck, true);
+      assert.equal(pool.mode, 'ro');
+      assert.deepEqual(await readBack(pool.device(1, 32_768 * B), 0, 4 * B), pattern(4 * B, 9));
+    } finally {
+      await reopened.close();
+    }
+  });
+});
