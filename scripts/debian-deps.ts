@@ -28,6 +28,14 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       package: 'thin-provisioning-tools',
       why: 'thin_check, thin_dump and thin_restore: the reference for the metadata format',
     },
+    {
+      package: 'libnbd-bin',
+      why: 'nbdinfo and nbdcopy: real NBD clients that list, map and copy the exports',
+    },
+    {
+      package: 'qemu-utils',
+      why: 'qemu-img and qemu-io: real NBD clients that convert images and verify patterns',
+    },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
