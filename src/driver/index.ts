@@ -5,4 +5,13 @@
  * config, block and util.
  */
 
+export {
+  type DeviceEntry,
+  type DeviceListing,
+  DeviceSet,
+  type RecoveredTransaction,
+  type RemoveOutcome,
+} from './device-set.js';
 export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
+export { poolPresent } from './pool-files.js';
+export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';

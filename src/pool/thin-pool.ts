@@ -23,7 +23,13 @@
 
 import { EventEmitter } from 'node:events';
 import type { BlockDevice } from '../block/index.js';
-import { type Mapping, PoolMetadata } from '../thin/index.js';
+import {
+  DATA_BLOCK_LIMIT,
+  MAX_METADATA_BLOCKS,
+  type Mapping,
+  METADATA_BLOCK_SIZE,
+  PoolMetadata,
+} from '../thin/index.js';
 import {
   BadInputError,
   KeyedLock,
@@ -52,6 +58,12 @@ export interface ThinPoolOptions {
   discardFreed?: boolean;
   /** Emit 'lowWater' when fewer data blocks than this are free. */
   lowWaterBlocks?: number;
+  /**
+   * On open, discard every free data block (a crash may have come between a commit and the
+   * discard of what it freed), so that new blocks need no zeroing afterwards. Costs one
+   * discard per free run: for long-running owners such as the daemon, not for one command.
+   */
+  sweepOnOpen?: boolean;
   cacheBlocks?: number;
 }
 
@@ -115,6 +127,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       commitIntervalMs: options.commitIntervalMs ?? 1000,
       discardFreed: options.discardFreed ?? true,
       lowWaterBlocks: options.lowWaterBlocks ?? 0,
+      sweepOnOpen: options.sweepOnOpen ?? false,
     };
   }
 
@@ -130,7 +143,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       nrDataBlocks: Math.floor(data.size / options.blockSize),
       ...(options.cacheBlocks === undefined ? {} : { cacheBlocks: options.cacheBlocks }),
     });
-    return ThinPool.start(data, md, options);
+    return ThinPool.start(data, md, options, true);
   }
 
   /** Opens the pool whose metadata is on `metadata`. */
@@ -158,10 +171,11 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     data: BlockDevice,
     md: PoolMetadata,
     options: ThinPoolOptions,
+    fresh = false,
   ): Promise<ThinPool> {
     const pool = new ThinPool(data, md, options);
     if (md.needsCheck) pool.poolMode = 'ro';
-    await pool.sweepFreeSpace();
+    if (fresh || pool.options.sweepOnOpen) await pool.sweepFreeSpace();
     if (pool.options.commitIntervalMs > 0) {
       pool.timer = setInterval(() => {
         if (pool.dirty) pool.commit().catch(() => undefined);
@@ -180,10 +194,18 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     const discard = this.data.discard?.bind(this.data);
     if (!this.options.discardFreed || discard === undefined || this.poolMode === 'ro') return;
     if (!canPunchHoles(this.data)) return;
-    await this.metadata.forEachFreeDataRun((first, length) =>
-      discard(first * this.blockSize, length * this.blockSize),
-    );
-    this.freeReadsZero = true;
+    let punching = true;
+    await this.metadata.forEachFreeDataRun(async (first, length) => {
+      if (!punching) return;
+      // One block first: a device that cannot punch holes writes zeros instead, and a
+      // whole free space of zeros is not worth writing.
+      await discard(first * this.blockSize, this.blockSize);
+      punching = canPunchHoles(this.data);
+      if (punching && length > 1) {
+        await discard((first + 1) * this.blockSize, (length - 1) * this.blockSize);
+      }
+    });
+    this.freeReadsZero = punching;
   }
 
   get mode(): PoolMode {
@@ -312,11 +334,17 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.commitLock.run(async () => {
       if (this.poolMode === 'ro') return;
       const started = performance.now();
+      // Writes that complete while this commit runs set the flag again.
       this.dirty = false;
-      await this.data.flush();
-      await this.metadataChange(() =>
-        this.metadata.commit({ afterCommit: (freed) => this.discardFreed(freed) }),
-      );
+      try {
+        await this.data.flush();
+        await this.metadataChange(() =>
+          this.metadata.commit({ afterCommit: (freed) => this.discardFreed(freed) }),
+        );
+      } catch (err) {
+        this.dirty = true;
+        throw err;
+      }
       this.counters.commits++;
       this.emit('commit', {
         transactionId: this.metadata.transactionId,
@@ -351,9 +379,17 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     }
   }
 
-  /** Grows the data device's share of the pool to `bytes` (the device must be that big). */
+  /** Grows the pool's data device to `bytes`; never shrinks. */
   async resizeData(bytes: number): Promise<void> {
     const blocks = Math.floor(bytes / this.blockSize);
+    const current = this.metadata.dataUsage.totalBlocks;
+    if (!Number.isSafeInteger(bytes) || blocks < current || blocks >= DATA_BLOCK_LIMIT) {
+      throw new BadInputError(
+        `the data device cannot be resized to ${bytes} bytes: it holds ${current} blocks of ` +
+          `${this.blockSize} bytes and may only grow (below 2^40 blocks)`,
+        { hint: 'give a larger size' },
+      );
+    }
     if (bytes > this.data.size) await this.data.grow(bytes);
     await this.metadataChange(() => this.metadata.resizeData(blocks));
     await this.commit();
@@ -362,11 +398,20 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     this.wakeSpaceWaiters();
   }
 
-  /** Grows the metadata device to `bytes`. */
+  /** Grows the metadata device to `bytes`; never shrinks. */
   async resizeMetadata(bytes: number): Promise<void> {
     const dev = this.metadata.device;
+    const blocks = Math.floor(bytes / METADATA_BLOCK_SIZE);
+    const current = this.metadata.metadataUsage.totalBlocks;
+    if (!Number.isSafeInteger(bytes) || blocks < current || blocks > MAX_METADATA_BLOCKS) {
+      throw new BadInputError(
+        `the metadata device cannot be resized to ${bytes} bytes: it holds ${current} blocks ` +
+          `and may only grow, up to ${MAX_METADATA_BLOCKS} blocks (about 16 GiB)`,
+        { hint: 'give a size between the current one and 16 GiB' },
+      );
+    }
     if (bytes > dev.size) await dev.grow(bytes);
-    await this.metadataChange(() => this.metadata.resizeMetadata(Math.floor(bytes / 4096)));
+    await this.metadataChange(() => this.metadata.resizeMetadata(blocks));
     await this.commit();
   }
 

@@ -4,6 +4,7 @@
  * transaction rules of dm-thin-metadata.c. Imports pdata, block and util.
  */
 
+export { MAX_METADATA_BLOCKS, METADATA_BLOCK_SIZE } from '../pdata/index.js';
 export {
   type BlockTime,
   DATA_BLOCK_LIMIT,

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { dockerInfo, formatDockerInfo } from '../../driver/index.js';
+import { type DockerInfo, dockerInfo, formatDockerInfo, poolPresent } from '../../driver/index.js';
 import { commandConfig, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
+import { rootExists, useDeviceSet, withRootLock } from '../session.js';
 
 export function addInfoCommand(program: Command, io: CliIo): void {
   program
@@ -9,11 +10,18 @@ export function addInfoCommand(program: Command, io: CliIo): void {
     .description(`Docker's "Storage Driver: devicemapper" section, field for field`)
     .option('--json', 'machine-readable output (sizes in bytes)')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const info = await dockerInfo(await commandConfig(self, io));
-      if (options.json) {
-        writeJson(io, info);
+      const config = await commandConfig(self, io);
+      let info: DockerInfo;
+      if (await rootExists(config)) {
+        info = await withRootLock(self, io, config, async () =>
+          (await poolPresent(config))
+            ? useDeviceSet(io, config, (set) => dockerInfo(config, set))
+            : dockerInfo(config),
+        );
       } else {
-        io.stdout.write(formatDockerInfo(info));
+        info = await dockerInfo(config);
       }
+      if (options.json) writeJson(io, info);
+      else io.stdout.write(formatDockerInfo(info));
     });
 }

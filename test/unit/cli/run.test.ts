@@ -214,14 +214,13 @@ describe('user errors exit 1', () => {
 
   test('a command this build cannot carry out says so', async () => {
     assertUserError(
-      await cli('device', 'list'),
-      /^thinp: 'thinp device list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp check', 'thinp dump' and 'thinp restore' work/,
+      await cli('layer', 'list'),
+      /^thinp: 'thinp layer list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', 'thinp dump' and 'thinp restore' work/,
     );
     assertUserError(
       await cli('daemon', '--nbd', 'unix:/tmp/x.sock', '--nbd', 'tcp:[::1]:10809'),
       /'thinp daemon' is not available/,
     );
-    assertUserError(await cli('pool', 'create'), /'thinp pool create' is not available/);
   });
 
   test('the configuration is checked before anything else', async () => {
@@ -231,13 +230,20 @@ describe('user errors exit 1', () => {
     );
   });
 
-  test('info refuses a pool it cannot open', async () => {
+  test('info refuses a pool it cannot open, saying why', async () => {
     const root = path.join(cwd, 'existing');
     await mkdir(root, { recursive: true });
     await writeFile(path.join(root, 'thinp.json'), '{}');
     assertUserError(
       await cli('--root', root, 'info'),
-      /a pool exists at .*existing, but this build of thinp cannot open pools/,
+      /existing\/thinp\.json: "mode" must be 'loop' or 'devices'; restore the file from a backup/,
+    );
+  });
+
+  test('device commands on a root without a pool say how to make one', async () => {
+    assertUserError(
+      await cli('--root', path.join(cwd, 'nowhere'), 'device', 'list'),
+      /^thinp: there is no pool at .*nowhere; create one with 'thinp pool create'/,
     );
   });
 });
@@ -254,13 +260,13 @@ describe('info', () => {
         ' Pool Blocksize: 65.54kB',
         ' Base Device Size: 21.47GB',
         ' Backing Filesystem: ext4',
-        ' Udev Sync Supported: false',
         ` Data file: ${root}/devicemapper/data`,
         ` Metadata file: ${root}/devicemapper/metadata`,
-        ` Data loop file: ${root}/devicemapper/data`,
-        ` Metadata loop file: ${root}/devicemapper/metadata`,
+        ' Udev Sync Supported: false',
         ' Deferred Removal Enabled: true',
         ' Deferred Deletion Enabled: true',
+        ` Data loop file: ${root}/devicemapper/data`,
+        ` Metadata loop file: ${root}/devicemapper/metadata`,
         ` Library Version: thinp ${THINP_VERSION}`,
         ' Pool Status: not created',
         '',

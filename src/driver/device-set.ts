@@ -1,0 +1,482 @@
+/**
+ * DeviceSet: named thin devices on one thin pool, the "device set" of Docker's
+ * devicemapper driver. The pool's metadata knows devices only by thin id and has no sizes;
+ * the device set keeps a JSON file per device under ROOT/metadata with its id, size and
+ * origin, and wraps every change in a transaction so that a crash mid-way is undone.
+ *
+ * A lifecycle:
+ * - Make a pool: `DeviceSet.create(config)` makes ROOT/devicemapper/data and .../metadata
+ *   as sparse files of dm.loopdatasize and dm.loopmetadatasize (loop mode), formats the
+ *   metadata for dm.blocksize, writes metadata/deviceset-metadata and, last, ROOT/thinp.json.
+ *   It refuses to overwrite a pool, and reports a half-made one.
+ * - Open it later: `DeviceSet.open(config)` opens the pool, settles a transaction a crash
+ *   left open (`recovered` says which), and finishes removals that were deferred while a
+ *   device was busy (`finishedRemovals`).
+ * - Make a device: `createDevice('scratch', 10 GiB)` takes the next free thin id from
+ *   next_device_id (skipping ids the pool already has), creates it in the pool and writes
+ *   metadata/scratch. `createSnapshot('monday', 'scratch')` makes an O(1) snapshot of the
+ *   same size. Both refuse while free data or metadata space is below dm.min_free_space.
+ * - Use it: `open('scratch')` gives its ThinDevice; the device is busy until `release`.
+ * - Look: `list()` gives each device's mapped, exclusive and shared bytes; `status()` the
+ *   pool's. Grow the pool with `resizeData` or `resizeMetadata`.
+ * - Remove it: `removeDevice('monday')`. A busy device is a BusyError, or, with
+ *   dm.use_deferred_removal, is marked `deleted` and removed once released. Snapshots are
+ *   independent: removing the device one was taken from leaves it intact.
+ * - `close()` commits and closes the pool's devices.
+ *
+ * Contracts:
+ * - Every change is a transaction (transaction.ts): intent in transaction-metadata, the
+ *   pool operation, the device's JSON file, then the pool's transaction id, which commits.
+ *   After a crash at any point, the next open shows the state before the change or after it.
+ * - Changes run one at a time. I/O on open devices runs alongside them.
+ * - The caller holds the root lock (root-lock.ts) while the set is open: no other process
+ *   writes these files meanwhile.
+ */
+
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../config/index.js';
+import { type PoolStatus, type ThinDevice, ThinPool, type ThinPoolOptions } from '../pool/index.js';
+import { THIN_ID_LIMIT } from '../thin/index.js';
+import {
+  BadInputError,
+  BusyError,
+  ExistsError,
+  Mutex,
+  NoSpaceError,
+  THINP_VERSION,
+} from '../util/index.js';
+import { checkDeviceName } from './device-names.js';
+import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
+import { blockUsage } from './device-usage.js';
+import { checkGrowth, checkMinFreeSpace } from './free-space.js';
+import {
+  createPoolFiles,
+  type OpenedPoolFiles,
+  openPoolFiles,
+  type PoolFiles,
+  removePoolFiles,
+} from './pool-files.js';
+import { readStateFile, writeStateFile } from './state-files.js';
+import {
+  DEVICE_SET_FILE,
+  type DeviceRecord,
+  decodeDeviceSet,
+  encodeDeviceSet,
+  encodePoolConfig,
+} from './state-records.js';
+import { type OpenTransaction, TransactionLog } from './transaction.js';
+
+/** A device as the set knows it. */
+export interface DeviceEntry {
+  name: string;
+  id: number;
+  size: number;
+  /** The device it was snapshotted from, as named then. */
+  origin: string | undefined;
+  /** The transaction that created it. */
+  transactionId: number;
+}
+
+/** A line of `list()`: bytes the device maps, alone or shared with others. */
+export interface DeviceListing {
+  name: string;
+  id: number;
+  size: number;
+  mappedBytes: number;
+  exclusiveBytes: number;
+  sharedBytes: number;
+  /** The device it was snapshotted from, while that device exists; else null. */
+  origin: string | null;
+}
+
+/** A transaction a crash left open, settled when the set was opened. */
+export interface RecoveredTransaction {
+  transactionId: number;
+  device: string;
+  deviceId: number;
+}
+
+export type RemoveOutcome = 'removed' | 'deferred';
+
+const FIRST_DEVICE_ID = 1;
+/** Tries when the pool reports a chosen id as taken (it should not: ids are checked first). */
+const MAX_ID_RETRIES = 16;
+
+export class DeviceSet {
+  readonly config: Config;
+  readonly pool: ThinPool;
+  readonly files: PoolFiles;
+  readonly recovered: RecoveredTransaction | undefined;
+  readonly finishedRemovals: string[] = [];
+  private readonly data: OpenedPoolFiles['data'];
+  private readonly metadataDevice: OpenedPoolFiles['metadata'];
+  private readonly devices: DeviceTable;
+  private readonly users = new Map<string, number>();
+  private readonly changes = new Mutex();
+  private readonly transactions: TransactionLog;
+  private nextDeviceId = FIRST_DEVICE_ID;
+  private closed = false;
+
+  private constructor(config: Config, files: OpenedPoolFiles, pool: ThinPool) {
+    this.config = config;
+    this.pool = pool;
+    this.files = { mode: files.mode, dataFile: files.dataFile, metadataFile: files.metadataFile };
+    this.data = files.data;
+    this.metadataDevice = files.metadata;
+    this.transactions = new TransactionLog(config.layout.metadataDir, pool);
+    this.devices = new DeviceTable(config.layout.metadataDir);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Making and opening
+
+  /** Creates the pool the options describe, and an empty device set on it. */
+  static async create(config: Config): Promise<DeviceSet> {
+    await refuseOldDeviceFiles(config.layout.metadataDir);
+    const files = await createPoolFiles(config);
+    let pool: ThinPool;
+    try {
+      pool = await ThinPool.create(files.data, files.metadata, {
+        blockSize: config.storage.blockSize,
+        ...poolOptions(config),
+      });
+    } catch (err) {
+      await Promise.all([files.data.close(), files.metadata.close()]);
+      if (files.mode === 'loop') await removePoolFiles(files);
+      throw err;
+    }
+    const set = new DeviceSet(config, files, pool);
+    await mkdir(config.layout.metadataDir, { recursive: true, mode: 0o700 });
+    await set.saveDeviceSet();
+    await writeStateFile(
+      config.layout.poolConfigFile,
+      encodePoolConfig({
+        ...set.files,
+        blockSize: pool.blockSize,
+        created: new Date().toISOString(),
+        version: THINP_VERSION,
+      }),
+    );
+    return set;
+  }
+
+  /** Opens the pool at ROOT, settling what a crash left half-done. */
+  static async open(config: Config): Promise<DeviceSet> {
+    const files = await openPoolFiles(config);
+    let pool: ThinPool;
+    try {
+      pool = await ThinPool.open(files.data, files.metadata, poolOptions(config));
+    } catch (err) {
+      await Promise.all([files.data.close(), files.metadata.close()]);
+      throw err;
+    }
+    const set = new DeviceSet(config, files, pool);
+    try {
+      await set.load();
+    } catch (err) {
+      await set.close().catch(() => undefined);
+      throw err;
+    }
+    return set;
+  }
+
+  private async load(): Promise<void> {
+    const dir = this.config.layout.metadataDir;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, DEVICE_SET_FILE);
+    const json = await readStateFile(file);
+    if (json !== undefined) this.nextDeviceId = decodeDeviceSet(file, json).nextDeviceId;
+    (this as { recovered: RecoveredTransaction | undefined }).recovered = await this.recover();
+    await this.devices.load();
+    for (const [name, record] of this.devices.entries()) {
+      if (!record.deleted) continue;
+      await this.removeNow(name, record);
+      this.finishedRemovals.push(name);
+    }
+  }
+
+  /** Settles the transaction a crash left open, if any, and closes it. */
+  private async recover(): Promise<RecoveredTransaction | undefined> {
+    const t = await this.transactions.pending();
+    if (t === undefined) return undefined;
+    await this.settle(t);
+    await this.transactions.close(t);
+    return { transactionId: t.openTransactionId, device: t.deviceHash, deviceId: t.deviceId };
+  }
+
+  /**
+   * Ends an open transaction without its operation's effect: a half-done creation is
+   * undone, a half-done removal is finished. Either way the thin id leaves the pool and the
+   * device's file goes, unless that file names another thin id (then it is not this one's).
+   */
+  private async settle(t: OpenTransaction): Promise<void> {
+    if (await this.pool.metadata.exists(t.deviceId)) await this.pool.deleteDevice(t.deviceId);
+    await this.devices.removeIfOf(t.deviceHash, t.deviceId);
+  }
+
+  /** Settles `t` after its operation failed; returns whether that worked. */
+  private async abandon(t: OpenTransaction): Promise<boolean> {
+    try {
+      await this.settle(t);
+      await this.transactions.close(t);
+      return true;
+    } catch {
+      // The pool refuses changes now (read-only); the next open settles it.
+      return false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Changes
+
+  /** Creates an empty thin device `name` of `size` bytes. */
+  async createDevice(name: string, size: number): Promise<DeviceEntry> {
+    checkDeviceName(name);
+    checkDeviceSize(size);
+    return this.change(async () => {
+      this.devices.checkNew(name);
+      checkMinFreeSpace(this.pool.status(), this.config.storage.minFreeSpace, 'device');
+      return this.addDevice(name, size, undefined, (id) => this.pool.createThin(id));
+    });
+  }
+
+  /** Creates `name` as a snapshot of `originName`, of the origin's size. */
+  async createSnapshot(name: string, originName: string): Promise<DeviceEntry> {
+    checkDeviceName(name);
+    return this.change(async () => {
+      const origin = this.devices.live(originName);
+      this.devices.checkNew(name);
+      checkMinFreeSpace(this.pool.status(), this.config.storage.minFreeSpace, 'snapshot');
+      return this.addDevice(name, origin.size, originName, (id) =>
+        this.pool.createSnapshot(id, origin.deviceId),
+      );
+    });
+  }
+
+  /** Removes `name`; a busy device is refused or, with deferred removal, removed once released. */
+  removeDevice(name: string): Promise<RemoveOutcome> {
+    return this.change(async () => {
+      const record = this.devices.record(name);
+      const users = this.users.get(name) ?? 0;
+      if (users === 0) {
+        await this.removeNow(name, record);
+        return 'removed';
+      }
+      if (!this.config.storage.useDeferredRemoval) {
+        throw new BusyError(`device ${name} is in use (opened ${users} times)`, {
+          hint: 'release it first, or set dm.use_deferred_removal=true to remove it once released',
+        });
+      }
+      if (!record.deleted) {
+        await this.devices.save(name, { ...record, deleted: true });
+      }
+      return 'deferred';
+    });
+  }
+
+  /** Grows the data space to `bytes` (the data file grows with it). */
+  resizeData(bytes: number): Promise<void> {
+    return this.change(async () => {
+      checkGrowth('data space', this.data.size, bytes);
+      await this.pool.resizeData(bytes);
+    });
+  }
+
+  /** Grows the metadata space to `bytes` (the metadata file grows with it). */
+  resizeMetadata(bytes: number): Promise<void> {
+    return this.change(async () => {
+      checkGrowth('metadata space', this.metadataDevice.size, bytes);
+      await this.pool.resizeMetadata(bytes);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Use
+
+  /** The I/O handle of `name`; the device is busy until `release(name)`. */
+  open(name: string): ThinDevice {
+    const record = this.devices.live(name);
+    this.users.set(name, (this.users.get(name) ?? 0) + 1);
+    return this.pool.device(record.deviceId, record.size);
+  }
+
+  /** Ends one `open(name)`; the last one finishes a deferred removal. */
+  async release(name: string): Promise<void> {
+    const users = this.users.get(name) ?? 0;
+    if (users === 0) {
+      throw new BadInputError(`device ${name} is not open`, { hint: 'release only what you open' });
+    }
+    if (users > 1) {
+      this.users.set(name, users - 1);
+      return;
+    }
+    this.users.delete(name);
+    await this.change(async () => {
+      const record = this.devices.peek(name);
+      if (record?.deleted === true && !this.users.has(name)) await this.removeNow(name, record);
+    });
+  }
+
+  /** The device `name`; NotFoundError if there is none (or it is being removed). */
+  get(name: string): DeviceEntry {
+    return entryOf(name, this.devices.live(name));
+  }
+
+  /** Every device, by name, with the bytes it maps alone and shares with others. */
+  list(): Promise<DeviceListing[]> {
+    return this.change(async () => {
+      const live = this.devices.entries().filter(([, r]) => !r.deleted);
+      live.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const ids = live.map(([, r]) => r.deviceId);
+      const usage = await blockUsage(this.pool, ids, await this.pool.metadata.deviceIds());
+      const B = this.pool.blockSize;
+      return live.map(([name, r]) => {
+        const u = usage.get(r.deviceId) ?? { mappedBlocks: 0, exclusiveBlocks: 0 };
+        return {
+          name,
+          id: r.deviceId,
+          size: r.size,
+          mappedBytes: u.mappedBlocks * B,
+          exclusiveBytes: u.exclusiveBlocks * B,
+          sharedBytes: (u.mappedBlocks - u.exclusiveBlocks) * B,
+          origin: this.devices.originOf(r),
+        };
+      });
+    });
+  }
+
+  status(): PoolStatus {
+    return this.pool.status();
+  }
+
+  /** Devices whose removal waits for them to be released. */
+  get deferredDeletedCount(): number {
+    return this.devices.deferredCount;
+  }
+
+  /** Commits the pool and closes its devices. The set cannot be used afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.changes.run(async () => {
+      try {
+        await this.pool.close();
+      } finally {
+        await Promise.all([this.data.close(), this.metadataDevice.close()]);
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Internals
+
+  private async change<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) {
+      throw new BadInputError('the device set is closed', { hint: 'open it again' });
+    }
+    return this.changes.run(fn);
+  }
+
+  private async addDevice(
+    name: string,
+    size: number,
+    origin: string | undefined,
+    make: (id: number) => Promise<void>,
+  ): Promise<DeviceEntry> {
+    const t = await this.transactions.open(name, await this.freeId(this.nextDeviceId));
+    const record: DeviceRecord = {
+      deviceId: t.deviceId,
+      size,
+      transactionId: t.openTransactionId,
+      initialized: true,
+      deleted: false,
+      origin,
+    };
+    try {
+      record.deviceId = await this.makeWithFreeId(t, make);
+      await this.devices.save(name, record);
+      this.nextDeviceId = (t.deviceId + 1) % THIN_ID_LIMIT;
+      await this.saveDeviceSet();
+      await this.transactions.close(t);
+    } catch (err) {
+      await this.abandon(t);
+      throw err;
+    }
+    return entryOf(name, record);
+  }
+
+  /** Runs `make` with the transaction's id; an id the pool has already moves to the next. */
+  private async makeWithFreeId(
+    t: OpenTransaction,
+    make: (id: number) => Promise<void>,
+  ): Promise<number> {
+    for (let tries = 1; ; tries++) {
+      try {
+        await make(t.deviceId);
+        return t.deviceId;
+      } catch (err) {
+        if (!(err instanceof ExistsError) || tries >= MAX_ID_RETRIES) throw err;
+        await this.transactions.refresh(t, await this.freeId(t.deviceId + 1));
+      }
+    }
+  }
+
+  private async removeNow(name: string, record: DeviceRecord): Promise<void> {
+    const t = await this.transactions.open(name, record.deviceId);
+    try {
+      await this.pool.deleteDevice(record.deviceId);
+      await this.devices.remove(name);
+      await this.transactions.close(t);
+    } catch (err) {
+      await this.abandon(t);
+      throw err;
+    }
+  }
+
+  /** The first thin id from `start` (wrapping at 2^24) that no device uses. */
+  private async freeId(start: number): Promise<number> {
+    const used = this.devices.usedIds();
+    for (let i = 0; i < THIN_ID_LIMIT; i++) {
+      const id = (start + i) % THIN_ID_LIMIT;
+      if (!used.has(id) && !(await this.pool.metadata.exists(id))) return id;
+    }
+    throw new NoSpaceError('metadata', `all ${THIN_ID_LIMIT} thin device ids are in use`, {
+      hint: 'remove devices you no longer need',
+    });
+  }
+
+  private saveDeviceSet(): Promise<void> {
+    return writeStateFile(
+      path.join(this.config.layout.metadataDir, DEVICE_SET_FILE),
+      encodeDeviceSet({
+        nextDeviceId: this.nextDeviceId,
+        baseDeviceUuid: '',
+        baseDeviceFilesystem: '',
+      }),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+function poolOptions(config: Config): ThinPoolOptions {
+  const { storage } = config;
+  return {
+    zeroBlocks: storage.zeroBlocks,
+    noSpacePolicy: storage.noSpacePolicy,
+    discardFreed: storage.blkdiscard,
+  };
+}
+
+function entryOf(name: string, r: DeviceRecord): DeviceEntry {
+  return { name, id: r.deviceId, size: r.size, origin: r.origin, transactionId: r.transactionId };
+}
+
+function checkDeviceSize(size: number): void {
+  if (!Number.isSafeInteger(size) || size <= 0 || size % 512 !== 0) {
+    throw new BadInputError(`a device of ${size} bytes cannot be made`, {
+      hint: 'give a size above 0 that is a whole number of 512-byte sectors, such as 10G',
+    });
+  }
+}
