@@ -41,6 +41,7 @@ import { THIN_ID_LIMIT } from '../thin/index.js';
 import {
   BadInputError,
   BusyError,
+  crashPoint,
   ExistsError,
   Mutex,
   NoSpaceError,
@@ -394,11 +395,18 @@ export class DeviceSet {
       origin,
     };
     try {
+      crashPoint('add:transaction-open');
       record.deviceId = await this.makeWithFreeId(t, make);
+      crashPoint('add:pool-changed');
+      await this.pool.commit();
+      crashPoint('add:pool-committed');
       await this.devices.save(name, record);
+      crashPoint('add:device-file');
       this.nextDeviceId = (t.deviceId + 1) % THIN_ID_LIMIT;
       await this.saveDeviceSet();
+      crashPoint('add:device-set-file');
       await this.transactions.close(t);
+      crashPoint('add:closed');
     } catch (err) {
       await this.abandon(t);
       throw err;
@@ -425,9 +433,15 @@ export class DeviceSet {
   private async removeNow(name: string, record: DeviceRecord): Promise<void> {
     const t = await this.transactions.open(name, record.deviceId);
     try {
+      crashPoint('remove:transaction-open');
       await this.pool.deleteDevice(record.deviceId);
+      crashPoint('remove:pool-changed');
+      await this.pool.commit();
+      crashPoint('remove:pool-committed');
       await this.devices.remove(name);
+      crashPoint('remove:device-file');
       await this.transactions.close(t);
+      crashPoint('remove:closed');
     } catch (err) {
       await this.abandon(t);
       throw err;

@@ -25,6 +25,7 @@ export {
   UsageError,
 } from './errors.js';
 export { findOnPath } from './exec.js';
+export { CRASH_AT_ENV, crashPoint } from './fault.js';
 export {
   type JsonMember,
   type JsonNode,
