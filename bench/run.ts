@@ -2,6 +2,7 @@
  * The benchmarks' entry point.
  *
  *     npm run bench -- metadata [--mappings N] [--cache-blocks N]   one benchmark
+ *     npm run bench -- pool [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -10,16 +11,21 @@
  */
 
 import { parseArgs } from 'node:util';
+import { parseSize } from '../src/util/index.js';
 import {
   BenchOptionError,
   DEFAULT_MAPPINGS,
   MissingPeerError,
   runMetadataBench,
 } from './metadata.js';
+import { DEFAULT_QUEUE_DEPTH, DEFAULT_SECONDS, DEFAULT_SIZE, runPoolBench } from './pool.js';
 
 interface BenchOptions {
   mappings?: number;
   cacheBlocks?: number;
+  size?: number;
+  seconds?: number;
+  queueDepth?: number;
   resultsDir?: string;
   tempDir?: string;
 }
@@ -41,6 +47,15 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     run: (options, command) =>
       runMetadataBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
+  pool: {
+    describe:
+      `a thin device's 4 KiB and 1 MiB I/O at queue depth 1 and ${DEFAULT_QUEUE_DEPTH} against a ` +
+      'plain sparse file on the same disk; snapshot creation, reads at snapshot depth 100, ' +
+      'copy-on-write',
+    short: { size: 256 * 1024 * 1024, seconds: 1 },
+    run: (options, command) =>
+      runPoolBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
 };
 
 const USAGE = `usage: npm run bench -- [NAME...] [options]
@@ -55,6 +70,9 @@ Without a name, every benchmark runs in a short version.
 Options:
   --mappings N       mappings per phase (metadata: default ${DEFAULT_MAPPINGS.toLocaleString('en-US')})
   --cache-blocks N   metadata block cache of the pool under test (default: the engine's)
+  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G)
+  --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
+  --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})
   --results-dir DIR  where reports go (default bench/results)
   --temp-dir DIR     where scratch files go (default the system temp directory)
   -h, --help         this text
@@ -71,6 +89,34 @@ function parseCount(flag: string, text: string | undefined): number | undefined 
   return Number(cleaned);
 }
 
+function parseBytes(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseSize(text);
+  } catch (err) {
+    throw new UsageError(`${flag} ${text}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function parseSecondsFlag(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || Number(text) <= 0) {
+    throw new UsageError(`${flag} ${text}: give a positive number of seconds, e.g. ${flag} 2.5`);
+  }
+  return Number(text);
+}
+
+/** The flags that `options` stands for, for the command line of a short run. */
+function flagsOf(options: BenchOptions): string {
+  const flags: string[] = [];
+  if (options.mappings !== undefined) flags.push(`--mappings ${options.mappings}`);
+  if (options.cacheBlocks !== undefined) flags.push(`--cache-blocks ${options.cacheBlocks}`);
+  if (options.size !== undefined) flags.push(`--size ${options.size}`);
+  if (options.seconds !== undefined) flags.push(`--seconds ${options.seconds}`);
+  if (options.queueDepth !== undefined) flags.push(`--queue-depth ${options.queueDepth}`);
+  return flags.join(' ');
+}
+
 function parse(argv: readonly string[]): { names: string[]; options: BenchOptions; help: boolean } {
   let parsed: ReturnType<typeof parseBenchArgs>;
   try {
@@ -84,6 +130,12 @@ function parse(argv: readonly string[]): { names: string[]; options: BenchOption
   const cacheBlocks = parseCount('--cache-blocks', values['cache-blocks']);
   if (mappings !== undefined) options.mappings = mappings;
   if (cacheBlocks !== undefined) options.cacheBlocks = cacheBlocks;
+  const size = parseBytes('--size', values.size);
+  const seconds = parseSecondsFlag('--seconds', values.seconds);
+  const queueDepth = parseCount('--queue-depth', values['queue-depth']);
+  if (size !== undefined) options.size = size;
+  if (seconds !== undefined) options.seconds = seconds;
+  if (queueDepth !== undefined) options.queueDepth = queueDepth;
   if (values['results-dir'] !== undefined) options.resultsDir = values['results-dir'];
   if (values['temp-dir'] !== undefined) options.tempDir = values['temp-dir'];
   const known = Object.keys(BENCHMARKS);
@@ -103,6 +155,9 @@ function parseBenchArgs(argv: readonly string[]) {
     options: {
       mappings: { type: 'string' },
       'cache-blocks': { type: 'string' },
+      size: { type: 'string' },
+      seconds: { type: 'string' },
+      'queue-depth': { type: 'string' },
       'results-dir': { type: 'string' },
       'temp-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -130,7 +185,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (bench === undefined) continue;
     const options = all ? { ...bench.short, ...request.options } : request.options;
     const command = all
-      ? `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}   # short: ${name} --mappings ${options.mappings}`
+      ? `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}   # short: ${name} ${flagsOf(options)}`
       : `npm run bench -- ${argv.join(' ')}`;
     process.stderr.write(`bench: ${name}\n`);
     try {
