@@ -44,8 +44,28 @@ export class ThinDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     this.checkRange(offset, buf.length, 'read');
     this.pool.counters.reads++;
-    const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
-    await Promise.all(pieces.map((p) => this.readPiece(p, buf.subarray(p.at, p.at + p.length))));
+    const B = this.pool.blockSize;
+    const pieces = splitIntoBlocks(offset, buf.length, B);
+    const mappings = await Promise.all(pieces.map((p) => this.pool.lookup(this.id, p.vblock)));
+    // Neighbouring pieces on neighbouring data blocks (as a sequential write leaves them)
+    // become one read of the data device.
+    const reads: Array<Promise<void>> = [];
+    for (let i = 0; i < pieces.length; ) {
+      const p = pieces[i] as BlockPiece;
+      const m = mappings[i];
+      let j = i + 1;
+      if (m === undefined) {
+        buf.fill(0, p.at, p.at + p.length);
+        i = j;
+        continue;
+      }
+      while (j < pieces.length && mappings[j]?.dataBlock === m.dataBlock + (j - i)) j++;
+      const last = pieces[j - 1] as BlockPiece;
+      const dst = buf.subarray(p.at, last.at + last.length);
+      reads.push(this.pool.data.read(dst, m.dataBlock * B + p.inner));
+      i = j;
+    }
+    await Promise.all(reads);
   }
 
   /** Writes all of `buf` at byte `offset`. */
@@ -121,15 +141,6 @@ export class ThinDevice {
 
   private cell(vblock: number): string {
     return `${this.id}:${vblock}`;
-  }
-
-  private async readPiece(p: BlockPiece, dst: Uint8Array): Promise<void> {
-    const m = await this.pool.lookup(this.id, p.vblock);
-    if (m === undefined) {
-      dst.fill(0);
-      return;
-    }
-    await this.pool.data.read(dst, m.dataBlock * this.pool.blockSize + p.inner);
   }
 
   private writePiece(p: BlockPiece, src: Uint8Array): Promise<void> {
