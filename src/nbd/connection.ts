@@ -1,0 +1,239 @@
+/**
+ * One NBD client connection over any `Duplex` (a socket, or an in-memory pair in tests and
+ * fuzzers): the handshake, then the transmission loop, with many requests in flight.
+ *
+ * Life cycle. The status only ever goes down: ACTIVE > SHUTDOWN > CLIENT_DONE > DEAD.
+ * - ACTIVE: framing input, running requests.
+ * - SHUTDOWN: the server is closing; no more input is read, in-flight requests finish and
+ *   are replied to, then the stream is ended.
+ * - CLIENT_DONE: the client sent NBD_CMD_DISC or NBD_OPT_ABORT, or ended its side; the same
+ *   orderly ending.
+ * - DEAD: a protocol violation or a stream error; the stream is destroyed at once. In-flight
+ *   requests still run to completion against the export (their replies are dropped).
+ * `closed` resolves once the stream has closed and no request is in flight, so nothing the
+ * connection started outlives it. It never rejects.
+ *
+ * Flow control. Input is held (framer and stream paused) while `maxInFlight` requests run or
+ * `maxQueuedReplies` replies wait for the writer, so memory stays bounded whatever the client
+ * sends; the writer itself waits for 'drain'.
+ */
+
+import type { Duplex } from 'node:stream';
+import { type CommandContext, execute, sendError } from './commands.js';
+import type { ExportRegistry } from './export.js';
+import { Framer, type FrameSink, type Need } from './framer.js';
+import { Handshake, type Negotiated } from './handshake.js';
+import { type NbdLog, silentLog } from './log.js';
+import { ProtocolError } from './protocol-error.js';
+import { ReplyWriter } from './reply-writer.js';
+import { Transmission } from './transmission.js';
+import type { Rejection } from './validate-request.js';
+import type { Request } from './wire.js';
+
+export const STATUS = { DEAD: 0, CLIENT_DONE: 1, SHUTDOWN: 2, ACTIVE: 3 } as const;
+export type ConnectionStatus = (typeof STATUS)[keyof typeof STATUS];
+
+export interface ConnectionOptions {
+  registry: ExportRegistry;
+  log?: NbdLog;
+  /** Requests run at once before input is held; 64 unless given. */
+  maxInFlight?: number;
+  /** Replies queued for the writer before input is held; 64 unless given. */
+  maxQueuedReplies?: number;
+  /** Names the connection in log events. */
+  id?: string;
+}
+
+export class NbdConnection {
+  private statusValue: ConnectionStatus = STATUS.ACTIVE;
+  private readonly writer: ReplyWriter;
+  private readonly framer: Framer;
+  private readonly log: NbdLog;
+  private phase: FrameSink;
+  private inFlight = 0;
+  private inputHeld = false;
+  private streamClosed = false;
+  private resolveClosed!: () => void;
+  private readonly maxInFlight: number;
+  private readonly maxQueued: number;
+  /** The negotiated export, once in transmission. */
+  negotiated: Negotiated | undefined;
+  readonly closed: Promise<void>;
+
+  constructor(
+    private readonly stream: Duplex,
+    options: ConnectionOptions,
+  ) {
+    const id = options.id;
+    const log = options.log ?? silentLog;
+    this.log =
+      id === undefined ? log : (level, event, fields) => log(level, event, { conn: id, ...fields });
+    this.maxInFlight = options.maxInFlight ?? 64;
+    this.maxQueued = options.maxQueuedReplies ?? 64;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.writer = new ReplyWriter(stream);
+    const handshake = new Handshake(
+      { registry: options.registry, writer: this.writer, log: this.log },
+      { transmission: (n) => this.enterTransmission(n), end: (kind, why) => this.end(kind, why) },
+    );
+    this.phase = handshake;
+    const sink: FrameSink = {
+      frame: (data) => this.phase.frame(data),
+      skipped: () => this.phase.skipped(),
+    };
+    this.framer = new Framer(sink, handshake.start());
+    this.writer.onChange = () => this.updateFlow();
+    this.listen();
+  }
+
+  /** Ends the connection at once (a hard disconnect); in-flight requests still finish. */
+  destroy(reason = 'the server closed the connection'): void {
+    this.end('hard', reason);
+  }
+
+  get status(): ConnectionStatus {
+    return this.statusValue;
+  }
+
+  /** Requests being run against the export. */
+  get requestsInFlight(): number {
+    return this.inFlight;
+  }
+
+  /**
+   * Stops reading, lets in-flight requests finish and their replies go out, then closes the
+   * stream; a client still haggling is simply disconnected. Resolves with `closed`.
+   */
+  shutdown(): Promise<void> {
+    if (this.negotiated === undefined) {
+      this.end('hard', 'the server is shutting down');
+      return this.closed;
+    }
+    this.lower(STATUS.SHUTDOWN);
+    this.framer.stop();
+    this.finishIfIdle();
+    return this.closed;
+  }
+
+  private listen(): void {
+    const s = this.stream;
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('end', () => this.end('soft', 'the client closed its side'));
+    s.on('error', (err) => {
+      this.log('debug', 'stream-error', { error: err });
+      this.end('hard', `stream error: ${err.message}`);
+    });
+    s.on('close', () => {
+      this.streamClosed = true;
+      this.lower(STATUS.DEAD);
+      this.framer.stop();
+      this.settle();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.framer.push(chunk);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.end('hard', err.message);
+      else {
+        this.log('error', 'internal-error', { error: err });
+        this.end('hard', 'internal error');
+      }
+    }
+  }
+
+  private enterTransmission(n: Negotiated): Need {
+    this.negotiated = n;
+    this.log('info', 'transmission', { export: n.export.name, flags: n.flags });
+    const transmission = new Transmission(n, this.host(n), this.log);
+    this.phase = transmission;
+    return transmission.start();
+  }
+
+  private host(n: Negotiated) {
+    const ctx: CommandContext = { negotiated: n, writer: this.writer, log: this.log };
+    return {
+      execute: (req: Request, payload: Buffer | undefined) =>
+        this.track(execute(ctx, req, payload)),
+      reject: (req: Request, r: Rejection) => this.track(sendError(ctx, req, r.errno, r.reason)),
+      disconnect: () => this.end('soft', 'the client sent NBD_CMD_DISC'),
+    };
+  }
+
+  private track(work: Promise<void>): void {
+    this.inFlight++;
+    this.updateFlow();
+    work
+      .catch((err: unknown) => this.log('error', 'internal-error', { error: err }))
+      .finally(() => {
+        this.inFlight--;
+        this.updateFlow();
+        this.finishIfIdle();
+      });
+  }
+
+  /** Ends the session: 'soft' lets in-flight work finish first, 'hard' destroys now. */
+  private end(kind: 'soft' | 'hard', reason: string): 'stop' {
+    if (this.status > STATUS.DEAD) {
+      // A hard ending after the client said goodbye (EPIPE on the last reply) is routine.
+      const level = kind === 'hard' && this.status > STATUS.CLIENT_DONE ? 'warn' : 'debug';
+      this.log(level, 'disconnect', { kind, reason });
+    }
+    this.framer.stop();
+    if (kind === 'hard') {
+      this.lower(STATUS.DEAD);
+      this.stream.destroy();
+    } else {
+      this.lower(STATUS.CLIENT_DONE);
+      this.finishIfIdle();
+    }
+    return 'stop';
+  }
+
+  /** Once no longer active and idle: send what is queued, then end and close the stream. */
+  private finishIfIdle(): void {
+    if (this.status === STATUS.ACTIVE || this.inFlight > 0) return;
+    if (this.streamClosed || this.stream.destroyed) {
+      this.settle();
+      return;
+    }
+    void this.writer.flushed().then(() => {
+      if (this.inFlight > 0 || this.stream.destroyed) return;
+      if (this.stream.writableEnded) return;
+      this.stream.end(() => this.stream.destroy());
+    });
+  }
+
+  /** Resolves `closed` once the stream is gone and nothing is in flight. */
+  private settle(): void {
+    if (this.streamClosed && this.inFlight === 0) this.resolveClosed();
+  }
+
+  private lower(to: ConnectionStatus): void {
+    if (to < this.statusValue) this.statusValue = to;
+    this.updateFlow();
+  }
+
+  private updateFlow(): void {
+    const hold =
+      this.status === STATUS.ACTIVE &&
+      (this.inFlight >= this.maxInFlight || this.writer.pending >= this.maxQueued);
+    if (hold === this.inputHeld) return;
+    this.inputHeld = hold;
+    if (hold) {
+      this.framer.hold();
+      this.stream.pause();
+    } else {
+      this.stream.resume();
+      this.framer.release();
+    }
+  }
+}
+
+/** Serves one client on `stream` until it disconnects. */
+export function serveConnection(stream: Duplex, options: ConnectionOptions): NbdConnection {
+  return new NbdConnection(stream, options);
+}

@@ -1,0 +1,154 @@
+/**
+ * A synchronous, incremental framer (after pg-protocol's parser): bytes arrive in chunks of
+ * any size; the framer hands its sink one frame of exactly the size the sink asked for, or
+ * skips the bytes it was told to skip, and keeps the remainder for the next `push`. There is
+ * no promise per frame: a chunk holding many requests is framed in one synchronous loop.
+ *
+ * A frame that lies inside one chunk is a `subarray` of it (no copy); a frame that spans
+ * chunks is gathered once into a buffer of its exact size.
+ */
+
+/** What the sink wants next. */
+export type Need =
+  /** The next `take` bytes, as one frame (0 is allowed). */
+  | { readonly take: number }
+  /** Drop the next `skip` bytes, then call `skipped()`. */
+  | { readonly skip: number }
+  /** No more input: the framer drops everything from now on. */
+  | 'stop';
+
+export interface FrameSink {
+  /** One frame of the size last asked for; returns what it wants next. */
+  frame(data: Buffer): Need;
+  /** The bytes last asked to be skipped are gone; returns what it wants next. */
+  skipped(): Need;
+}
+
+export class Framer {
+  private readonly chunks: Buffer[] = [];
+  private available = 0;
+  private need: Need;
+  private held = false;
+  private busy = false;
+
+  constructor(
+    private readonly sink: FrameSink,
+    first: Need,
+  ) {
+    this.need = first;
+  }
+
+  /** Bytes received and not yet framed or skipped. */
+  get buffered(): number {
+    return this.available;
+  }
+
+  get stopped(): boolean {
+    return this.need === 'stop';
+  }
+
+  /** Adds received bytes and frames as much as possible. */
+  push(chunk: Buffer): void {
+    if (this.need === 'stop') return;
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.available += chunk.length;
+    }
+    this.run();
+  }
+
+  /** Stops framing (bytes are still kept) until `release()`; for backpressure. */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.run();
+  }
+
+  /** Ends framing for good and drops the remainder. */
+  stop(): void {
+    this.need = 'stop';
+    this.chunks.length = 0;
+    this.available = 0;
+  }
+
+  private run(): void {
+    if (this.busy) return; // re-entered from the sink: the outer loop carries on
+    this.busy = true;
+    try {
+      while (!this.held && this.step()) {
+        // each step hands over one frame or finishes one skip
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Satisfies the current need if the bytes are there; false when it must wait. */
+  private step(): boolean {
+    const need = this.need;
+    if (need === 'stop') {
+      this.stop();
+      return false;
+    }
+    if ('skip' in need) return this.stepSkip(need.skip);
+    if (this.available < need.take) return false;
+    this.setNeed(this.sink.frame(this.take(need.take)));
+    return true;
+  }
+
+  private stepSkip(remaining: number): boolean {
+    const dropped = this.drop(remaining);
+    if (dropped < remaining) {
+      this.need = { skip: remaining - dropped };
+      return false;
+    }
+    this.setNeed(this.sink.skipped());
+    return true;
+  }
+
+  private setNeed(next: Need): void {
+    if (this.need !== 'stop') this.need = next;
+  }
+
+  /** Removes and returns the next `n` bytes (n ≤ available). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (n === 0 || first === undefined) return Buffer.alloc(0);
+    if (first.length >= n) {
+      this.consumeFirst(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.chunks[0] as Buffer;
+      const part = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, part);
+      this.consumeFirst(part);
+      filled += part;
+    }
+    return out;
+  }
+
+  /** Drops up to `n` bytes; returns how many it dropped. */
+  private drop(n: number): number {
+    let dropped = 0;
+    while (dropped < n && this.chunks.length > 0) {
+      const chunk = this.chunks[0] as Buffer;
+      const part = Math.min(chunk.length, n - dropped);
+      this.consumeFirst(part);
+      dropped += part;
+    }
+    return dropped;
+  }
+
+  private consumeFirst(n: number): void {
+    const first = this.chunks[0] as Buffer;
+    this.available -= n;
+    if (n === first.length) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+  }
+}
