@@ -5,11 +5,12 @@
  */
 
 import { execFile } from 'node:child_process';
-import { access, mkdir, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { pathExists } from '../src/util/index.js';
 
 const run = promisify(execFile);
 
@@ -152,19 +153,10 @@ export async function writeReport(
   const base = reportFileName(name, date).replace(/\.md$/, '');
   for (let n = 1; ; n++) {
     const file = path.join(dir, n === 1 ? `${base}.md` : `${base}-${n}.md`);
-    if (!(await exists(file))) {
+    if (!(await pathExists(file))) {
       await writeFile(file, text, { flag: 'wx' });
       return file;
     }
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }
 

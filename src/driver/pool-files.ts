@@ -5,7 +5,7 @@
  * removed by hand) is reported with what is there and how to start over.
  */
 
-import { access, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FileDevice } from '../block/index.js';
 import type { Config } from '../config/index.js';
@@ -14,6 +14,7 @@ import {
   ConfigError,
   ExistsError,
   NotFoundError,
+  pathExists,
   UnavailableError,
 } from '../util/index.js';
 import { readStateFile } from './state-files.js';
@@ -57,7 +58,7 @@ export function configuredFiles(config: Config): PoolFiles {
 export async function poolPresent(config: Config): Promise<boolean> {
   const { layout } = config;
   const found = await Promise.all(
-    [layout.poolConfigFile, layout.dataLoopFile, layout.metadataLoopFile].map(exists),
+    [layout.poolConfigFile, layout.dataLoopFile, layout.metadataLoopFile].map(pathExists),
   );
   return found.includes(true);
 }
@@ -65,7 +66,7 @@ export async function poolPresent(config: Config): Promise<boolean> {
 /** Makes the files of a new pool; refuses when anything of a pool is there already. */
 export async function createPoolFiles(config: Config): Promise<OpenedPoolFiles> {
   const files = configuredFiles(config);
-  if (await exists(config.layout.poolConfigFile)) {
+  if (await pathExists(config.layout.poolConfigFile)) {
     throw new ExistsError(
       `a pool exists at ${config.root}; an existing pool is never overwritten`,
       {
@@ -110,8 +111,8 @@ export async function openPoolFiles(config: Config): Promise<OpenedPoolFiles> {
 async function dockerDirectory(config: Config): Promise<PoolFiles> {
   const { layout } = config;
   const [data, metadata] = await Promise.all([
-    exists(layout.dataLoopFile),
-    exists(layout.metadataLoopFile),
+    pathExists(layout.dataLoopFile),
+    pathExists(layout.metadataLoopFile),
   ]);
   if (!data && !metadata) {
     throw new NotFoundError(`there is no pool at ${config.root}`, {
@@ -122,7 +123,10 @@ async function dockerDirectory(config: Config): Promise<PoolFiles> {
 }
 
 async function refuseLeftovers(config: Config, files: PoolFiles): Promise<void> {
-  const [data, metadata] = await Promise.all([exists(files.dataFile), exists(files.metadataFile)]);
+  const [data, metadata] = await Promise.all([
+    pathExists(files.dataFile),
+    pathExists(files.metadataFile),
+  ]);
   if (data && metadata) {
     const blank = await FileDevice.open(files.metadataFile, { readOnly: true }).then(
       async (dev) => {
@@ -150,7 +154,7 @@ async function refuseLeftovers(config: Config, files: PoolFiles): Promise<void> 
 
 async function refuseMissing(config: Config, files: PoolFiles): Promise<void> {
   for (const file of [files.dataFile, files.metadataFile]) {
-    if (!(await exists(file))) throw halfMade(config, `${file} is missing`);
+    if (!(await pathExists(file))) throw halfMade(config, `${file} is missing`);
   }
 }
 
@@ -197,15 +201,6 @@ async function isBlank(device: FileDevice): Promise<boolean> {
   const buf = Buffer.alloc(4096);
   await device.read(buf, 0);
   return buf.every((b) => b === 0);
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Removes the loop files a failed creation made. */

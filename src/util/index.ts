@@ -26,6 +26,7 @@ export {
 } from './errors.js';
 export { findOnPath } from './exec.js';
 export { CRASH_AT_ENV, crashPoint } from './fault.js';
+export { pathExists } from './files.js';
 export {
   type JsonMember,
   type JsonNode,

@@ -4,10 +4,10 @@
  */
 
 import { constants } from 'node:fs';
-import { access, type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../../config/index.js';
-import { IoError, NotFoundError, UnavailableError } from '../../util/index.js';
+import { IoError, NotFoundError, pathExists, UnavailableError } from '../../util/index.js';
 
 export const POOL_HINT = "create the pool with 'thinp pool create' or give --metadata FILE";
 
@@ -30,7 +30,7 @@ export function metadataTarget(config: Config, given: string | undefined, cwd: s
 
 /** Fails with the path and the fix unless the metadata file `file` exists. */
 export async function requireMetadataFile(file: string, given: boolean): Promise<void> {
-  if (await exists(file)) return;
+  if (await pathExists(file)) return;
   throw new NotFoundError(
     given ? `no metadata file at ${file}` : `the pool has no metadata file at ${file}`,
     { hint: given ? 'check the path given with --metadata' : POOL_HINT },
@@ -43,7 +43,7 @@ export async function requireMetadataFile(file: string, given: boolean): Promise
  */
 export async function requireFolderOf(file: string, what: string, hint: string): Promise<void> {
   const dir = path.dirname(file);
-  if (await exists(dir)) return;
+  if (await pathExists(dir)) return;
   throw new NotFoundError(`the folder ${dir} for the ${what} does not exist`, { hint });
 }
 
@@ -110,15 +110,6 @@ export async function replaceWith(scratch: string, target: string): Promise<void
 
 export function removeScratch(scratch: string): Promise<void> {
   return rm(scratch, { force: true }).catch(() => {});
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function errnoCode(error: unknown): string | undefined {
