@@ -5,23 +5,21 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { runThinp } from '../support/cli-process.js';
 import { tempDir } from '../support/temp.js';
 
-const bin = path.resolve('dist/cli/main.js');
 const cwd = await tempDir('thinp-cli-full-');
 const root = path.join(cwd, 'root');
 const MiB = 1024 * 1024;
 
-async function run(args: string[], input = Buffer.alloc(0)) {
-  const child = spawn(
-    process.execPath,
-    [
-      bin,
+function run(args: string[], input = Buffer.alloc(0)) {
+  return runThinp(args, {
+    cwd,
+    input,
+    globalArgs: [
       '--root',
       root,
       '--storage-opt',
@@ -30,19 +28,8 @@ async function run(args: string[], input = Buffer.alloc(0)) {
       'dm.loopmetadatasize=8M',
       '--storage-opt',
       'dm.min_free_space=0%',
-      ...args,
     ],
-    { cwd, env: { PATH: '' } },
-  );
-  const out: Buffer[] = [];
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
   });
-  child.stdin.end(input);
-  const [status] = (await once(child, 'close')) as [number];
-  return { status, stdout: Buffer.concat(out), stderr };
 }
 
 describe('a full pool', () => {
@@ -56,7 +43,7 @@ describe('a full pool', () => {
     assert.equal(full.status, 1);
     assert.match(full.stderr, /data device is full .*grow it with 'thinp pool resize --data-size'/);
     const kept = await run(['device', 'read', 'a', '--length', String(2 * MiB)]);
-    assert.ok(kept.stdout.equals(first), 'the data written before is intact');
+    assert.ok(kept.bytes.equals(first), 'the data written before is intact');
     assert.equal((await run(['pool', 'resize', '--data-size', '8M'])).status, 0);
     assert.equal(
       (await run(['device', 'write', 'a', '--offset', String(4 * MiB)], more)).status,
@@ -71,8 +58,8 @@ describe('a full pool', () => {
       '--length',
       String(MiB),
     ]);
-    assert.ok(back.stdout.equals(more));
+    assert.ok(back.bytes.equals(more));
     const check = await run(['check']);
-    assert.equal(check.status, 0, check.stdout.toString() + check.stderr);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
   });
 });

@@ -6,69 +6,47 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { access, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { CRASH_AT_ENV } from '../../src/util/index.js';
+import { type ProcessResult, runThinp, THINP_BIN } from '../support/cli-process.js';
 import { requirePeer, thinCheck } from '../support/peers.js';
 import { tempDir } from '../support/temp.js';
 
-const bin = path.resolve('dist/cli/main.js');
 const cwd = await tempDir('thinp-sigkill-');
 const MiB = 1024 * 1024;
 
 before(async () => {
-  await access(bin).catch(() =>
-    assert.fail(`${bin} is missing: run 'npm run build' (npm test does it first)`),
+  await access(THINP_BIN).catch(() =>
+    assert.fail(`${THINP_BIN} is missing: run 'npm run build' (npm test does it first)`),
   );
   await requirePeer('thin_check');
 });
 
-interface Run {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-async function thinp(
+function thinp(
   root: string,
   args: string[],
   options: { env?: Record<string, string>; input?: Buffer; killAfterMs?: number } = {},
-): Promise<Run> {
-  const child = spawn(
-    process.execPath,
-    [
-      bin,
+): Promise<ProcessResult> {
+  return runThinp(args, {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', ...options.env },
+    globalArgs: [
       '--root',
       root,
       '--storage-opt',
       'dm.loopdatasize=64M',
       '--storage-opt',
       'dm.loopmetadatasize=8M',
-      ...args,
     ],
-    { cwd, env: { PATH: process.env.PATH ?? '', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] },
-  );
-  const out: Buffer[] = [];
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => {
-    stderr += c.toString();
+    ...(options.input === undefined ? {} : { input: options.input }),
+    ...(options.killAfterMs === undefined ? {} : { killAfterMs: options.killAfterMs }),
   });
-  child.stdin.on('error', () => undefined);
-  child.stdin.end(options.input ?? Buffer.alloc(0));
-  if (options.killAfterMs !== undefined) {
-    setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
-  }
-  const [status, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
-  return { status, signal, stdout: Buffer.concat(out), stderr };
 }
 
-async function ok(root: string, args: string[], input?: Buffer): Promise<Run> {
+async function ok(root: string, args: string[], input?: Buffer): Promise<ProcessResult> {
   const r = await thinp(root, args, input === undefined ? {} : { input });
   assert.equal(r.status, 0, `thinp ${args.join(' ')}: ${r.stderr}`);
   return r;
@@ -93,13 +71,13 @@ async function freshRoot(name: string, data: Buffer): Promise<string> {
 /** The pool opens, is consistent, thin_check passes and "base" still holds `data`. */
 async function verify(root: string, data: Buffer): Promise<string[]> {
   const list = await ok(root, ['device', 'list', '--json']);
-  const devices = JSON.parse(list.stdout.toString()) as Listed[];
+  const devices = JSON.parse(list.stdout) as Listed[];
   const check = await thinCheck(path.join(root, 'devicemapper', 'metadata'));
   assert.equal(check.status, 0, check.stdout + check.stderr);
   const own = await ok(root, ['check']);
-  assert.match(own.stdout.toString(), /no problems found/);
+  assert.match(own.stdout, /no problems found/);
   const read = await ok(root, ['device', 'read', 'base', '--length', String(data.length)]);
-  assert.ok(read.stdout.equals(data), 'base kept its data');
+  assert.ok(read.bytes.equals(data), 'base kept its data');
   const names = devices.map((d) => d.name).sort();
   const ids = new Set(devices.map((d) => d.id));
   assert.equal(ids.size, devices.length, 'every device has its own thin id');
