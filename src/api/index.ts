@@ -1,7 +1,17 @@
 /**
  * api: the control API on ROOT/thinp.sock (HTTP and JSON), the event stream, Prometheus
  * metrics, and the typed client the CLI uses. Imports driver, pool, tools, config and util.
- * Nothing is exported yet.
  */
 
-export {};
+export { ApiClient, type CreatedDevice, errorOf, isDaemonRunning } from './client.js';
+export { EventHub, type EventListener, type StampedEvent, type ThinpEvent } from './events.js';
+export { toHttpStatus } from './http-status.js';
+export {
+  CommitStats,
+  escapeLabel,
+  METRICS_CONTENT_TYPE,
+  type MetricsSnapshot,
+  renderMetrics,
+} from './metrics.js';
+export { type ApiContext, type ApiRequest, type ApiResponse, poolJson, route } from './routes.js';
+export { ApiServer, type ApiServerOptions, errorBody } from './server.js';

@@ -7,6 +7,7 @@
 
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { ApiClient, isDaemonRunning } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { DeviceSet, RootLock } from '../driver/index.js';
 import { NotFoundError } from '../util/index.js';
@@ -44,6 +45,29 @@ export async function withDeviceSet<T>(
   const config = await commandConfig(self, io);
   await requireRoot(config);
   return withRootLock(self, io, config, () => useDeviceSet(io, config, fn));
+}
+
+/**
+ * Runs `daemon` with a client of the root's daemon when one answers on ROOT/thinp.sock
+ * (the root lock is then the daemon's), else `direct` on the device set as withDeviceSet.
+ */
+export async function viaDaemonOr<T>(
+  self: Command,
+  io: CliIo,
+  daemon: (client: ApiClient) => Promise<T>,
+  direct: (set: DeviceSet, config: Config) => Promise<T>,
+): Promise<T> {
+  const config = await commandConfig(self, io);
+  const client = await daemonClient(config);
+  if (client !== undefined) return daemon(client);
+  await requireRoot(config);
+  return withRootLock(self, io, config, () => useDeviceSet(io, config, direct));
+}
+
+/** A client of the daemon serving `config.root`, if one is running. */
+export async function daemonClient(config: Config): Promise<ApiClient | undefined> {
+  const socket = config.layout.controlSocket;
+  return (await isDaemonRunning(socket)) ? new ApiClient(socket) : undefined;
 }
 
 /** Opens the device set (the caller holds the lock), runs `fn`, closes it. */

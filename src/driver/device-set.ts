@@ -100,6 +100,11 @@ export interface RecoveredTransaction {
 
 export type RemoveOutcome = 'removed' | 'deferred';
 
+/** How to open the set; `pool` overrides the pool options the config implies. */
+export interface DeviceSetOptions {
+  pool?: Omit<ThinPoolOptions, 'zeroBlocks' | 'noSpacePolicy' | 'discardFreed'>;
+}
+
 const FIRST_DEVICE_ID = 1;
 /** Tries when the pool reports a chosen id as taken (it should not: ids are checked first). */
 const MAX_ID_RETRIES = 16;
@@ -133,14 +138,14 @@ export class DeviceSet {
   // Making and opening
 
   /** Creates the pool the options describe, and an empty device set on it. */
-  static async create(config: Config): Promise<DeviceSet> {
+  static async create(config: Config, options: DeviceSetOptions = {}): Promise<DeviceSet> {
     await refuseOldDeviceFiles(config.layout.metadataDir);
     const files = await createPoolFiles(config);
     let pool: ThinPool;
     try {
       pool = await ThinPool.create(files.data, files.metadata, {
         blockSize: config.storage.blockSize,
-        ...poolOptions(config),
+        ...poolOptions(config, options),
       });
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
@@ -163,11 +168,11 @@ export class DeviceSet {
   }
 
   /** Opens the pool at ROOT, settling what a crash left half-done. */
-  static async open(config: Config): Promise<DeviceSet> {
+  static async open(config: Config, options: DeviceSetOptions = {}): Promise<DeviceSet> {
     const files = await openPoolFiles(config);
     let pool: ThinPool;
     try {
-      pool = await ThinPool.open(files.data, files.metadata, poolOptions(config));
+      pool = await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
       throw err;
@@ -324,6 +329,15 @@ export class DeviceSet {
     return entryOf(name, this.devices.live(name));
   }
 
+  /** The names of the live devices, sorted. */
+  names(): string[] {
+    return this.devices
+      .entries()
+      .filter(([, r]) => !r.deleted)
+      .map(([name]) => name)
+      .sort();
+  }
+
   /** Every device, by name, with the bytes it maps alone and shares with others. */
   list(): Promise<DeviceListing[]> {
     return this.change(async () => {
@@ -474,12 +488,13 @@ export class DeviceSet {
 
 // ---------------------------------------------------------------------------------------
 
-function poolOptions(config: Config): ThinPoolOptions {
+function poolOptions(config: Config, options: DeviceSetOptions): ThinPoolOptions {
   const { storage } = config;
   return {
     zeroBlocks: storage.zeroBlocks,
     noSpacePolicy: storage.noSpacePolicy,
     discardFreed: storage.blkdiscard,
+    ...options.pool,
   };
 }
 

@@ -9,6 +9,7 @@ export {
   type DeviceEntry,
   type DeviceListing,
   DeviceSet,
+  type DeviceSetOptions,
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';

@@ -89,8 +89,11 @@ export class Handshake implements FrameSink {
   private option = 0;
   private noZeroes = false;
   structuredReplies = false;
-  /** The export the last NBD_OPT_SET_META_CONTEXT was for, if it selected base:allocation. */
-  private metaExport: Export | undefined;
+  /**
+   * The name of the export the last NBD_OPT_SET_META_CONTEXT was for, if it selected
+   * base:allocation. By name: a registry may hand out a new Export object on every lookup.
+   */
+  private metaExportName: string | undefined;
 
   constructor(
     readonly ctx: HandshakeContext,
@@ -142,14 +145,14 @@ export class Handshake implements FrameSink {
     return {
       export: e,
       structuredReplies: this.structuredReplies,
-      allocationContext: this.metaExport === e ? ALLOCATION_CONTEXT_ID : undefined,
+      allocationContext: this.metaExportName === e.name ? ALLOCATION_CONTEXT_ID : undefined,
       flags: transmissionFlags(e, this.structuredReplies),
     };
   }
 
   /** Replaces the metadata context selection (NBD_OPT_SET_META_CONTEXT). */
   selectMeta(e: Export | undefined): void {
-    this.metaExport = e;
+    this.metaExportName = e?.name;
   }
 
   get zeroesOmitted(): boolean {

@@ -6,7 +6,7 @@ import { sizeArgument } from '../arguments.js';
 import { type ByteIo, bytesToStdout, stdinBytes } from '../byte-streams.js';
 import { requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { withDeviceSet } from '../session.js';
+import { viaDaemonOr, withDeviceSet } from '../session.js';
 
 /** `device read` and `device write` move at most this much at once. */
 const CHUNK = 1024 * 1024;
@@ -33,10 +33,18 @@ function addCreate(device: Command, io: CliIo): void {
     .option('--origin <name>', 'make a snapshot of this device')
     .action(async (name: string, options: { size?: Bytes; origin?: string }, self: Command) => {
       requireOneOf(self, ['size', 'origin']);
-      await withDeviceSet(self, io, async (set) => {
-        if (options.origin !== undefined) await set.createSnapshot(name, options.origin);
-        else await set.createDevice(name, options.size as Bytes);
-      });
+      await viaDaemonOr(
+        self,
+        io,
+        async (client) => {
+          if (options.origin !== undefined) await client.createSnapshot(name, options.origin);
+          else await client.createDevice(name, options.size as Bytes);
+        },
+        async (set) => {
+          if (options.origin !== undefined) await set.createSnapshot(name, options.origin);
+          else await set.createDevice(name, options.size as Bytes);
+        },
+      );
     });
 }
 
@@ -46,7 +54,12 @@ function addRemove(device: Command, io: CliIo): void {
     .description('remove a device (busy: an error, or deferred when deferred removal is on)')
     .argument('<name>')
     .action(async (name: string, _options: unknown, self: Command) => {
-      const outcome = await withDeviceSet(self, io, (set) => set.removeDevice(name));
+      const outcome = await viaDaemonOr(
+        self,
+        io,
+        (client) => client.removeDevice(name),
+        (set) => set.removeDevice(name),
+      );
       if (outcome === 'deferred') {
         io.stderr.write(`thinp: device '${name}' is in use; it will be removed once released\n`);
       }
@@ -59,7 +72,12 @@ function addList(device: Command, io: CliIo): void {
     .description('name, id, size, mapped, exclusive and shared bytes, origin')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const devices = await withDeviceSet(self, io, (set) => set.list());
+      const devices = await viaDaemonOr(
+        self,
+        io,
+        (client) => client.listDevices(),
+        (set) => set.list(),
+      );
       if (options.json) writeJson(io, devices.map(listingJson));
       else io.stdout.write(formatList(devices));
     });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type DockerInfo, dockerInfo, formatDockerInfo, poolPresent } from '../../driver/index.js';
 import { commandConfig, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { rootExists, useDeviceSet, withRootLock } from '../session.js';
+import { daemonClient, rootExists, useDeviceSet, withRootLock } from '../session.js';
 
 export function addInfoCommand(program: Command, io: CliIo): void {
   program
@@ -12,7 +12,10 @@ export function addInfoCommand(program: Command, io: CliIo): void {
     .action(async (options: { json?: boolean }, self: Command) => {
       const config = await commandConfig(self, io);
       let info: DockerInfo;
-      if (await rootExists(config)) {
+      const client = await daemonClient(config);
+      if (client !== undefined) {
+        info = await client.info();
+      } else if (await rootExists(config)) {
         info = await withRootLock(self, io, config, async () =>
           (await poolPresent(config))
             ? useDeviceSet(io, config, (set) => dockerInfo(config, set))

@@ -6,7 +6,7 @@ import { type Bytes, formatSize, UnavailableError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { commandConfig, requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { withDeviceSet, withRootLock } from '../session.js';
+import { viaDaemonOr, withRootLock } from '../session.js';
 
 export function addPoolCommands(program: Command, io: CliIo): void {
   const pool = program
@@ -46,7 +46,12 @@ function addStatus(pool: Command, io: CliIo): void {
     .description('transaction id, data and metadata space, held root, mode, needs_check')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const status = await withDeviceSet(self, io, async (set) => set.status());
+      const status = await viaDaemonOr(
+        self,
+        io,
+        (client) => client.poolStatus(),
+        async (set) => set.status(),
+      );
       if (options.json) writeJson(io, statusJson(status));
       else io.stdout.write(formatStatus(status));
     });
@@ -75,11 +80,20 @@ function addResize(pool: Command, io: CliIo): void {
           },
         );
       }
-      const status = await withDeviceSet(self, io, async (set) => {
-        if (options.dataSize !== undefined) await set.resizeData(options.dataSize);
-        if (options.metadataSize !== undefined) await set.resizeMetadata(options.metadataSize);
-        return set.status();
-      });
+      const sizes = {
+        ...(options.dataSize === undefined ? {} : { dataSize: options.dataSize }),
+        ...(options.metadataSize === undefined ? {} : { metadataSize: options.metadataSize }),
+      };
+      const status = await viaDaemonOr(
+        self,
+        io,
+        (client) => client.resizePool(sizes),
+        async (set) => {
+          if (options.dataSize !== undefined) await set.resizeData(options.dataSize);
+          if (options.metadataSize !== undefined) await set.resizeMetadata(options.metadataSize);
+          return set.status();
+        },
+      );
       io.stdout.write(formatStatus(status));
     });
 }

@@ -215,11 +215,7 @@ describe('user errors exit 1', () => {
   test('a command this build cannot carry out says so', async () => {
     assertUserError(
       await cli('layer', 'list'),
-      /^thinp: 'thinp layer list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', 'thinp dump' and 'thinp restore' work/,
-    );
-    assertUserError(
-      await cli('daemon', '--nbd', 'unix:/tmp/x.sock', '--nbd', 'tcp:[::1]:10809'),
-      /'thinp daemon' is not available/,
+      /^thinp: 'thinp layer list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', 'thinp dump', 'thinp restore' and 'thinp daemon' work/,
     );
   });
 

@@ -1,0 +1,236 @@
+/**
+ * `startDaemon`: one process owning a root's pool, serving every device over NBD and the
+ * control API, in this order:
+ *
+ * 1. take the root lock (another daemon or command on the root is a BusyError);
+ * 2. open the device set, creating the pool when the root has none, with the pool's commit
+ *    timer at one second and the free-space sweep on open;
+ * 3. remove sockets a killed daemon left (the lock proves nobody serves them), then serve
+ *    NBD on ROOT/nbd.sock plus the addresses given, the control API on ROOT/thinp.sock
+ *    (mode 0600), and metrics on a TCP address if given.
+ *
+ * `stop()` undoes it in reverse: stop accepting and let in-flight NBD requests finish and
+ * the API's requests complete, release the devices, close the device set (which commits),
+ * remove both sockets, release the lock. It is idempotent; `stopped` resolves after it.
+ * A failure half-way through the start undoes what was done and rejects.
+ */
+
+import { mkdir, rm } from 'node:fs/promises';
+import { ApiServer, CommitStats, EventHub } from '../api/index.js';
+import type { Config } from '../config/index.js';
+import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
+import { type ListenAddress, NbdServer } from '../nbd/index.js';
+import { DeviceExports } from './device-export.js';
+import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
+
+/** The pool's commit timer while the daemon runs: at least one commit a second while dirty. */
+export const DAEMON_COMMIT_INTERVAL_MS = 1000;
+/** Every this many commits gets a log line; so does any commit slower than SLOW_COMMIT_MS. */
+const COMMIT_LOG_EVERY = 100;
+const SLOW_COMMIT_MS = 500;
+
+export interface DaemonOptions {
+  /** NBD listeners besides ROOT/nbd.sock. */
+  nbd?: readonly ListenAddress[];
+  /** A TCP listener for `GET /metrics` only. */
+  metrics?: { host: string; port: number };
+  /** Where log lines go (one JSON object each, no newline); stderr by default. */
+  log?: (line: string) => void;
+}
+
+export interface DaemonHandle {
+  config: Config;
+  deviceSet: DeviceSet;
+  /** Where NBD is served: ROOT/nbd.sock first, then the addresses given (ports bound). */
+  nbdAddresses: ListenAddress[];
+  controlSocket: string;
+  metricsAddress: { host: string; port: number } | undefined;
+  /** Shuts down in order; idempotent. */
+  stop(): Promise<void>;
+  /** Resolves once `stop()` has finished. */
+  stopped: Promise<void>;
+}
+
+/** Starts serving `config.root`; see the module comment. */
+export async function startDaemon(
+  config: Config,
+  options: DaemonOptions = {},
+): Promise<DaemonHandle> {
+  const log = options.log === undefined ? stderrLog : jsonLog(options.log);
+  const started = Date.now();
+  await mkdir(config.root, { recursive: true, mode: 0o700 });
+  const lock = await RootLock.acquire(config.root, 'thinp daemon');
+  const undo: Array<() => Promise<void>> = [() => lock.release()];
+  try {
+    const set = await openDeviceSet(config, log);
+    undo.unshift(() => set.close());
+    const handle = await serve(config, set, options, log, undo);
+    log('started', { root: config.root, pid: process.pid, ms: Date.now() - started });
+    return handle;
+  } catch (err) {
+    log('start-failed', { error: err }, 'error');
+    await runAll(undo, log);
+    throw err;
+  }
+}
+
+async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet> {
+  const pool = { commitIntervalMs: DAEMON_COMMIT_INTERVAL_MS, sweepOnOpen: true };
+  if (await poolPresent(config)) {
+    const set = await DeviceSet.open(config, { pool });
+    const r = set.recovered;
+    if (r !== undefined) log('recovered', { ...r }, 'warn');
+    for (const name of set.finishedRemovals) log('deferred-removal-finished', { device: name });
+    return set;
+  }
+  const set = await DeviceSet.create(config, { pool });
+  log('pool-created', { root: config.root, mode: set.files.mode, ...set.status().data });
+  return set;
+}
+
+async function serve(
+  config: Config,
+  set: DeviceSet,
+  options: DaemonOptions,
+  log: DaemonLog,
+  undo: Array<() => Promise<void>>,
+): Promise<DaemonHandle> {
+  const { controlSocket, nbdSocket } = config.layout;
+  await removeSockets(config);
+  undo.unshift(() => removeSockets(config));
+  const events = new EventHub();
+  const commits = new CommitStats();
+  const detach = watchPool(set, events, commits, log);
+  undo.unshift(async () => detach());
+
+  const exports = new DeviceExports(set, (name) => log('device-opened', { device: name }));
+  undo.unshift(() => exports.releaseAll());
+  const nbd = new NbdServer({ registry: exports, log: nbdLog(log) });
+  undo.unshift(() => nbd.close());
+  const nbdAddresses: ListenAddress[] = [];
+  for (const address of [{ path: nbdSocket }, ...(options.nbd ?? [])]) {
+    nbdAddresses.push(await nbd.listen(address));
+  }
+
+  const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
+  const ctx = { config, set, events, commits, onChange };
+  const onError = (err: unknown, req: { method: string; path: string }) =>
+    log('api-error', { ...req, error: err }, 'warn');
+  const api = new ApiServer(ctx, { onError });
+  undo.unshift(() => api.close());
+  await api.listenUnix(controlSocket);
+  log('listening', { api: controlSocket });
+
+  let metricsAddress: DaemonHandle['metricsAddress'];
+  if (options.metrics !== undefined) {
+    const metrics = new ApiServer(ctx, { metricsOnly: true, onError });
+    undo.unshift(() => metrics.close());
+    const port = await metrics.listenTcp(options.metrics.host, options.metrics.port);
+    metricsAddress = { host: options.metrics.host, port };
+    log('listening', { metrics: `${metricsAddress.host}:${port}` });
+  }
+  return handleOf(config, set, nbdAddresses, metricsAddress, undo, log);
+}
+
+function handleOf(
+  config: Config,
+  set: DeviceSet,
+  nbdAddresses: ListenAddress[],
+  metricsAddress: DaemonHandle['metricsAddress'],
+  undo: Array<() => Promise<void>>,
+  log: DaemonLog,
+): DaemonHandle {
+  let stopping: Promise<void> | undefined;
+  let markStopped: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => {
+    markStopped = resolve;
+  });
+  const stop = () => {
+    stopping ??= (async () => {
+      const begun = Date.now();
+      log('shutdown-begin', {});
+      await runAll(undo, log);
+      log('shutdown', { ms: Date.now() - begun });
+      markStopped();
+    })();
+    return stopping;
+  };
+  return {
+    config,
+    deviceSet: set,
+    nbdAddresses,
+    controlSocket: config.layout.controlSocket,
+    metricsAddress,
+    stop,
+    stopped,
+  };
+}
+
+/** Pool events into the event hub, commit statistics and the log; returns the detacher. */
+function watchPool(
+  set: DeviceSet,
+  events: EventHub,
+  commits: CommitStats,
+  log: DaemonLog,
+): () => void {
+  const pool = set.pool;
+  const detachEvents = events.watchPool(pool);
+  const detachCommits = commits.watch(pool);
+  const unsubscribe = events.subscribe((e) => {
+    if (e.type === 'lowWater' || e.type === 'outOfSpace' || e.type === 'mode') {
+      const { type, time: _time, ...fields } = e;
+      log(`pool-${type}`, fields, type === 'outOfSpace' ? 'error' : 'warn');
+    }
+  });
+  const onCommit = (e: { transactionId: number; durationMs: number }) => {
+    if (commits.count % COMMIT_LOG_EVERY === 1 || e.durationMs >= SLOW_COMMIT_MS) {
+      log(
+        'commit',
+        { ...e, commits: commits.count },
+        e.durationMs >= SLOW_COMMIT_MS ? 'warn' : 'info',
+      );
+    }
+  };
+  pool.on('commit', onCommit);
+  return () => {
+    pool.off('commit', onCommit);
+    unsubscribe();
+    detachCommits();
+    detachEvents();
+  };
+}
+
+/** Runs each step in order; a failing step is logged and the rest still run. */
+async function runAll(steps: Array<() => Promise<void>>, log: DaemonLog): Promise<void> {
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      log('shutdown-error', { error: err }, 'error');
+    }
+  }
+}
+
+async function removeSockets(config: Config): Promise<void> {
+  await Promise.all([
+    rm(config.layout.controlSocket, { force: true }),
+    rm(config.layout.nbdSocket, { force: true }),
+  ]);
+}
+
+/**
+ * Stops `handle` on the first SIGINT or SIGTERM; returns the detacher. A second signal
+ * while stopping is ignored (the shutdown is already under way).
+ */
+export function stopOnSignals(handle: DaemonHandle, log: DaemonLog = stderrLog): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    log('signal', { signal });
+    void handle.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}

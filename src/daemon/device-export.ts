@@ -1,0 +1,158 @@
+/**
+ * Thin devices as NBD exports: `DeviceExports` is the registry the daemon hands the NBD
+ * server, looking devices up by name on every handshake, so devices created or removed
+ * through the API appear and disappear at once.
+ *
+ * Contracts:
+ * - export name = device name, export size = device size; there is no default export;
+ * - requests are 512-byte aligned (device sizes are whole sectors), the preferred size is
+ *   the pool's block size (the largest power of two dividing it) and the largest 32 MiB;
+ * - flush, trim, write-zeroes and multi-conn are offered: every export shares the one pool,
+ *   whose commit makes every completed write on every connection durable;
+ * - a fast zero is accepted only where it is an unmap of whole blocks, otherwise it fails
+ *   at once with `UnavailableError`;
+ * - a device becomes busy (`DeviceSet.open`) on its first I/O through NBD, and stays busy
+ *   until `releaseAll()` at daemon stop: the `Export` interface tells the registry nothing
+ *   of connections closing, so the last client's departure cannot release it.
+ */
+
+import type { DeviceEntry, DeviceSet } from '../driver/index.js';
+import type { Export, ExportListing, ExportRegistry, Extent } from '../nbd/index.js';
+import type { ThinDevice } from '../pool/index.js';
+import { NotFoundError, UnavailableError } from '../util/index.js';
+
+const MIN_BLOCK = 512;
+const MAX_BLOCK = 32 * 1024 * 1024;
+
+export class DeviceExports implements ExportRegistry {
+  private readonly opened = new Map<string, ThinDevice>();
+
+  constructor(
+    readonly set: DeviceSet,
+    private readonly onOpen: (name: string) => void = () => {},
+  ) {}
+
+  /** The export of device `name`, or undefined if there is none (or `name` is ""). */
+  get(name: string): Export | undefined {
+    if (name === '') return undefined;
+    try {
+      return new DeviceExport(this, this.set.get(name), this.set.pool.blockSize);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  list(): ExportListing[] {
+    return this.set.names().map((name) => ({ name, description: `thin device ${name}` }));
+  }
+
+  /** Names of the devices held open for NBD. */
+  get openNames(): string[] {
+    return [...this.opened.keys()];
+  }
+
+  /** The I/O handle of `entry`, opening the device (making it busy) on first use. */
+  device(entry: DeviceEntry): ThinDevice {
+    const held = this.opened.get(entry.name);
+    if (held !== undefined && held.id === entry.id) return held;
+    if (held !== undefined) {
+      throw new NotFoundError(`device ${entry.name} was replaced while a client used it`, {
+        hint: 'reconnect',
+      });
+    }
+    const dev = this.set.open(entry.name);
+    this.opened.set(entry.name, dev);
+    this.onOpen(entry.name);
+    return dev;
+  }
+
+  /** Releases every device opened for NBD (at daemon stop, once the server has drained). */
+  async releaseAll(): Promise<void> {
+    const names = [...this.opened.keys()];
+    this.opened.clear();
+    for (const name of names) await this.set.release(name);
+  }
+}
+
+/** One device as an `Export`; made per handshake, cheap. */
+class DeviceExport implements Export {
+  readonly name: string;
+  readonly description: string;
+  readonly size: number;
+  readonly readOnly = false;
+  readonly canFlush = true;
+  readonly canTrim = true;
+  readonly canWriteZeroes = true;
+  readonly canFastZero = true;
+  readonly canMultiConn = true;
+  readonly minBlockSize = MIN_BLOCK;
+  readonly preferredBlockSize: number;
+  readonly maxBlockSize = MAX_BLOCK;
+
+  constructor(
+    private readonly registry: DeviceExports,
+    private readonly entry: DeviceEntry,
+    private readonly poolBlockSize: number,
+  ) {
+    this.name = entry.name;
+    this.description = `thin device ${entry.name} (id ${entry.id})`;
+    this.size = entry.size;
+    this.preferredBlockSize = preferredSize(poolBlockSize);
+  }
+
+  private get dev(): ThinDevice {
+    return this.registry.device(this.entry);
+  }
+
+  async read(buf: Buffer, offset: number): Promise<void> {
+    await this.dev.read(buf, offset);
+  }
+
+  async write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {
+    await this.dev.write(buf, offset, { fua: options.fua });
+  }
+
+  async flush(): Promise<void> {
+    await this.dev.flush();
+  }
+
+  async trim(offset: number, length: number, options: { fua: boolean }): Promise<void> {
+    const dev = this.dev;
+    await dev.discard(offset, length);
+    if (options.fua) await dev.flush();
+  }
+
+  async writeZeroes(
+    offset: number,
+    length: number,
+    options: { fua: boolean; noHole: boolean; fastZero: boolean },
+  ): Promise<void> {
+    if (options.fastZero && !this.isFastZero(offset, length, options.noHole)) {
+      throw new UnavailableError('zeroing this range would mean writing zeros', {
+        hint: 'zero whole pool blocks without NO_HOLE, or write the zeros',
+      });
+    }
+    await this.dev.writeZeroes(offset, length, { noHole: options.noHole, fua: options.fua });
+  }
+
+  /** Mapped runs are data, holes read as zeros. */
+  async blockStatus(offset: number, length: number): Promise<Extent[]> {
+    const extents = await this.dev.blockStatus(offset, length);
+    return extents.map((e) => ({ length: e.length, hole: !e.mapped, zero: !e.mapped }));
+  }
+
+  /** Whole blocks without NO_HOLE: an unmap, no data written. */
+  private isFastZero(offset: number, length: number, noHole: boolean): boolean {
+    const B = this.poolBlockSize;
+    const end = offset + length;
+    return !noHole && offset % B === 0 && (end % B === 0 || end === this.size);
+  }
+}
+
+/** The largest power of two that divides the pool's block size, at most 32 MiB. */
+export function preferredSize(blockSize: number): number {
+  let p = MIN_BLOCK;
+  while (p * 2 <= MAX_BLOCK && blockSize % (p * 2) === 0) p *= 2;
+  return p;
+}
