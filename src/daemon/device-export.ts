@@ -11,9 +11,9 @@
  *   whose commit makes every completed write on every connection durable;
  * - a fast zero is accepted only where it is an unmap of whole blocks, otherwise it fails
  *   at once with `UnavailableError`;
- * - a device becomes busy (`DeviceSet.open`) on its first I/O through NBD, and stays busy
- *   until `releaseAll()` at daemon stop: the `Export` interface tells the registry nothing
- *   of connections closing, so the last client's departure cannot release it.
+ * - a device is busy (`DeviceSet.open`) while at least one connection is in transmission
+ *   with it: the first attach opens it, the last detach releases it (which finishes a
+ *   deferred removal); `releaseAll()` at daemon stop releases whatever is left.
  */
 
 import type { DeviceEntry, DeviceSet } from '../driver/index.js';
@@ -26,6 +26,7 @@ const MAX_BLOCK = 32 * 1024 * 1024;
 
 export class DeviceExports implements ExportRegistry {
   private readonly opened = new Map<string, ThinDevice>();
+  private readonly attached = new Map<string, number>();
 
   constructor(
     readonly set: DeviceSet,
@@ -67,10 +68,30 @@ export class DeviceExports implements ExportRegistry {
     return dev;
   }
 
+  /** A connection started using `entry`: the device is busy from now on. */
+  attach(entry: DeviceEntry): void {
+    this.attached.set(entry.name, (this.attached.get(entry.name) ?? 0) + 1);
+    this.device(entry);
+  }
+
+  /** A connection using `entry` is gone; the last one releases the device. */
+  async detach(entry: DeviceEntry): Promise<void> {
+    const left = (this.attached.get(entry.name) ?? 1) - 1;
+    if (left > 0) {
+      this.attached.set(entry.name, left);
+      return;
+    }
+    this.attached.delete(entry.name);
+    if (this.opened.get(entry.name)?.id !== entry.id) return;
+    this.opened.delete(entry.name);
+    await this.set.release(entry.name);
+  }
+
   /** Releases every device opened for NBD (at daemon stop, once the server has drained). */
   async releaseAll(): Promise<void> {
     const names = [...this.opened.keys()];
     this.opened.clear();
+    this.attached.clear();
     for (const name of names) await this.set.release(name);
   }
 }
@@ -103,6 +124,14 @@ class DeviceExport implements Export {
 
   private get dev(): ThinDevice {
     return this.registry.device(this.entry);
+  }
+
+  attach(): void {
+    this.registry.attach(this.entry);
+  }
+
+  detach(): void {
+    this.registry.detach(this.entry).catch(() => undefined);
   }
 
   async read(buf: Buffer, offset: number): Promise<void> {

@@ -70,8 +70,14 @@ export class NbdConnection {
       id === undefined ? log : (level, event, fields) => log(level, event, { conn: id, ...fields });
     this.maxInFlight = options.maxInFlight ?? 64;
     this.maxQueued = options.maxQueuedReplies ?? 64;
-    this.closed = new Promise((resolve) => {
+    this.closed = new Promise<void>((resolve) => {
       this.resolveClosed = resolve;
+    }).then(() => {
+      try {
+        this.negotiated?.export.detach?.();
+      } catch (err) {
+        this.log('error', 'detach-failed', { error: err });
+      }
     });
     this.writer = new ReplyWriter(stream);
     const handshake = new Handshake(
@@ -147,6 +153,11 @@ export class NbdConnection {
 
   private enterTransmission(n: Negotiated): Need {
     this.negotiated = n;
+    try {
+      n.export.attach?.();
+    } catch (err) {
+      this.log('error', 'attach-failed', { error: err });
+    }
     this.log('info', 'transmission', { export: n.export.name, flags: n.flags });
     const transmission = new Transmission(n, this.host(n), this.log);
     this.phase = transmission;

@@ -67,6 +67,13 @@ export interface Export {
   cache?(offset: number, length: number): Promise<void>;
   /** Allocation of the range, as consecutive extents from `offset` (see above). */
   blockStatus(offset: number, length: number): Promise<Extent[]>;
+  /**
+   * Called once when a connection starts transmission with this export object, and
+   * `detach` once when that connection has closed and its last request has finished (the
+   * export is in use in between: the daemon keeps the device busy).
+   */
+  attach?(): void;
+  detach?(): void;
 }
 
 /** One run of bytes with the same allocation (`base:allocation`). */

@@ -83,6 +83,32 @@ describe('startDaemon in process', () => {
     assert.match(stdout, /65536\s+8323072\s+3\s+hole,zero/);
   });
 
+  it('keeps a device busy while a client is connected, and finishes its removal after', async () => {
+    const qemuIo = await requirePeer('qemu-io');
+    await client.createDevice('held', 4 * MiB);
+    const uri = `nbd+unix:///held?socket=${daemon.config.layout.nbdSocket}`;
+    const child = spawn(qemuIo, ['-f', 'raw', uri], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.write('write -P 0x5a 0 4k\n');
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    for (let i = 0; i < 200 && !/wrote 4096/.test(out); i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.match(out, /wrote 4096/);
+    assert.equal(await client.removeDevice('held'), 'deferred', 'busy while connected');
+    child.stdin.end('quit\n');
+    await new Promise((r) => child.once('close', r));
+    let names: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      names = (await client.listDevices()).map((d) => d.name);
+      if (!names.includes('held')) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(!names.includes('held'), 'the deferred removal finished when the client left');
+  });
+
   it('GET /metrics shows space, devices and counters', async () => {
     const text = await client.metrics();
     assert.match(text, /^thinp_data_total_blocks 1024$/m);
