@@ -13,5 +13,5 @@ export {
   type MetricsSnapshot,
   renderMetrics,
 } from './metrics.js';
-export { type ApiContext, type ApiRequest, type ApiResponse, poolJson, route } from './routes.js';
+export { type ApiContext, type ApiRequest, type ApiResponse, route } from './routes.js';
 export { ApiServer, type ApiServerOptions, errorBody } from './server.js';

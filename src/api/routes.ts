@@ -15,8 +15,7 @@
  */
 
 import type { Config } from '../config/index.js';
-import { type DeviceListing, type DeviceSet, dockerInfo } from '../driver/index.js';
-import type { PoolStatus } from '../pool/index.js';
+import { type DeviceSet, deviceListingJson, dockerInfo, poolStatusJson } from '../driver/index.js';
 import { BadInputError, NotFoundError, parseSize } from '../util/index.js';
 import type { EventHub } from './events.js';
 import { type CommitStats, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
@@ -52,7 +51,11 @@ interface Route {
 }
 
 const ROUTES: readonly Route[] = [
-  { method: 'GET', pattern: /^\/pool$/, handler: async (ctx) => ok(poolJson(ctx.set.status())) },
+  {
+    method: 'GET',
+    pattern: /^\/pool$/,
+    handler: async (ctx) => ok(poolStatusJson(ctx.set.status())),
+  },
   { method: 'POST', pattern: /^\/pool\/resize$/, handler: resizePool },
   { method: 'GET', pattern: /^\/info$/, handler: async (ctx) => ok(await info(ctx)) },
   { method: 'GET', pattern: /^\/devices$/, handler: listDevices },
@@ -85,40 +88,12 @@ function ok(json: unknown, status = 200): ApiResponse {
   return { status, json };
 }
 
-/** DESIGN §4's keys, exactly, as `pool status --json`. */
-export function poolJson(s: PoolStatus): PoolStatus {
-  return {
-    transactionId: s.transactionId,
-    mode: s.mode,
-    needsCheck: s.needsCheck,
-    heldRoot: s.heldRoot,
-    data: {
-      usedBlocks: s.data.usedBlocks,
-      totalBlocks: s.data.totalBlocks,
-      blockSize: s.data.blockSize,
-    },
-    metadata: { usedBlocks: s.metadata.usedBlocks, totalBlocks: s.metadata.totalBlocks },
-  };
-}
-
 function info(ctx: ApiContext): Promise<unknown> {
   return dockerInfo(ctx.config, ctx.set);
 }
 
 async function listDevices(ctx: ApiContext): Promise<ApiResponse> {
-  return ok((await ctx.set.list()).map(listingJson));
-}
-
-function listingJson(d: DeviceListing): DeviceListing {
-  return {
-    name: d.name,
-    id: d.id,
-    size: d.size,
-    mappedBytes: d.mappedBytes,
-    exclusiveBytes: d.exclusiveBytes,
-    sharedBytes: d.sharedBytes,
-    origin: d.origin,
-  };
+  return ok((await ctx.set.list()).map(deviceListingJson));
 }
 
 async function createDevice(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
@@ -168,7 +143,7 @@ async function resizePool(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
     metadataBlocks: status.metadata.totalBlocks,
   });
   ctx.onChange?.('pool-resized', { dataSize, metadataSize });
-  return ok(poolJson(status));
+  return ok(poolStatusJson(status));
 }
 
 async function metrics(ctx: ApiContext): Promise<ApiResponse> {

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import type { DeviceListing, DeviceSet } from '../../driver/index.js';
+import { type DeviceListing, type DeviceSet, deviceListingJson } from '../../driver/index.js';
 import type { ThinDevice } from '../../pool/index.js';
 import { BadInputError, type Bytes, formatHumanSize } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
@@ -78,7 +78,7 @@ function addList(device: Command, io: CliIo): void {
         (client) => client.listDevices(),
         (set) => set.list(),
       );
-      if (options.json) writeJson(io, devices.map(listingJson));
+      if (options.json) writeJson(io, devices.map(deviceListingJson));
       else io.stdout.write(formatList(devices));
     });
 }
@@ -187,18 +187,6 @@ function checkWithin(name: string, dev: ThinDevice, offset: number, length: numb
   throw new BadInputError(`${what} runs past the end of device ${name} (${dev.size} bytes)`, {
     hint: 'stay within the device: lower --offset or --length, or give less input',
   });
-}
-
-function listingJson(d: DeviceListing): DeviceListing {
-  return {
-    name: d.name,
-    id: d.id,
-    size: d.size,
-    mappedBytes: d.mappedBytes,
-    exclusiveBytes: d.exclusiveBytes,
-    sharedBytes: d.sharedBytes,
-    origin: d.origin,
-  };
 }
 
 function formatList(devices: readonly DeviceListing[]): string {

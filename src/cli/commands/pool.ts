@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
-import { DeviceSet } from '../../driver/index.js';
+import { DeviceSet, poolStatusJson } from '../../driver/index.js';
 import type { PoolStatus } from '../../pool/index.js';
 import { type Bytes, formatSize, UnavailableError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
@@ -52,7 +52,7 @@ function addStatus(pool: Command, io: CliIo): void {
         (client) => client.poolStatus(),
         async (set) => set.status(),
       );
-      if (options.json) writeJson(io, statusJson(status));
+      if (options.json) writeJson(io, poolStatusJson(status));
       else io.stdout.write(formatStatus(status));
     });
 }
@@ -102,22 +102,6 @@ interface ResizeOptions {
   dataSize?: Bytes;
   metadataSize?: Bytes;
   addDevice?: string;
-}
-
-/** DESIGN §4's keys, exactly. */
-function statusJson(s: PoolStatus): PoolStatus {
-  return {
-    transactionId: s.transactionId,
-    mode: s.mode,
-    needsCheck: s.needsCheck,
-    heldRoot: s.heldRoot,
-    data: {
-      usedBlocks: s.data.usedBlocks,
-      totalBlocks: s.data.totalBlocks,
-      blockSize: s.data.blockSize,
-    },
-    metadata: { usedBlocks: s.metadata.usedBlocks, totalBlocks: s.metadata.totalBlocks },
-  };
 }
 
 function formatStatus(s: PoolStatus): string {
