@@ -30,12 +30,18 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     },
     {
       package: 'libnbd-bin',
-      why: 'nbdinfo and nbdcopy: real NBD clients that list, map and copy the exports',
+      why: 'nbdinfo, nbdcopy and nbdfuse: real NBD clients that list, map, copy and attach the exports',
     },
     {
       package: 'qemu-utils',
       why: 'qemu-img and qemu-io: real NBD clients that convert images and verify patterns',
     },
+    { package: 'fio', why: 'fio with its nbd engine: random I/O with crc32c verification' },
+    {
+      package: 'e2fsprogs',
+      why: 'mkfs.ext4 and e2fsck: a kernel filesystem on a device attached with nbdfuse',
+    },
+    { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
