@@ -13,6 +13,11 @@ export interface DaemonLaunch {
   metrics?: { host: string; port: number };
   /** Start, print, check one NBD greeting, stop and exit (a smoke test). */
   exitAfterStart?: boolean;
+  /**
+   * Stop cleanly when standard input ends: `thinp daemon` keeps a pipe to the daemon
+   * open, so the daemon stops when that process dies, even by `kill -9`.
+   */
+  stopWhenStdinEnds?: boolean;
 }
 
 /** Reads the JSON argument; a missing or malformed one is a BadInputError. */

@@ -22,11 +22,27 @@ async function main(argv: readonly string[]): Promise<number> {
     ...(launch.metrics === undefined ? {} : { metrics: launch.metrics }),
   });
   const detach = stopOnSignals(handle);
+  if (launch.stopWhenStdinEnds === true) stopWhenStdinEnds(handle);
   await printBanner(handle);
   if (launch.exitAfterStart === true) await smoke(handle, launch);
   await handle.stopped;
   detach();
   return 0;
+}
+
+/** The launching `thinp daemon` is gone (its pipe closed): stop as on SIGTERM. */
+function stopWhenStdinEnds(handle: DaemonHandle): void {
+  const stop = () => {
+    handle.stop().catch(() => undefined);
+  };
+  process.stdin.once('end', stop);
+  process.stdin.once('close', stop);
+  process.stdin.once('error', stop);
+  process.stdin.resume();
+  handle.stopped.then(
+    () => process.stdin.destroy(),
+    () => process.stdin.destroy(),
+  );
 }
 
 async function printBanner(handle: DaemonHandle): Promise<void> {

@@ -29,9 +29,8 @@ export interface DataPath {
   checkWritable(): void;
   lookup(id: number, vblock: number): Promise<Mapping | undefined>;
   nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined>;
-  allocate(): Promise<number>;
-  release(block: number): Promise<void>;
-  map(id: number, vblock: number, block: number): Promise<void>;
+  /** Allocates a block, lets `fill` write it, maps it; no commit runs in between. */
+  provision(id: number, vblock: number, fill: (block: number) => Promise<void>): Promise<void>;
   unmapRange(id: number, begin: number, end: number): Promise<number>;
   touched(): void;
   commit(): Promise<void>;

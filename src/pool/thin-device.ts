@@ -152,15 +152,11 @@ export class ThinDevice {
         this.pool.touched();
         return;
       }
-      const block = await this.pool.allocate();
-      try {
-        if (m === undefined) await this.provision(block, p, src);
-        else await this.copyOnWrite(m.dataBlock, block, p, src);
-      } catch (err) {
-        await this.pool.release(block).catch(() => undefined);
-        throw err;
-      }
-      await this.pool.map(this.id, p.vblock, block);
+      await this.pool.provision(this.id, p.vblock, (block) =>
+        m === undefined
+          ? this.provision(block, p, src)
+          : this.copyOnWrite(m.dataBlock, block, p, src),
+      );
     });
   }
 
@@ -176,15 +172,11 @@ export class ThinDevice {
         this.pool.touched();
         return;
       }
-      const block = await this.pool.allocate();
-      try {
-        if (m === undefined) await this.fillRange(block * B, B, zeros);
-        else await this.copyOnWrite(m.dataBlock, block, p, undefined);
-      } catch (err) {
-        await this.pool.release(block).catch(() => undefined);
-        throw err;
-      }
-      await this.pool.map(this.id, p.vblock, block);
+      await this.pool.provision(this.id, p.vblock, (block) =>
+        m === undefined
+          ? this.fillRange(block * B, B, zeros)
+          : this.copyOnWrite(m.dataBlock, block, p, undefined),
+      );
     });
   }
 

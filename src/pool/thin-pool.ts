@@ -31,6 +31,7 @@ import {
   PoolMetadata,
 } from '../thin/index.js';
 import {
+  AsyncRwLock,
   BadInputError,
   KeyedLock,
   Mutex,
@@ -98,6 +99,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   readonly cells = new KeyedLock<string>();
   private readonly options: Required<Omit<ThinPoolOptions, 'cacheBlocks'>>;
   private readonly commitLock = new Mutex();
+  /** Provisions hold it shared (allocate, fill, map); a commit holds it alone. */
+  private readonly provisioning = new AsyncRwLock();
   private readonly devices = new Map<number, ThinDevice>();
   private poolMode: PoolMode = 'rw';
   private dirty = false;
@@ -274,41 +277,65 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.metadata.nextMapping(id, vblock);
   }
 
-  /** A new data block, following the no-space policy when there is none. */
-  async allocate(): Promise<number> {
+  /**
+   * Gives virtual block `vblock` of device `id` a new data block: allocates it, lets
+   * `fill(block)` write its contents, then maps it. No commit can run in between, so a
+   * commit never records a block as used that no mapping holds (which a crash would leak).
+   * When the data device is full this follows the no-space policy, outside that window.
+   */
+  async provision(
+    id: number,
+    vblock: number,
+    fill: (block: number) => Promise<void>,
+  ): Promise<void> {
     this.checkWritable();
     const deadline = Date.now() + this.options.queueTimeoutMs;
     let committed = false;
     for (;;) {
-      try {
-        const block = await this.metadataChange(() => this.metadata.allocDataBlock());
-        this.counters.provisions++;
-        this.afterAllocation();
-        return block;
-      } catch (err) {
-        if (!(err instanceof NoSpaceError) || err.space !== 'data') throw err;
-        if (!committed) {
-          // Blocks freed in this transaction become usable once it is committed.
-          committed = true;
-          await this.commit();
-          continue;
-        }
-        this.setMode('out_of_data_space');
-        this.emit('outOfSpace', { space: 'data' });
-        if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) throw err;
-        await this.waitForSpace(deadline - Date.now());
+      const done = await this.provisioning.read(() => this.provisionNow(id, vblock, fill));
+      if (done) return;
+      if (!committed) {
+        // Blocks freed in this transaction become usable once it is committed.
+        committed = true;
+        await this.commit();
+        continue;
       }
+      this.setMode('out_of_data_space');
+      this.emit('outOfSpace', { space: 'data' });
+      if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) {
+        throw new NoSpaceError('data', "the pool's data device is full", {
+          hint: "grow it with 'thinp pool resize --data-size', or remove devices",
+        });
+      }
+      await this.waitForSpace(deadline - Date.now());
+      this.checkWritable();
     }
   }
 
-  /** Returns a block from `allocate` that will not be mapped after all. */
-  release(block: number): Promise<void> {
-    return this.metadataChange(() => this.metadata.releaseDataBlock(block));
-  }
-
-  async map(id: number, vblock: number, block: number): Promise<void> {
+  /** One attempt; false when there is no free data block. */
+  private async provisionNow(
+    id: number,
+    vblock: number,
+    fill: (block: number) => Promise<void>,
+  ): Promise<boolean> {
+    let block: number;
+    try {
+      block = await this.metadataChange(() => this.metadata.allocDataBlock());
+    } catch (err) {
+      if (err instanceof NoSpaceError && err.space === 'data') return false;
+      throw err;
+    }
+    this.counters.provisions++;
+    this.afterAllocation();
+    try {
+      await fill(block);
+    } catch (err) {
+      await this.metadataChange(() => this.metadata.releaseDataBlock(block)).catch(() => undefined);
+      throw err;
+    }
     await this.metadataChange(() => this.metadata.insertMapping(id, vblock, block));
     this.dirty = true;
+    return true;
   }
 
   async unmapRange(id: number, begin: number, end: number): Promise<number> {
@@ -331,8 +358,12 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
    * metadata and discards what the transaction freed.
    */
   commit(): Promise<void> {
-    return this.commitLock.run(async () => {
-      if (this.poolMode === 'ro') return;
+    return this.commitLock.run(() => this.provisioning.write(() => this.commitNow()));
+  }
+
+  private async commitNow(): Promise<void> {
+    if (this.poolMode === 'ro') return;
+    {
       const started = performance.now();
       // Writes that complete while this commit runs set the flag again.
       this.dirty = false;
@@ -357,7 +388,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
         this.setMode('rw');
       }
       this.wakeSpaceWaiters();
-    });
+    }
   }
 
   private async discardFreed(blocks: number[]): Promise<void> {

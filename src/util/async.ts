@@ -53,3 +53,58 @@ export class KeyedLock<K> {
     }
   }
 }
+
+/**
+ * A read/write lock that prefers writers: once a writer waits, new readers queue behind it,
+ * so a steady stream of readers cannot starve it (the kernel's root_lock discipline).
+ */
+export class AsyncRwLock {
+  private readers = 0;
+  private writing = false;
+  private readonly waitingWriters: Array<() => void> = [];
+  private waitingReaders: Array<() => void> = [];
+
+  /** Runs `fn` alongside other readers, never alongside a writer. */
+  async read<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.writing || this.waitingWriters.length > 0) {
+      await new Promise<void>((resolve) => this.waitingReaders.push(resolve));
+    } else {
+      this.readers++;
+    }
+    try {
+      return await fn();
+    } finally {
+      this.readers--;
+      this.wake();
+    }
+  }
+
+  /** Runs `fn` alone. */
+  async write<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.writing || this.readers > 0) {
+      await new Promise<void>((resolve) => this.waitingWriters.push(resolve));
+    } else {
+      this.writing = true;
+    }
+    try {
+      return await fn();
+    } finally {
+      this.writing = false;
+      this.wake();
+    }
+  }
+
+  private wake(): void {
+    if (this.writing || this.readers > 0) return;
+    const writer = this.waitingWriters.shift();
+    if (writer !== undefined) {
+      this.writing = true;
+      writer();
+      return;
+    }
+    const readers = this.waitingReaders;
+    this.waitingReaders = [];
+    this.readers += readers.length;
+    for (const r of readers) r();
+  }
+}

@@ -148,6 +148,35 @@ describe('startDaemon in process', () => {
 });
 
 describe('the daemon process', () => {
+  it('stops cleanly when the thinp daemon command that launched it is killed with -9', async () => {
+    const root = path.join(dir, 'orphaned');
+    const args = [path.join(repo, 'dist/cli/main.js'), '--root', root];
+    for (const o of OPTS) args.push('--storage-opt', o);
+    const child = spawn(process.execPath, [...args, 'daemon'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    child.stderr.resume();
+    for (let i = 0; i < 100 && !out.includes('Serving the control API'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const control = path.join(root, 'thinp.sock');
+    assert.equal(await isDaemonRunning(control), true);
+    child.kill('SIGKILL');
+    let gone = false;
+    for (let i = 0; i < 100 && !gone; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      gone = !(await exists(path.join(root, 'thinp.lock')));
+    }
+    assert.ok(gone, 'the daemon outlived the command that started it');
+    assert.equal(await exists(control), false);
+    const check = await thinp(['--root', root, 'check'], { cwd: dir });
+    assert.equal(check.status, 0, check.stderr + check.stdout);
+  });
+
   it('stops on SIGTERM, removes its sockets and leaves the metadata clean', async () => {
     const root = path.join(dir, 'spawned');
     const args = [path.join(repo, 'dist/cli/main.js'), '--root', root];

@@ -70,16 +70,19 @@ function launchOf(config: Config, options: DaemonCommandOptions, smoke: boolean)
     ),
     ...(metrics === undefined ? {} : { metrics: { host: metrics.host, port: metrics.port } }),
     exitAfterStart: options.exitAfterStart === true || smoke,
+    stopWhenStdinEnds: true,
   };
 }
 
 /** Runs the daemon process to its end, forwarding SIGINT and SIGTERM; resolves its status. */
 async function runDaemonProcess(launch: string, io: CliIo): Promise<number> {
   const { script, execArgv } = await daemonScript();
+  // The daemon stops when this pipe closes, so it never outlives this process.
   const child = spawn(process.execPath, [...execArgv, script, launch], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: io.env,
   });
+  child.stdin.on('error', () => undefined);
   child.stdout.setEncoding('utf8').on('data', (s: string) => io.stdout.write(s));
   child.stderr.setEncoding('utf8').on('data', (s: string) => io.stderr.write(s));
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
