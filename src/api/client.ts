@@ -95,6 +95,57 @@ export class ApiClient {
     });
   }
 
+  /** `length` bytes of device `name` from `offset` (at most 32 MiB). */
+  async readDevice(name: string, offset: number, length: number): Promise<Buffer> {
+    const path = `/devices/${encodeURIComponent(name)}/data?offset=${offset}&length=${length}`;
+    const { status, bytes } = await this.raw('GET', path);
+    if (status !== 200) throw errorOf(status, bytes.toString('utf8'));
+    return bytes;
+  }
+
+  /** Writes `data` to device `name` at `offset` (at most 32 MiB). */
+  async writeDevice(name: string, offset: number, data: Uint8Array): Promise<void> {
+    const path = `/devices/${encodeURIComponent(name)}/data?offset=${offset}`;
+    const { status, bytes } = await this.raw('PUT', path, data);
+    if (status !== 204) throw errorOf(status, bytes.toString('utf8'));
+  }
+
+  /** Makes every completed write durable. */
+  async flushDevice(name: string): Promise<void> {
+    const { status, bytes } = await this.raw('POST', `/devices/${encodeURIComponent(name)}/flush`);
+    if (status !== 204) throw errorOf(status, bytes.toString('utf8'));
+  }
+
+  private raw(
+    method: string,
+    path: string,
+    body?: Uint8Array,
+  ): Promise<{ status: number; bytes: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          method,
+          path,
+          headers:
+            body === undefined
+              ? {}
+              : { 'content-type': 'application/octet-stream', 'content-length': body.length },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, bytes: Buffer.concat(chunks) }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', (err) => reject(unreachable(this.socketPath, err)));
+      req.end(body);
+    });
+  }
+
   /** JSON in and out; a non-2xx answer is thrown as its ThinpError. */
   async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const { status, text } = await this.request(method, path, body);

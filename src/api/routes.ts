@@ -9,6 +9,7 @@
  *     POST   /devices       {name, size} or {name, origin}: 201 and the device
  *     DELETE /devices/NAME  {outcome: 'removed' | 'deferred'}
  *     GET    /metrics       Prometheus text
+ *     GET|PUT /devices/NAME/data, POST /devices/NAME/flush: raw bytes (device-data.ts)
  *
  * `GET /events` streams, so server.ts serves it. Failures are thrown as `ThinpError`s; the
  * server maps them with `toHttpStatus`.

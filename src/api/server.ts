@@ -14,6 +14,7 @@
 import { chmod } from 'node:fs/promises';
 import http from 'node:http';
 import { BadInputError, NotFoundError, ThinpError } from '../util/index.js';
+import { matchDataPath, serveDeviceData } from './device-data.js';
 import { toHttpStatus } from './http-status.js';
 import { type ApiContext, type ApiResponse, route } from './routes.js';
 
@@ -82,6 +83,12 @@ export class ApiServer {
       }
       if (path === '/events' && method === 'GET') {
         this.streamEvents(res);
+        return;
+      }
+      const data = matchDataPath(path);
+      if (data !== undefined && this.options.metricsOnly !== true) {
+        const query = new URL(req.url ?? '/', 'http://thinp').searchParams;
+        await serveDeviceData(this.ctx.set, data, req, res, query);
         return;
       }
       const body = await readJsonBody(req);

@@ -109,6 +109,43 @@ describe('startDaemon in process', () => {
     assert.ok(!names.includes('held'), 'the deferred removal finished when the client left');
   });
 
+  it('device write and read move raw bytes through the daemon', async () => {
+    await client.createDevice('bytes', 8 * MiB);
+    const data = Buffer.alloc(3 * MiB + 777);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
+    const { runThinp } = await import('../support/cli-process.js');
+    const write = await runThinp(['--root', root, 'device', 'write', 'bytes', '--offset', '4097'], {
+      cwd: dir,
+      input: data,
+    });
+    assert.equal(write.status, 0, write.stderr);
+    const read = await runThinp(
+      [
+        '--root',
+        root,
+        'device',
+        'read',
+        'bytes',
+        '--offset',
+        '4097',
+        '--length',
+        String(data.length),
+      ],
+      { cwd: dir },
+    );
+    assert.equal(read.status, 0, read.stderr);
+    assert.ok(read.bytes.equals(data), 'the bytes came back through the daemon');
+    const past = await runThinp(
+      ['--root', root, 'device', 'read', 'bytes', '--offset', String(9 * MiB)],
+      {
+        cwd: dir,
+      },
+    );
+    assert.equal(past.status, 1);
+    assert.match(past.stderr, /runs past the end of device bytes/);
+    assert.equal(await client.removeDevice('bytes'), 'removed', 'nothing is left busy');
+  });
+
   it('GET /metrics shows space, devices and counters', async () => {
     const text = await client.metrics();
     assert.match(text, /^thinp_data_total_blocks 1024$/m);

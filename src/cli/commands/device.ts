@@ -1,12 +1,12 @@
 import { type Command, Option } from 'commander';
+import type { ApiClient } from '../../api/index.js';
 import { type DeviceListing, type DeviceSet, deviceListingJson } from '../../driver/index.js';
-import type { ThinDevice } from '../../pool/index.js';
-import { BadInputError, type Bytes, formatHumanSize } from '../../util/index.js';
+import { BadInputError, type Bytes, formatHumanSize, NotFoundError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { type ByteIo, bytesToStdout, stdinBytes } from '../byte-streams.js';
 import { requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { viaDaemonOr, withDeviceSet } from '../session.js';
+import { viaDaemonOr } from '../session.js';
 
 /** `device read` and `device write` move at most this much at once. */
 const CHUNK = 1024 * 1024;
@@ -95,14 +95,12 @@ function addRead(device: Command, io: ByteIo): void {
       ),
     )
     .action(async (name: string, options: { offset?: Bytes; length?: Bytes }, self: Command) => {
-      await withDeviceSet(self, io, (set) =>
-        usingDevice(set, name, async (dev) => {
-          const offset = options.offset ?? 0;
-          const length = options.length ?? Math.max(0, dev.size - offset);
-          checkWithin(name, dev, offset, length);
-          await bytesToStdout(io.stdout, (sink) => copyOut(dev, offset, length, sink));
-        }),
-      );
+      await withByteDevice(self, io, name, async (dev) => {
+        const offset = options.offset ?? 0;
+        const length = options.length ?? Math.max(0, dev.size - offset);
+        checkWithin(name, dev, offset, length);
+        await bytesToStdout(io.stdout, (sink) => copyOut(dev, offset, length, sink));
+      });
     });
 }
 
@@ -113,23 +111,61 @@ function addWrite(device: Command, io: ByteIo): void {
     .argument('<name>')
     .addOption(new Option('--offset <bytes>', 'where to start').argParser(sizeArgument))
     .action(async (name: string, options: { offset?: Bytes }, self: Command) => {
-      await withDeviceSet(self, io, (set) =>
-        usingDevice(set, name, async (dev) => {
-          const offset = options.offset ?? 0;
-          checkWithin(name, dev, offset, 0);
-          await copyIn(name, dev, offset, stdinBytes(io));
-          await dev.flush();
-        }),
-      );
+      await withByteDevice(self, io, name, async (dev) => {
+        const offset = options.offset ?? 0;
+        checkWithin(name, dev, offset, 0);
+        await copyIn(name, dev, offset, stdinBytes(io));
+        await dev.flush();
+      });
     });
 }
 
 // ---------------------------------------------------------------------------------------
 
+/** What `device read` and `device write` need of a device, local or through the daemon. */
+interface ByteDevice {
+  readonly size: number;
+  read(buf: Buffer, offset: number): Promise<void>;
+  write(buf: Buffer, offset: number): Promise<void>;
+  flush(): Promise<void>;
+}
+
+/** Device `name` through the running daemon's API, or opened here under the root lock. */
+function withByteDevice(
+  self: Command,
+  io: ByteIo,
+  name: string,
+  fn: (dev: ByteDevice) => Promise<void>,
+): Promise<void> {
+  return viaDaemonOr(
+    self,
+    io,
+    async (client) => fn(await remoteDevice(client, name)),
+    (set) => usingDevice(set, name, fn),
+  );
+}
+
+async function remoteDevice(client: ApiClient, name: string): Promise<ByteDevice> {
+  const entry = (await client.listDevices()).find((d) => d.name === name);
+  if (entry === undefined) {
+    throw new NotFoundError(`there is no device ${name}`, {
+      hint: "list the devices with 'thinp device list'",
+    });
+  }
+  return {
+    size: entry.size,
+    read: async (buf, offset) => {
+      buf.set(await client.readDevice(name, offset, buf.length));
+    },
+    write: (buf, offset) => client.writeDevice(name, offset, buf),
+    flush: () => client.flushDevice(name),
+  };
+}
+
 async function usingDevice<T>(
   set: DeviceSet,
   name: string,
-  fn: (dev: ThinDevice) => Promise<T>,
+  fn: (dev: ByteDevice) => Promise<T>,
 ): Promise<T> {
   const dev = set.open(name);
   try {
@@ -140,7 +176,7 @@ async function usingDevice<T>(
 }
 
 async function copyOut(
-  dev: ThinDevice,
+  dev: ByteDevice,
   offset: number,
   length: number,
   sink: (chunk: Uint8Array) => Promise<void>,
@@ -156,7 +192,7 @@ async function copyOut(
 /** Writes `input` from `offset` in chunks of up to 1 MiB. */
 async function copyIn(
   name: string,
-  dev: ThinDevice,
+  dev: ByteDevice,
   offset: number,
   input: AsyncIterable<Uint8Array>,
 ): Promise<void> {
@@ -181,7 +217,7 @@ async function copyIn(
   if (filled > 0) await writeOut();
 }
 
-function checkWithin(name: string, dev: ThinDevice, offset: number, length: number): void {
+function checkWithin(name: string, dev: ByteDevice, offset: number, length: number): void {
   if (offset + length <= dev.size) return;
   const what = length === 0 ? `offset ${offset}` : `${length} bytes at offset ${offset}`;
   throw new BadInputError(`${what} runs past the end of device ${name} (${dev.size} bytes)`, {
