@@ -75,7 +75,11 @@ export async function startDaemon(
 }
 
 async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet> {
-  const pool = { commitIntervalMs: DAEMON_COMMIT_INTERVAL_MS, sweepOnOpen: true };
+  const pool = {
+    commitIntervalMs: DAEMON_COMMIT_INTERVAL_MS,
+    sweepOnOpen: true,
+    lowWaterPercent: 100 - config.storage.autoextendThreshold,
+  };
   if (await poolPresent(config)) {
     const set = await DeviceSet.open(config, { pool });
     const r = set.recovered;

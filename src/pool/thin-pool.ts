@@ -57,8 +57,11 @@ export interface ThinPoolOptions {
   commitIntervalMs?: number;
   /** Discard data blocks once they are freed (dm.blkdiscard). */
   discardFreed?: boolean;
-  /** Emit 'lowWater' when fewer data blocks than this are free. */
-  lowWaterBlocks?: number;
+  /**
+   * Emit 'lowWater' once the free share of the data device falls below this percentage
+   * (Docker's low water mark: 100 − dm.thinp_autoextend_threshold). Again after a resize.
+   */
+  lowWaterPercent?: number;
   /**
    * On open, discard every free data block (a crash may have come between a commit and the
    * discard of what it freed), so that new blocks need no zeroing afterwards. Costs one
@@ -129,7 +132,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       queueTimeoutMs: options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS,
       commitIntervalMs: options.commitIntervalMs ?? 1000,
       discardFreed: options.discardFreed ?? true,
-      lowWaterBlocks: options.lowWaterBlocks ?? 0,
+      lowWaterPercent: options.lowWaterPercent ?? 0,
       sweepOnOpen: options.sweepOnOpen ?? false,
     };
   }
@@ -508,7 +511,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   private afterAllocation(): void {
     const { usedBlocks, totalBlocks } = this.metadata.dataUsage;
     const free = totalBlocks - usedBlocks;
-    if (!this.lowWaterSignalled && free < this.options.lowWaterBlocks) {
+    if (!this.lowWaterSignalled && free * 100 < totalBlocks * this.options.lowWaterPercent) {
       this.lowWaterSignalled = true;
       this.emit('lowWater', { freeBlocks: free, totalBlocks });
     }

@@ -199,3 +199,19 @@ describe('ThinPool out of metadata space', () => {
     }
   });
 });
+
+describe('ThinPool low water mark', () => {
+  it('signals once when the free share falls below the mark, and again after a resize', async () => {
+    const pool = await memoryPool(10 * B, { lowWaterPercent: 30 });
+    const seen: Array<{ freeBlocks: number; totalBlocks: number }> = [];
+    pool.on('lowWater', (e) => seen.push(e));
+    await pool.createThin(1);
+    const dev = pool.device(1, 64 * MiB);
+    for (let v = 0; v < 9; v++) await dev.write(Buffer.alloc(B, 1), v * B);
+    assert.deepEqual(seen, [{ freeBlocks: 2, totalBlocks: 10 }]);
+    await pool.resizeData(20 * B);
+    for (let v = 9; v < 18; v++) await dev.write(Buffer.alloc(B, 1), v * B);
+    assert.deepEqual(seen[1], { freeBlocks: 5, totalBlocks: 20 });
+    assert.equal(seen.length, 2);
+  });
+});
