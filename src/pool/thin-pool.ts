@@ -295,8 +295,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     const deadline = Date.now() + this.options.queueTimeoutMs;
     let committed = false;
     for (;;) {
-      const done = await this.provisioning.read(() => this.provisionNow(id, vblock, fill));
-      if (done) return;
+      const full = await this.provisioning.read(() => this.provisionNow(id, vblock, fill));
+      if (full === undefined) return;
       if (!committed) {
         // Blocks freed in this transaction become usable once it is committed.
         committed = true;
@@ -305,27 +305,23 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       }
       this.setMode('out_of_data_space');
       this.emit('outOfSpace', { space: 'data' });
-      if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) {
-        throw new NoSpaceError('data', "the pool's data device is full", {
-          hint: "grow it with 'thinp pool resize --data-size', or remove devices",
-        });
-      }
+      if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) throw full;
       await this.waitForSpace(deadline - Date.now());
       this.checkWritable();
     }
   }
 
-  /** One attempt; false when there is no free data block. */
+  /** One attempt; the NoSpaceError when there is no free data block, else undefined. */
   private async provisionNow(
     id: number,
     vblock: number,
     fill: (block: number) => Promise<void>,
-  ): Promise<boolean> {
+  ): Promise<NoSpaceError | undefined> {
     let block: number;
     try {
       block = await this.metadataChange(() => this.metadata.allocDataBlock());
     } catch (err) {
-      if (err instanceof NoSpaceError && err.space === 'data') return false;
+      if (err instanceof NoSpaceError && err.space === 'data') return err;
       throw err;
     }
     this.counters.provisions++;
@@ -338,7 +334,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     }
     await this.metadataChange(() => this.metadata.insertMapping(id, vblock, block));
     this.dirty = true;
-    return true;
+    return undefined;
   }
 
   async unmapRange(id: number, begin: number, end: number): Promise<number> {
