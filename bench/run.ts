@@ -3,6 +3,7 @@
  *
  *     npm run bench -- metadata [--mappings N] [--cache-blocks N]   one benchmark
  *     npm run bench -- pool [--size BYTES] [--seconds S] [--queue-depth N]
+ *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -18,6 +19,7 @@ import {
   MissingPeerError,
   runMetadataBench,
 } from './metadata.js';
+import { runNbdBench } from './nbd.js';
 import { DEFAULT_QUEUE_DEPTH, DEFAULT_SECONDS, DEFAULT_SIZE, runPoolBench } from './pool.js';
 
 interface BenchOptions {
@@ -55,6 +57,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     short: { size: 256 * 1024 * 1024, seconds: 1 },
     run: (options, command) =>
       runPoolBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
+  nbd: {
+    describe:
+      'the daemon over NBD vs qemu-nbd (qcow2) and nbdkit (raw file), with fio at queue depth ' +
+      '1 and 32 (1 GiB, 10 s per job); reads at snapshot depth 1, 10, 50; 1,000 snapshots',
+    short: { size: 256 * 1024 * 1024, seconds: 3 },
+    run: (options, command) =>
+      runNbdBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
 };
 

@@ -37,6 +37,7 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       why: 'qemu-img and qemu-io: real NBD clients that convert images and verify patterns',
     },
     { package: 'fio', why: 'fio with its nbd engine: random I/O with crc32c verification' },
+    { package: 'nbdkit', why: 'nbdkit file: the raw NBD file server the nbd benchmark compares' },
     {
       package: 'e2fsprogs',
       why: 'mkfs.ext4 and e2fsck: a kernel filesystem on a device attached with nbdfuse',
