@@ -28,8 +28,8 @@ import {
   runTool,
   startInProcess,
 } from '../support/daemon.js';
+import { mutated, randomBytesArb, sessionPrefix, split } from '../support/nbd-fuzz.js';
 import { tempDir } from '../support/temp.js';
-import { infoData, metaContextData } from '../unit/nbd/harness.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -44,16 +44,6 @@ const RUNS = 1000 * Number(process.env.THINP_FUZZ_SCALE ?? 1);
 const PARALLEL = 8;
 
 let daemon: InProcessDaemon;
-
-/** A valid session prefix: flags, structured replies, base:allocation, then GO `name`. */
-function sessionPrefix(name: string): Buffer {
-  return Buffer.concat([
-    wire.encodeClientFlags(wire.CLIENT_FLAG.fixedNewstyle | wire.CLIENT_FLAG.noZeroes),
-    wire.encodeOption(wire.OPT.STRUCTURED_REPLY),
-    wire.encodeOption(wire.OPT.SET_META_CONTEXT, metaContextData(name, [wire.BASE_ALLOCATION])),
-    wire.encodeOption(wire.OPT.GO, infoData(name, [wire.INFO.BLOCK_SIZE])),
-  ]);
-}
 
 /** Options of every kind, valid or not, with random data. */
 const optionArb = fc
@@ -105,46 +95,14 @@ const sessionArb = fc
     return Buffer.concat([flags, ...options, prefix.subarray(4), ...requests]);
   });
 
-/** A byte stream with random damage: flipped, inserted and deleted bytes, or cut short. */
-const mutatedArb = fc
-  .tuple(
-    sessionArb,
-    fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('flip', 'insert', 'delete')), {
-      maxLength: 4,
-    }),
-    fc.option(fc.nat()),
-  )
-  .map(([bytes, edits, cut]) => {
-    let out = Buffer.from(bytes);
-    for (const [at, value, kind] of edits) {
-      const i = at % (out.length + 1);
-      if (kind === 'flip' && i < out.length) out[i] = (out[i] ?? 0) ^ (value | 1);
-      if (kind === 'insert')
-        out = Buffer.concat([out.subarray(0, i), Buffer.of(value), out.subarray(i)]);
-      if (kind === 'delete') out = Buffer.concat([out.subarray(0, i), out.subarray(i + 1)]);
-    }
-    return cut === null ? out : out.subarray(0, cut % (out.length + 1));
-  });
-
-const randomArb = fc.uint8Array({ maxLength: 512 }).map((a) => Buffer.from(a));
+const mutatedArb = mutated(sessionArb);
+const randomArb = randomBytesArb;
 
 const afterGreetingArb = fc
   .tuple(nameArb, randomArb)
   .map(([name, tail]) => Buffer.concat([sessionPrefix(name), tail]));
 
 const pointsArb = fc.array(fc.nat(), { maxLength: 6 });
-
-/** Cuts `bytes` at the given points (taken modulo its length). */
-function split(bytes: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    chunks.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  return chunks;
-}
 
 /** Feeds one stream over a fresh connection, ends it, and waits for the daemon to close it. */
 async function feed(bytes: Buffer, points: readonly number[]): Promise<void> {

@@ -10,8 +10,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { serveConnection, staticRegistry, wire } from '../../src/nbd/index.js';
+import { mutated, randomBytesArb, sessionPrefix, split } from '../support/nbd-fuzz.js';
 import { MemoryExport } from '../support/nbd-memory-export.js';
-import { duplexPair, infoData, metaContextData, RawClient } from '../unit/nbd/harness.js';
+import { duplexPair, RawClient } from '../unit/nbd/harness.js';
 
 const KiB = 1024;
 const readOnly = new MemoryExport({ name: 'ro', size: 256 * KiB, readOnly: true });
@@ -19,16 +20,6 @@ const writable = new MemoryExport({ name: 'rw', size: 256 * KiB, maxBlockSize: 6
 const good = new MemoryExport({ name: 'good', size: 1024 * KiB });
 const registry = staticRegistry([readOnly, writable, good]);
 const readOnlyBefore = readOnly.contents();
-
-/** A valid session prefix: flags, structured replies, base:allocation, then GO `name`. */
-function sessionPrefix(name: string): Buffer {
-  return Buffer.concat([
-    wire.encodeClientFlags(wire.CLIENT_FLAG.fixedNewstyle | wire.CLIENT_FLAG.noZeroes),
-    wire.encodeOption(wire.OPT.STRUCTURED_REPLY),
-    wire.encodeOption(wire.OPT.SET_META_CONTEXT, metaContextData(name, [wire.BASE_ALLOCATION])),
-    wire.encodeOption(wire.OPT.GO, infoData(name, [wire.INFO.BLOCK_SIZE])),
-  ]);
-}
 
 /** A plausible request (often valid, sometimes not) with its write payload. */
 const requestArb = fc
@@ -64,40 +55,8 @@ const sessionArb = fc
   .tuple(fc.constantFrom('ro', 'rw', '', 'nope'), fc.array(requestArb, { maxLength: 8 }))
   .map(([name, requests]) => Buffer.concat([sessionPrefix(name), ...requests]));
 
-/** A byte stream with random damage: flipped, inserted and deleted bytes, or cut short. */
-const mutatedArb = fc
-  .tuple(
-    sessionArb,
-    fc.array(fc.tuple(fc.nat(), fc.nat(255), fc.constantFrom('flip', 'insert', 'delete')), {
-      maxLength: 4,
-    }),
-    fc.option(fc.nat()),
-  )
-  .map(([bytes, edits, cut]) => {
-    let out = Buffer.from(bytes);
-    for (const [at, value, kind] of edits) {
-      const i = at % (out.length + 1);
-      if (kind === 'flip' && i < out.length) out[i] = (out[i] ?? 0) ^ (value | 1);
-      if (kind === 'insert')
-        out = Buffer.concat([out.subarray(0, i), Buffer.of(value), out.subarray(i)]);
-      if (kind === 'delete') out = Buffer.concat([out.subarray(0, i), out.subarray(i + 1)]);
-    }
-    return cut === null ? out : out.subarray(0, cut % (out.length + 1));
-  });
-
-const randomArb = fc.uint8Array({ maxLength: 512 }).map((a) => Buffer.from(a));
-
-/** Cuts `bytes` at the given points (taken modulo its length). */
-function split(bytes: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => p % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    chunks.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  return chunks;
-}
+const mutatedArb = mutated(sessionArb);
+const randomArb = randomBytesArb;
 
 /** Feeds one stream to a fresh connection, ends the client, and waits for the server to close. */
 async function feed(bytes: Buffer, points: readonly number[]): Promise<void> {
