@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { access, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ApiClient, isDaemonRunning, type StampedEvent } from '../../src/api/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { type DaemonHandle, startDaemon } from '../../src/daemon/index.js';
+import { pathExists } from '../../src/util/index.js';
 import { thinp } from '../support/cli.js';
 import { requirePeer } from '../support/peers.js';
 import { tempDir } from '../support/temp.js';
@@ -17,11 +18,23 @@ const OPTS = ['dm.loopdatasize=64M', 'dm.loopmetadatasize=8M', 'dm.min_free_spac
 const dir = await tempDir('thinp-daemon-');
 const repo = path.resolve(import.meta.dirname, '../..');
 
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false,
-  );
+/** `thinp daemon` on `root` as a process, once it says where it serves. */
+async function startDaemonProcess(root: string) {
+  const args = [path.join(repo, 'dist/cli/main.js'), '--root', root];
+  for (const o of OPTS) args.push('--storage-opt', o);
+  const child = spawn(process.execPath, [...args, 'daemon'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
+    out += s;
+  });
+  child.stderr.resume();
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  for (let i = 0; i < 100 && !out.includes('Serving the control API'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, out, closed };
 }
 
 describe('startDaemon in process', () => {
@@ -187,49 +200,24 @@ describe('startDaemon in process', () => {
 describe('the daemon process', () => {
   it('stops cleanly when the thinp daemon command that launched it is killed with -9', async () => {
     const root = path.join(dir, 'orphaned');
-    const args = [path.join(repo, 'dist/cli/main.js'), '--root', root];
-    for (const o of OPTS) args.push('--storage-opt', o);
-    const child = spawn(process.execPath, [...args, 'daemon'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-    });
-    child.stderr.resume();
-    for (let i = 0; i < 100 && !out.includes('Serving the control API'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const { child } = await startDaemonProcess(root);
     const control = path.join(root, 'thinp.sock');
     assert.equal(await isDaemonRunning(control), true);
     child.kill('SIGKILL');
     let gone = false;
     for (let i = 0; i < 100 && !gone; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      gone = !(await exists(path.join(root, 'thinp.lock')));
+      gone = !(await pathExists(path.join(root, 'thinp.lock')));
     }
     assert.ok(gone, 'the daemon outlived the command that started it');
-    assert.equal(await exists(control), false);
+    assert.equal(await pathExists(control), false);
     const check = await thinp(['--root', root, 'check'], { cwd: dir });
     assert.equal(check.status, 0, check.stderr + check.stdout);
   });
 
   it('stops on SIGTERM, removes its sockets and leaves the metadata clean', async () => {
     const root = path.join(dir, 'spawned');
-    const args = [path.join(repo, 'dist/cli/main.js'), '--root', root];
-    for (const o of OPTS) args.push('--storage-opt', o);
-    const child = spawn(process.execPath, [...args, 'daemon'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-    });
-    child.stderr.resume();
-    const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-    for (let i = 0; i < 100 && !out.includes('Serving the control API'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const { child, out, closed } = await startDaemonProcess(root);
     assert.match(out, /^Serving NBD on unix:.*nbd\.sock$/m);
     const sockets = [path.join(root, 'thinp.sock'), path.join(root, 'nbd.sock')];
     assert.equal(await isDaemonRunning(sockets[0] as string), true);
@@ -237,8 +225,8 @@ describe('the daemon process', () => {
     child.kill('SIGTERM');
     assert.equal(await closed, 0);
     assert.ok(Date.now() - t0 < 5000, 'took too long to stop');
-    for (const s of sockets) assert.equal(await exists(s), false, `${s} is left`);
-    assert.equal(await exists(path.join(root, 'thinp.lock')), false);
+    for (const s of sockets) assert.equal(await pathExists(s), false, `${s} is left`);
+    assert.equal(await pathExists(path.join(root, 'thinp.lock')), false);
     const check = await thinp(['--root', root, 'check'], { cwd: dir });
     assert.equal(check.status, 0, check.stderr + check.stdout);
   });
