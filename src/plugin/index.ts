@@ -3,4 +3,4 @@
  * containerd's proxy snapshotter. Imports api, graph, driver, pool, config and util.
  */
 
-export {};
+export * from './docker/index.js';
