@@ -3,4 +3,5 @@
  * containerd's proxy snapshotter. Imports api, graph, driver, pool, config and util.
  */
 
+export * from './containerd/index.js';
 export * from './docker/index.js';

@@ -97,7 +97,7 @@ export class DockerPluginServer {
       if (req.method !== 'POST') {
         req.resume();
         throw new PluginRequestError(`${method} takes POST, not ${req.method}`, {
-          hint: 'send POST /' + method,
+          hint: `send POST /${method}`,
         });
       }
       await this.dispatch(method, req, res, url.searchParams);
