@@ -24,7 +24,9 @@ export class DirectorySnapshotDevices implements SnapshotDevices {
   }
 
   async mounts(device: string, readOnly: boolean): Promise<SnapshotMount[]> {
-    return [{ type: 'bind', source: this.path(device), options: ['rbind', readOnly ? 'ro' : 'rw'] }];
+    return [
+      { type: 'bind', source: this.path(device), options: ['rbind', readOnly ? 'ro' : 'rw'] },
+    ];
   }
 
   async snapshot(active: string, committed: string): Promise<void> {
