@@ -6,10 +6,11 @@
  * With an open device set every field has its value, as Docker computes it: space in use
  * and in total from the pool's status; "Data Space Available" is the pool's free space,
  * bounded in loop mode by the free space of the filesystem under ROOT (and likewise for
- * metadata); "Thin Pool Minimum Free Space" is dm.min_free_space of the data space. The
- * fields of the storage driver (Base Device Size, Backing Filesystem) show the configured
- * values. Without a pool, the space fields are left out and the section says the pool is
- * not created.
+ * metadata); "Thin Pool Minimum Free Space" is dm.min_free_space of the data space. Base
+ * Device Size and Backing Filesystem are the base device's own (its record and the
+ * filesystem recorded in deviceset-metadata) once it exists, else the configured values.
+ * Without a pool, the space fields are left out and the section says the pool is not
+ * created.
  */
 
 import { stat, statfs } from 'node:fs/promises';
@@ -22,7 +23,7 @@ export interface DockerInfo {
   poolName: string | undefined;
   poolBlocksize: Bytes;
   baseDeviceSize: Bytes;
-  backingFilesystem: Filesystem;
+  backingFilesystem: Filesystem | string;
   dataFile: string | undefined;
   metadataFile: string | undefined;
   dataSpaceUsed: Bytes | undefined;
@@ -74,7 +75,21 @@ export async function dockerInfo(config: Config, set?: DeviceSet): Promise<Docke
       pool: 'not created',
     };
   }
-  return { ...common, ...(await poolFields(config, set)) };
+  return { ...common, ...baseFields(set), ...(await poolFields(config, set)) };
+}
+
+/** The name of the storage driver's base device in the device set (Docker's hash ""). */
+export const BASE_DEVICE = 'base';
+
+/** Base Device Size and Backing Filesystem of the base device, once it is made. */
+function baseFields(set: DeviceSet): { baseDeviceSize?: Bytes; backingFilesystem?: string } {
+  const base = set.lookup(BASE_DEVICE);
+  if (base === undefined || !base.initialized) return {};
+  const { filesystem } = set.baseFilesystem;
+  return {
+    baseDeviceSize: base.size as Bytes,
+    ...(filesystem === '' ? {} : { backingFilesystem: filesystem }),
+  };
 }
 
 const NO_SPACE_FIELDS = {

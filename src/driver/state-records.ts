@@ -4,7 +4,7 @@
  *
  * | file                           | fields                                                              |
  * | ------------------------------ | ------------------------------------------------------------------- |
- * | metadata/<name>                | device_id, size, transaction_id, initialized, deleted (+ origin)    |
+ * | metadata/<name>                | device_id, size, transaction_id, initialized, deleted (+ origin, parent) |
  * | metadata/deviceset-metadata    | next_device_id, BaseDeviceUUID, BaseDeviceFilesystem                |
  * | metadata/transaction-metadata  | open_transaction_id, device_hash, device_id                         |
  * | thinp.json                     | mode, blockSize, created, dataFile, metadataFile, version           |
@@ -28,6 +28,11 @@ export interface DeviceRecord {
   deleted: boolean;
   /** The name of the device this one was snapshotted from. */
   origin: string | undefined;
+  /**
+   * For a layer of the storage driver: its parent layer, '' for a layer on the base
+   * device. Undefined for devices that are not layers.
+   */
+  parent: string | undefined;
 }
 
 export interface DeviceSetRecord {
@@ -68,6 +73,7 @@ export function encodeDevice(r: DeviceRecord): Json {
     initialized: r.initialized,
     deleted: r.deleted,
     ...(r.origin === undefined ? {} : { origin: r.origin }),
+    ...(r.parent === undefined ? {} : { parent: r.parent }),
   };
 }
 
@@ -75,6 +81,8 @@ export function decodeDevice(file: string, json: unknown): DeviceRecord {
   const o = object(file, json);
   const origin = o.origin;
   if (origin !== undefined && typeof origin !== 'string') throw bad(file, 'origin', 'a string');
+  const parent = o.parent;
+  if (parent !== undefined && typeof parent !== 'string') throw bad(file, 'parent', 'a string');
   return {
     deviceId: count(file, o, 'device_id'),
     size: count(file, o, 'size'),
@@ -82,6 +90,7 @@ export function decodeDevice(file: string, json: unknown): DeviceRecord {
     initialized: flag(file, o, 'initialized', false),
     deleted: flag(file, o, 'deleted', false),
     origin,
+    parent,
   };
 }
 

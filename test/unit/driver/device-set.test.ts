@@ -216,7 +216,48 @@ describe('DeviceSet: devices', () => {
       size: 8 * MiB,
       origin: 'disk',
       transactionId: 2,
+      initialized: true,
+      parent: undefined,
     });
+    await again.close();
+  });
+
+  it('records layers, setup state, growth and the base filesystem, and reopens them', async () => {
+    const set = await freshSet();
+    await set.createDevice('base', 8 * MiB, { initialized: false });
+    assert.equal(set.get('base').initialized, false);
+    await set.markInitialized('base');
+    await set.growDevice('base', 16 * MiB);
+    await assert.rejects(set.growDevice('base', 8 * MiB), /cannot shrink/);
+    await set.createSnapshot('l1', 'base', { parent: '' });
+    await set.createSnapshot('l2', 'l1', { parent: 'l1', size: 32 * MiB });
+    await assert.rejects(
+      set.createSnapshot('l3', 'l2', { size: 16 * MiB }),
+      /cannot be smaller than it \(33554432 bytes\)/,
+    );
+    await set.setBaseFilesystem({ uuid: 'abc-123', filesystem: 'xfs' });
+    const dir = set.config.layout.metadataDir;
+    assert.deepEqual(await readJson(path.join(dir, 'deviceset-metadata')), {
+      next_device_id: 4,
+      BaseDeviceUUID: 'abc-123',
+      BaseDeviceFilesystem: 'xfs',
+    });
+    assert.equal(((await readJson(path.join(dir, 'l2'))) as { parent: string }).parent, 'l1');
+    await set.close();
+    const again = await DeviceSet.open(set.config);
+    assert.deepEqual(again.baseFilesystem, { uuid: 'abc-123', filesystem: 'xfs' });
+    assert.equal(again.get('base').size, 16 * MiB);
+    assert.equal(again.get('base').initialized, true);
+    assert.equal(again.get('l1').parent, '');
+    assert.equal(again.get('l2').size, 32 * MiB);
+    assert.deepEqual(
+      again.held().map((d) => [d.name, d.parent, d.deleted]),
+      [
+        ['base', undefined, false],
+        ['l1', '', false],
+        ['l2', 'l1', false],
+      ],
+    );
     await again.close();
   });
 
