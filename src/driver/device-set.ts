@@ -58,6 +58,7 @@ import {
   type PoolFiles,
   removePoolFiles,
 } from './pool-files.js';
+import { ReplaceLog } from './replace-log.js';
 import { readStateFile, writeStateFile } from './state-files.js';
 import {
   DEVICE_SET_FILE,
@@ -65,6 +66,7 @@ import {
   decodeDeviceSet,
   encodeDeviceSet,
   encodePoolConfig,
+  type ReplaceRecord,
 } from './state-records.js';
 import { type OpenTransaction, TransactionLog } from './transaction.js';
 
@@ -138,12 +140,15 @@ export class DeviceSet {
   readonly files: PoolFiles;
   readonly recovered: RecoveredTransaction | undefined;
   readonly finishedRemovals: string[] = [];
+  /** Devices whose replacement (`replaceDevice`) a crash cut short and the open finished. */
+  readonly finishedReplacements: string[] = [];
   private readonly data: OpenedPoolFiles['data'];
   private readonly metadataDevice: OpenedPoolFiles['metadata'];
   private readonly devices: DeviceTable;
   private readonly users = new Map<string, number>();
   private readonly changes = new Mutex();
   private readonly transactions: TransactionLog;
+  private readonly replacements: ReplaceLog;
   private nextDeviceId = FIRST_DEVICE_ID;
   private baseFs: BaseFilesystemRecord = { uuid: '', filesystem: '' };
   private closed = false;
@@ -156,6 +161,7 @@ export class DeviceSet {
     this.metadataDevice = files.metadata;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
+    this.replacements = new ReplaceLog(config.layout.metadataDir);
   }
 
   // -------------------------------------------------------------------------------------
@@ -223,6 +229,11 @@ export class DeviceSet {
     }
     (this as { recovered: RecoveredTransaction | undefined }).recovered = await this.recover();
     await this.devices.load();
+    const replaced = await this.replacements.pending();
+    if (replaced !== undefined) {
+      await this.finishReplacement(replaced);
+      this.finishedReplacements.push(replaced.name);
+    }
     for (const [name, record] of this.devices.entries()) {
       if (!record.deleted) continue;
       await this.removeNow(name, record);
@@ -305,6 +316,64 @@ export class DeviceSet {
       const shape = { ...options, size, origin: originName };
       return this.addDevice(name, shape, (id) => this.pool.createSnapshot(id, origin.deviceId));
     });
+  }
+
+  /**
+   * Gives device `name` the thin device of `replacement`, which goes: `name`'s old thin
+   * device leaves the pool, and `name` keeps its own record but for the thin id, size and
+   * origin, which are the replacement's. Neither may be open. This is how new content is
+   * made in a snapshot and kept only once complete. A crash part-way is finished at the next
+   * open (replace-log.ts): afterwards `name` is the replacement, never half of each.
+   */
+  replaceDevice(name: string, replacement: string): Promise<DeviceEntry> {
+    return this.change(async () => {
+      const old = this.devices.live(name);
+      this.devices.live(replacement);
+      for (const busy of [name, replacement]) {
+        const users = this.users.get(busy) ?? 0;
+        if (users > 0) {
+          throw new BusyError(`device ${busy} is in use (opened ${users} times)`, {
+            hint: 'release it first, then replace it',
+          });
+        }
+      }
+      const intent = {
+        name,
+        replacement,
+        oldDeviceId: old.deviceId,
+        initialized: old.initialized,
+        origin: old.origin,
+        parent: old.parent,
+      };
+      await this.replacements.open(intent);
+      crashPoint('replace:intent');
+      await this.finishReplacement(intent);
+      return entryOf(name, this.devices.record(name));
+    });
+  }
+
+  /**
+   * The steps of a replacement, each skipped when a crash left it done: remove `name`'s
+   * old thin device, give `name` the replacement's, drop the replacement's file, close.
+   */
+  private async finishReplacement(intent: ReplaceRecord): Promise<void> {
+    const { name, replacement, oldDeviceId } = intent;
+    const current = this.devices.peek(name);
+    const incoming = this.devices.peek(replacement);
+    if (incoming !== undefined) {
+      if (current !== undefined && current.deviceId === oldDeviceId) {
+        await this.removeNow(name, current);
+        crashPoint('replace:old-removed');
+      }
+      if (current?.deviceId !== incoming.deviceId) {
+        const { initialized, origin, parent } = intent;
+        await this.devices.save(name, { ...incoming, initialized, origin, parent });
+        crashPoint('replace:renamed');
+      }
+      await this.devices.remove(replacement);
+      crashPoint('replace:replacement-file');
+    }
+    await this.replacements.close();
   }
 
   /** Records that `name`'s setup is finished (the base device once it has a filesystem). */

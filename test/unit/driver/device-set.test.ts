@@ -483,3 +483,79 @@ describe('DeviceSet: transactions', () => {
     await again.close();
   });
 });
+
+describe('DeviceSet: replacing a device', () => {
+  /** `a` (a layer on '' holding pattern 1) and `t`, a snapshot of it that now holds pattern 2. */
+  async function pair(): Promise<{ set: DeviceSet; aId: number; tId: number }> {
+    const set = await freshSet();
+    const a = await set.createDevice('a', 4 * MiB, { parent: '' });
+    const dev = set.open('a');
+    await dev.write(pattern(B, 1), 0);
+    await set.release('a');
+    const t = await set.createSnapshot('t', 'a');
+    const tdev = set.open('t');
+    await tdev.write(pattern(B, 2), 0);
+    await set.release('t');
+    return { set, aId: a.id, tId: t.id };
+  }
+
+  async function assertReplaced(set: DeviceSet, tId: number): Promise<void> {
+    const a = set.get('a');
+    assert.equal(a.id, tId);
+    assert.equal(a.parent, '');
+    assert.equal(set.lookup('t'), undefined);
+    const buf = Buffer.alloc(B);
+    await set.open('a').read(buf, 0);
+    await set.release('a');
+    assert.deepEqual(buf, pattern(B, 2));
+    assert.deepEqual(await set.pool.metadata.deviceIds(), [tId]);
+  }
+
+  it('gives a device the replacement thin device and frees the old one', async () => {
+    const { set, tId } = await pair();
+    await set.replaceDevice('a', 't');
+    await assertReplaced(set, tId);
+    await set.close();
+    await assertCheckClean(set.config);
+  });
+
+  it('refuses while either device is open', async () => {
+    const { set } = await pair();
+    set.open('t');
+    await assert.rejects(set.replaceDevice('a', 't'), /device t is in use/);
+    await set.release('t');
+    await set.close();
+  });
+
+  for (const step of ['intent only', 'old removed', 'renamed']) {
+    it(`finishes a replacement cut short after: ${step}`, async () => {
+      const { set, aId, tId } = await pair();
+      const dir = set.config.layout.metadataDir;
+      const intent = {
+        name: 'a',
+        replacement: 't',
+        old_device_id: aId,
+        initialized: true,
+        parent: '',
+      };
+      await writeFile(path.join(dir, 'replace-metadata'), JSON.stringify(intent));
+      const tFile = await readJson(path.join(dir, 't'));
+      if (step !== 'intent only') {
+        await set.removeDevice('a');
+        if (step === 'renamed') {
+          await writeFile(
+            path.join(dir, 'a'),
+            JSON.stringify({ ...(tFile as object), parent: '' }),
+          );
+        }
+      }
+      await set.close();
+      const again = await DeviceSet.open(set.config);
+      assert.deepEqual(again.finishedReplacements, ['a']);
+      await assertReplaced(again, tId);
+      await again.close();
+      await assert.rejects(readFile(path.join(dir, 'replace-metadata')), { code: 'ENOENT' });
+      await assertCheckClean(set.config);
+    });
+  }
+});
