@@ -138,14 +138,29 @@ async function freeBytes(dir: string): Promise<number> {
 
 /** Docker's pool name, from ROOT's device and inode: `docker-8:1-1234-pool`, here `thinp-...`. */
 async function poolName(root: string): Promise<string> {
+  return `${await devicePrefix(root)}-pool`;
+}
+
+/**
+ * The prefix of Docker's device-mapper names for the pool at `root`, from ROOT's device
+ * and inode: `docker-8:1-1234` in Docker, `thinp-8:1-1234` here. A device's name is
+ * `<prefix>-<id>`, the base device's `<prefix>-base`.
+ */
+export async function devicePrefix(root: string): Promise<string> {
   const st = await stat(root, { bigint: true });
   const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & 0xfffff000n);
   const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & 0xffffff00n);
-  return `thinp-${major}:${minor}-${st.ino}-pool`;
+  return `thinp-${major}:${minor}-${st.ino}`;
 }
 
 /** The section as `docker info` prints it: a heading, then ` Label: value` lines. */
 export function formatDockerInfo(info: DockerInfo): string {
+  const lines = dockerInfoPairs(info).map(([label, value]) => ` ${label}: ${value}`);
+  return `Storage Driver: ${info.driver}\n${lines.join('\n')}\n`;
+}
+
+/** The fields shown, as [label, value] pairs: the graphdriver's `Status` answer. */
+export function dockerInfoPairs(info: DockerInfo): [string, string][] {
   const size = (n: Bytes | undefined) => (n === undefined ? undefined : formatHumanSize(n));
   const fields: [string, string | undefined][] = [
     ['Pool Name', info.poolName],
@@ -170,8 +185,5 @@ export function formatDockerInfo(info: DockerInfo): string {
     ['Library Version', info.libraryVersion],
     ['Pool Status', info.pool === 'not created' ? 'not created' : undefined],
   ];
-  const lines = fields
-    .filter(([, value]) => value !== undefined)
-    .map(([label, value]) => ` ${label}: ${value}`);
-  return `Storage Driver: ${info.driver}\n${lines.join('\n')}\n`;
+  return fields.filter((f): f is [string, string] => f[1] !== undefined);
 }

@@ -16,7 +16,14 @@ export {
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';
-export { BASE_DEVICE, type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
+export {
+  BASE_DEVICE,
+  type DockerInfo,
+  devicePrefix,
+  dockerInfo,
+  dockerInfoPairs,
+  formatDockerInfo,
+} from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { poolPresent } from './pool-files.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';
