@@ -17,6 +17,16 @@
  *   the fix) and `MissingToolError` (a `NotFoundError`: names the Debian package).
  */
 
+export { chooseAttacher, pickAttacherKind } from './choose-attacher.js';
+export { MissingToolError, MountError } from './errors.js';
+export {
+  EXT4_MKFS_ARGS,
+  growFilesystem,
+  makeFilesystem,
+  probeFilesystem,
+} from './filesystem.js';
+export { cleanupStale, findMounts } from './find-mounts.js';
+export { mountDevice, mountOptions } from './mount-device.js';
 export type {
   Attacher,
   AttacherKind,

@@ -99,6 +99,11 @@ export interface AttachmentRecord {
   /** nbdfuse (or nbd-client) process and its start time (field 22 of /proc/PID/stat). */
   pid?: number;
   pidStart?: string;
+  /** The relay nbdfuse runs (its child), when there is one. */
+  relayPid?: number;
+  relayStart?: string;
+  /** Where nbdfuse's (and the relay's) messages go. */
+  logFile?: string;
   /** The filesystem mount, once made. */
   target?: string;
   fsType?: FsType;
