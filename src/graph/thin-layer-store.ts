@@ -58,6 +58,7 @@ import type {
   LayerStore,
   RemoveLayerOutcome,
 } from './layer-store.js';
+import { MOUNT_TOOLS, TREE_TOOLS } from './machine-tools.js';
 import { MountCounts } from './mount-counts.js';
 import type { Change, FilesystemTools, TreeTools } from './tools.js';
 
@@ -66,12 +67,12 @@ export type GraphLog = (event: string, fields: Record<string, unknown>) => void;
 export interface LayerStoreOptions {
   config: Config;
   set: DeviceSet;
-  fs: FilesystemTools;
-  trees: TreeTools;
+  /** mount/'s programs unless given. */
+  fs?: FilesystemTools;
+  /** archive/'s workers unless given. */
+  trees?: TreeTools;
   /** How to attach served devices; without one, mounting is refused (no daemon). */
   attacher?: Attacher;
-  /** Where the attacher records its attachments (ROOT/run/mounts). */
-  stateDir: string;
   log?: GraphLog;
 }
 
@@ -88,13 +89,13 @@ export class ThinLayerStore implements LayerStore {
   private readonly foreignMounts = new Set<string>();
 
   private constructor(
-    private readonly options: LayerStoreOptions,
+    options: LayerStoreOptions,
     private readonly prefix: string,
   ) {
     this.config = options.config;
     this.set = options.set;
-    this.fs = options.fs;
-    this.trees = options.trees;
+    this.fs = options.fs ?? MOUNT_TOOLS;
+    this.trees = options.trees ?? TREE_TOOLS;
     this.attacher = options.attacher;
     this.log = options.log ?? (() => {});
   }
@@ -104,11 +105,16 @@ export class ThinLayerStore implements LayerStore {
     const store = new ThinLayerStore(options, await devicePrefix(options.config.root));
     await store.settleMounts();
     await store.removeUnfinished();
-    const attacher = options.attacher;
-    if (attacher !== undefined) {
-      await setupBaseDevice({ ...options, attacher, log: store.log });
+    if (options.attacher !== undefined && options.set.lookup(BASE_DEVICE) !== undefined) {
+      await store.setUpBase(options.attacher);
     }
     return store;
+  }
+
+  /** Creates, verifies or grows the base device (base-device.ts). */
+  private setUpBase(attacher: Attacher): Promise<void> {
+    const { config, set, fs } = this;
+    return setupBaseDevice({ config, set, fs, attacher, log: this.log });
   }
 
   // -------------------------------------------------------------------------------------
@@ -119,7 +125,7 @@ export class ThinLayerStore implements LayerStore {
     const origin = parent === undefined || parent === '' ? BASE_DEVICE : parent;
     return runLocked(this.locks, [id, origin], async () => {
       this.refuseExisting(id);
-      const from = this.originOf(origin);
+      const from = await this.originOf(origin);
       const size = o.size === undefined || o.size === 0 ? from.size : o.size;
       if (size < from.size) {
         throw new BadInputError(
@@ -462,15 +468,16 @@ export class ThinLayerStore implements LayerStore {
     });
   }
 
-  /** The device a new layer is a snapshot of: its parent layer, or the base device. */
-  private originOf(origin: string): HeldDevice {
+  /**
+   * The device a new layer is a snapshot of: its parent layer, or the base device, which is
+   * made here on first need (the caller holds the lock of `base`).
+   */
+  private async originOf(origin: string): Promise<HeldDevice> {
+    if (origin === BASE_DEVICE && this.set.lookup(BASE_DEVICE) === undefined) {
+      await this.setUpBase(this.requireAttacher('making the base device'));
+    }
     const held = this.set.lookup(origin);
     if (held === undefined) {
-      if (origin === BASE_DEVICE) {
-        throw new UnavailableError('there is no base device yet', {
-          hint: "start the daemon ('thinp daemon'): it makes the base device",
-        });
-      }
       throw new NotFoundError(`there is no layer ${origin} to be a parent`, {
         hint: "'thinp layer list' shows the layers",
       });
@@ -508,7 +515,7 @@ export class ThinLayerStore implements LayerStore {
 
   /** Adopts live mounts of layers, cleans up the rest (see the module comment). */
   private async settleMounts(): Promise<void> {
-    const found = await this.fs.findMounts(this.options.stateDir);
+    const found = await this.fs.findMounts(this.config.layout.mountStateDir);
     for (const f of found) {
       const name = f.record.exportName;
       if (this.attacher === undefined) {
