@@ -17,4 +17,4 @@ export type {
   RemoveLayerOutcome,
 } from './layer-store.js';
 export { type GraphLog, type LayerStoreOptions, ThinLayerStore } from './thin-layer-store.js';
-export type { Change, ChangeKind, FilesystemTools, TreeTools } from './tools.js';
+export type { FilesystemTools, TreeTools } from './tools.js';

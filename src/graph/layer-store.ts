@@ -25,7 +25,7 @@
  * - All filesystem work on mounted layers runs in child processes (tools.ts).
  */
 
-import type { Change } from './tools.js';
+import type { Change } from '../archive/index.js';
 
 export type RemoveLayerOutcome = 'removed' | 'deferred' | 'absent';
 

@@ -3,6 +3,7 @@
  * child-process workers. The layer store uses these unless it is handed others.
  */
 
+import { applyLayer, diffSize, exportDiff, listChanges } from '../archive/index.js';
 import {
   cleanupStale,
   findMounts,
@@ -11,7 +12,6 @@ import {
   mountDevice,
   probeFilesystem,
 } from '../mount/index.js';
-import { UnavailableError } from '../util/index.js';
 import type { FilesystemTools, TreeTools } from './tools.js';
 
 export const MOUNT_TOOLS: FilesystemTools = {
@@ -23,16 +23,4 @@ export const MOUNT_TOOLS: FilesystemTools = {
   cleanupStale,
 };
 
-const NO_ARCHIVE = () =>
-  new UnavailableError('layer tars are not available in this build of thinp', {
-    hint: 'use a build with the archive layer',
-  });
-
-export const TREE_TOOLS: TreeTools = {
-  applyLayer: () => Promise.reject(NO_ARCHIVE()),
-  exportDiff: () => {
-    throw NO_ARCHIVE();
-  },
-  listChanges: () => Promise.reject(NO_ARCHIVE()),
-  diffSize: () => Promise.reject(NO_ARCHIVE()),
-};
+export const TREE_TOOLS: TreeTools = { applyLayer, exportDiff, listChanges, diffSize };

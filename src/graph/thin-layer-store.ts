@@ -25,6 +25,7 @@
 
 import { execFile } from 'node:child_process';
 import { mkdir, rmdir } from 'node:fs/promises';
+import type { Change } from '../archive/index.js';
 import type { Config } from '../config/index.js';
 import {
   BASE_DEVICE,
@@ -60,7 +61,7 @@ import type {
 } from './layer-store.js';
 import { MOUNT_TOOLS, TREE_TOOLS } from './machine-tools.js';
 import { MountCounts } from './mount-counts.js';
-import type { Change, FilesystemTools, TreeTools } from './tools.js';
+import type { FilesystemTools, TreeTools } from './tools.js';
 
 export type GraphLog = (event: string, fields: Record<string, unknown>) => void;
 

@@ -13,6 +13,7 @@
  * never touches a mounted tree; see layer-root.ts for the two files it makes there.
  */
 
+import type { Change } from '../archive/index.js';
 import type { Attacher, FoundMount, FsOptions, FsType, MountedFs } from '../mount/index.js';
 
 export interface FilesystemTools {
@@ -29,15 +30,6 @@ export interface FilesystemTools {
   /** The attachments recorded in `stateDir`, each checked against the machine. */
   findMounts(stateDir: string): Promise<FoundMount[]>;
   cleanupStale(found: FoundMount): Promise<void>;
-}
-
-/** Docker's change kinds: modified 0, added 1, deleted 2. */
-export type ChangeKind = 0 | 1 | 2;
-
-/** A change of a layer against its parent; `path` is absolute within the layer. */
-export interface Change {
-  path: string;
-  kind: ChangeKind;
 }
 
 export interface TreeTools {
