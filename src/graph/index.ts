@@ -5,6 +5,7 @@
  * util.
  */
 
+export type { Change, ChangeKind } from '../archive/index.js';
 export { BaseDeviceMismatchError } from './base-device.js';
 export { checkLayerId } from './layer-ids.js';
 export { ID_FILE, ROOTFS } from './layer-root.js';

@@ -269,7 +269,7 @@ describe('layer store', () => {
       body.on('end', next);
     });
     const done = new Promise((resolve, reject) => {
-      unpack.on('finish', resolve);
+      unpack.on('finish', () => resolve(undefined));
       unpack.on('error', reject);
     });
     (await layers.diff('c', 'p')).pipe(unpack);
