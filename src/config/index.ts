@@ -5,7 +5,12 @@
  */
 
 export { parseConfigFile, readConfigFile } from './config-file.js';
-export { type RootLayout, rootLayout } from './layout.js';
+export {
+  DEFAULT_DOCKER_PLUGIN_SOCKET,
+  DEFAULT_SNAPSHOTTER_SOCKET,
+  type RootLayout,
+  rootLayout,
+} from './layout.js';
 export {
   type Config,
   describeOrigin,

@@ -5,6 +5,15 @@
 
 import path from 'node:path';
 
+/**
+ * Where dockerd finds a legacy graphdriver plugin named `thinp` (the plugin's name is the
+ * socket file's): the default of `thinp daemon --docker-plugin`.
+ */
+export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/thinp.sock';
+
+/** The default of `thinp daemon --containerd-snapshotter`, containerd's proxy_plugins address. */
+export const DEFAULT_SNAPSHOTTER_SOCKET = '/run/thinp/containerd-snapshotter.sock';
+
 export interface RootLayout {
   root: string;
   /** Loop mode: the sparse data file ("Data loop file"). */

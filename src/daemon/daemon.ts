@@ -29,6 +29,7 @@ import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
 import { ThinLayerStore } from '../graph/index.js';
 import { chooseAttacher } from '../mount/index.js';
 import { type ListenAddress, NbdServer, relayCommand } from '../nbd/index.js';
+import { startDockerPlugin, startSnapshotter } from '../plugin/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
@@ -45,6 +46,10 @@ export interface DaemonOptions {
   metrics?: { host: string; port: number };
   /** Where log lines go (one JSON object each, no newline); stderr by default. */
   log?: (line: string) => void;
+  /** Serve Docker's graphdriver plugin protocol on this UNIX socket. */
+  dockerPlugin?: string;
+  /** Serve containerd's snapshot service (a proxy snapshotter) on this UNIX socket. */
+  containerdSnapshotter?: string;
 }
 
 export interface DaemonHandle {
@@ -137,6 +142,8 @@ async function serve(
   await api.listenUnix(controlSocket);
   log('listening', { api: controlSocket });
 
+  await servePlugins(config, layers, options, log, undo);
+
   let metricsAddress: DaemonHandle['metricsAddress'];
   if (options.metrics !== undefined) {
     const metrics = new ApiServer(ctx, { metricsOnly: true, onError });
@@ -146,6 +153,29 @@ async function serve(
     log('listening', { metrics: `${metricsAddress.host}:${port}` });
   }
   return handleOf({ config, set, layers, nbdAddresses, metricsAddress }, undo, log);
+}
+
+/** Docker's graphdriver plugin and containerd's snapshotter, when asked for. */
+async function servePlugins(
+  config: Config,
+  layers: ThinLayerStore,
+  options: DaemonOptions,
+  log: DaemonLog,
+  undo: Array<() => Promise<void>>,
+): Promise<void> {
+  if (options.dockerPlugin !== undefined) {
+    const docker = await startDockerPlugin({ config, layers, socket: options.dockerPlugin, log });
+    undo.unshift(() => docker.close());
+  }
+  if (options.containerdSnapshotter !== undefined) {
+    const snapshotter = await startSnapshotter({
+      config,
+      layers,
+      socket: options.containerdSnapshotter,
+      log,
+    });
+    undo.unshift(() => snapshotter.close());
+  }
 }
 
 async function openLayers(config: Config, set: DeviceSet, log: DaemonLog): Promise<ThinLayerStore> {

@@ -11,6 +11,10 @@ export interface DaemonLaunch {
   config: Config;
   nbd?: ListenAddress[];
   metrics?: { host: string; port: number };
+  /** Serve Docker's graphdriver plugin on this socket. */
+  dockerPlugin?: string;
+  /** Serve containerd's snapshot service on this socket. */
+  containerdSnapshotter?: string;
   /** Start, print, check one NBD greeting, stop and exit (a smoke test). */
   exitAfterStart?: boolean;
   /**

@@ -20,6 +20,10 @@ async function main(argv: readonly string[]): Promise<number> {
   const handle = await startDaemon(launch.config, {
     ...(launch.nbd === undefined ? {} : { nbd: launch.nbd }),
     ...(launch.metrics === undefined ? {} : { metrics: launch.metrics }),
+    ...(launch.dockerPlugin === undefined ? {} : { dockerPlugin: launch.dockerPlugin }),
+    ...(launch.containerdSnapshotter === undefined
+      ? {}
+      : { containerdSnapshotter: launch.containerdSnapshotter }),
   });
   const detach = stopOnSignals(handle);
   if (launch.stopWhenStdinEnds === true) stopWhenStdinEnds(handle);

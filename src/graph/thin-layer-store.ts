@@ -112,6 +112,11 @@ export class ThinLayerStore implements LayerStore {
     return store;
   }
 
+  /** Sets the base device up again after the configuration changed (a larger dm.basesize). */
+  async refreshBase(): Promise<void> {
+    await this.setUpBase(this.requireAttacher('growing the base device'));
+  }
+
   /** Creates, verifies or grows the base device (base-device.ts). */
   private setUpBase(attacher: Attacher): Promise<void> {
     const { config, set, fs } = this;

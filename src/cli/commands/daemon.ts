@@ -7,9 +7,14 @@
 
 import { spawn } from 'node:child_process';
 import { access } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
-import type { Config } from '../../config/index.js';
+import {
+  type Config,
+  DEFAULT_DOCKER_PLUGIN_SOCKET,
+  DEFAULT_SNAPSHOTTER_SOCKET,
+} from '../../config/index.js';
 import { InternalError } from '../../util/index.js';
 import { type ListenAddress, listenAddress } from '../arguments.js';
 import { commandConfig } from '../context.js';
@@ -18,6 +23,8 @@ import type { CliIo } from '../io.js';
 interface DaemonCommandOptions {
   nbd?: ListenAddress[];
   metrics?: ListenAddress;
+  dockerPlugin?: string | true;
+  containerdSnapshotter?: string | true;
   exitAfterStart?: boolean;
 }
 
@@ -39,6 +46,14 @@ export function addDaemonCommand(program: Command, io: CliIo): void {
         '--metrics <address>',
         'Prometheus metrics listener, e.g. tcp:127.0.0.1:9323',
       ).argParser(listenAddress),
+    )
+    .option(
+      '--docker-plugin [path]',
+      `serve Docker's graphdriver plugin (storage driver "thinp") on this socket (default ${DEFAULT_DOCKER_PLUGIN_SOCKET})`,
+    )
+    .option(
+      '--containerd-snapshotter [path]',
+      `serve containerd's snapshot service (proxy plugin) on this socket (default ${DEFAULT_SNAPSHOTTER_SOCKET})`,
     )
     .option(
       '--exit-after-start',
@@ -69,9 +84,25 @@ function launchOf(config: Config, options: DaemonCommandOptions, smoke: boolean)
       a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port },
     ),
     ...(metrics === undefined ? {} : { metrics: { host: metrics.host, port: metrics.port } }),
+    ...socketOption('dockerPlugin', options.dockerPlugin, DEFAULT_DOCKER_PLUGIN_SOCKET),
+    ...socketOption(
+      'containerdSnapshotter',
+      options.containerdSnapshotter,
+      DEFAULT_SNAPSHOTTER_SOCKET,
+    ),
     exitAfterStart: options.exitAfterStart === true || smoke,
     stopWhenStdinEnds: true,
   };
+}
+
+/** `--flag` alone means the default socket; `--flag PATH` that path (made absolute). */
+function socketOption(
+  key: string,
+  value: string | true | undefined,
+  fallback: string,
+): Record<string, string> {
+  if (value === undefined) return {};
+  return { [key]: value === true ? fallback : path.resolve(value) };
 }
 
 /** Runs the daemon process to its end, forwarding SIGINT and SIGTERM; resolves its status. */

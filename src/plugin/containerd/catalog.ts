@@ -91,7 +91,7 @@ export class SnapshotCatalog {
 
   /** A device name no record has used. */
   allocateDevice(): string {
-    return `snap-${this.nextDevice++}`;
+    return `containerd-snapshot-${this.nextDevice++}`;
   }
 
   /**

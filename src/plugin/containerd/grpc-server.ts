@@ -20,9 +20,6 @@ import { grpcMessage, toGrpcCode } from './errors.js';
 import type { SnapshotInfo, SnapshotMount, SnapshotService } from './service.js';
 import type { Timestamp } from './timestamps.js';
 
-/** Where thinp serves it unless told otherwise. */
-export const DEFAULT_SNAPSHOTTER_SOCKET = '/run/thinp/containerd-snapshotter.sock';
-
 // src/plugin/containerd/ under tsx and dist/plugin/containerd/ after the build both sit three
 // levels below the package root, beside proto/.
 const PROTO_DIR = fileURLToPath(new URL('../../../proto/containerd/', import.meta.url));

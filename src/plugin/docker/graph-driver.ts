@@ -16,7 +16,7 @@
  */
 
 import { mkdir } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { LayerStore } from '../../graph/index.js';
 import { parseSize } from '../../util/index.js';
 import {
   IMPLEMENTS,
@@ -27,37 +27,20 @@ import {
   type WireChange,
 } from './protocol.js';
 
-/** The storage driver as the plugin needs it (the graph layer's LayerStore has this shape). */
-export interface LayerBackend {
-  create(id: string, parent: string | undefined, o?: LayerCreateOptions): Promise<void>;
-  createReadWrite(id: string, parent: string | undefined, o?: LayerCreateOptions): Promise<void>;
-  remove(id: string): Promise<unknown>;
-  exists(id: string): boolean;
-  get(id: string, mountLabel?: string): Promise<string>;
-  put(id: string): Promise<void>;
-  metadata(id: string): Record<string, string>;
-  applyDiff(id: string, parent: string | undefined, tar: Readable): Promise<number>;
-  diff(id: string, parent: string | undefined): Promise<Readable>;
-  changes(id: string, parent: string | undefined): Promise<Array<{ path: string; kind: number }>>;
-  diffSize(id: string, parent: string | undefined): Promise<number>;
-  status(): Array<[string, string]>;
-  cleanup(): Promise<void>;
-}
-
-export interface LayerCreateOptions {
-  size?: number;
-  mountLabel?: string;
-}
-
 export interface DockerDriverOptions {
-  layers: LayerBackend;
+  layers: LayerStore;
   /**
    * Checks Init's `Opts` (dockerd's --storage-opt list) with the same rules and messages
    * as thinp's own options, and applies what an open pool allows; throws otherwise.
    */
   applyStorageOptions(opts: readonly string[]): Promise<void>;
-  /** True when the store is open already, so calls before Init are served (thinp restart). */
-  initialized?: boolean;
+  /**
+   * Init's request as recorded by an earlier run of thinp (dockerd does not send Init again
+   * when thinp restarts under it); the driver then starts initialised.
+   */
+  recordedInit?: InitRequest | undefined;
+  /** Keeps Init's request for the next run; called after a successful Init. */
+  recordInit?: (request: InitRequest) => Promise<void>;
 }
 
 export class DockerGraphDriver {
@@ -65,7 +48,8 @@ export class DockerGraphDriver {
   private home: string | undefined;
 
   constructor(private readonly options: DockerDriverOptions) {
-    this.initialized = options.initialized ?? false;
+    this.initialized = options.recordedInit !== undefined;
+    this.home = options.recordedInit?.home;
   }
 
   activate(): PluginResponse {
@@ -82,6 +66,7 @@ export class DockerGraphDriver {
     // dockerd expects the driver to make its home (where it keeps nothing of its own here:
     // the pool lives in thinp's root), so `docker info`'s Docker Root Dir checks pass.
     await mkdir(request.home, { recursive: true, mode: 0o700 });
+    await this.options.recordInit?.(request);
     this.home = request.home;
     this.initialized = true;
     return {};
@@ -128,13 +113,13 @@ export class DockerGraphDriver {
     return { Exists: this.options.layers.exists(r.id) };
   }
 
-  status(): PluginResponse {
-    return { Status: this.options.layers.status() };
+  async status(): Promise<PluginResponse> {
+    return { Status: await this.options.layers.status() };
   }
 
   metadata(r: LayerRequest): PluginResponse {
     this.requireInit('GetMetadata');
-    return { Metadata: this.options.layers.metadata(r.id) };
+    return { Metadata: { ...this.options.layers.metadata(r.id) } };
   }
 
   async cleanup(): Promise<PluginResponse> {
@@ -142,7 +127,7 @@ export class DockerGraphDriver {
     return {};
   }
 
-  diff(r: LayerRequest): Promise<Readable> {
+  diff(r: LayerRequest): Promise<NodeJS.ReadableStream> {
     this.requireInit('Diff');
     return this.options.layers.diff(r.id, r.parent || undefined);
   }
@@ -153,7 +138,7 @@ export class DockerGraphDriver {
     return { Changes: changes.map((c): WireChange => ({ Path: c.path, Kind: c.kind })) };
   }
 
-  async applyDiff(r: LayerRequest, tar: Readable): Promise<PluginResponse> {
+  async applyDiff(r: LayerRequest, tar: NodeJS.ReadableStream): Promise<PluginResponse> {
     this.requireInit('ApplyDiff');
     return { Size: await this.options.layers.applyDiff(r.id, r.parent || undefined, tar) };
   }

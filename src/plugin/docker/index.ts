@@ -1,14 +1,18 @@
 export {
   type DockerDriverOptions,
   DockerGraphDriver,
-  type LayerBackend,
-  type LayerCreateOptions,
   storageOptions,
 } from './graph-driver.js';
-export { PluginRequestError } from './protocol.js';
+export { type InitRequest, PluginRequestError } from './protocol.js';
 export {
-  DEFAULT_DOCKER_PLUGIN_SOCKET,
   DockerPluginServer,
   type DockerPluginServerOptions,
   errorText,
 } from './server.js';
+export {
+  type DockerPluginStart,
+  initRecordFile,
+  type PluginLog,
+  startDockerPlugin,
+} from './start.js';
+export { applyDockerOptions, type OptionChange, planDockerOptions } from './storage-options.js';

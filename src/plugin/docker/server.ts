@@ -33,9 +33,6 @@ import {
   parseBody,
 } from './protocol.js';
 
-/** Where dockerd finds a legacy plugin named `thinp` (the name is the file's). */
-export const DEFAULT_DOCKER_PLUGIN_SOCKET = '/run/docker/plugins/thinp.sock';
-
 /** The largest JSON body accepted. */
 const MAX_JSON_BODY = 1024 * 1024;
 
@@ -142,7 +139,7 @@ export class DockerPluginServer {
       case 'GraphDriver.Exists':
         return sendJson(res, 200, d.exists(layer(true)));
       case 'GraphDriver.Status':
-        return sendJson(res, 200, d.status());
+        return sendJson(res, 200, await d.status());
       case 'GraphDriver.GetMetadata':
         return sendJson(res, 200, d.metadata(layer(true)));
       case 'GraphDriver.Cleanup':

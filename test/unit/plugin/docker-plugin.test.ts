@@ -11,10 +11,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import type { Change, LayerListing, LayerStore } from '../../../src/graph/index.js';
 import {
   DockerGraphDriver,
   DockerPluginServer,
-  type LayerBackend,
   storageOptions,
 } from '../../../src/plugin/index.js';
 import { ConfigError } from '../../../src/util/index.js';
@@ -24,7 +24,7 @@ const dir = await tempDir('thinp-plugin-');
 const socket = path.join(dir, 'plugins', 'thinp-unit.sock');
 
 /** Layers as a map; every call is recorded so a refused request can be shown to reach nothing. */
-class RecordingBackend implements LayerBackend {
+class RecordingBackend implements LayerStore {
   readonly calls: string[] = [];
   readonly layers = new Map<string, { parent?: string; size?: number; data: Buffer }>();
   readonly counts = new Map<string, number>();
@@ -39,7 +39,7 @@ class RecordingBackend implements LayerBackend {
   }
   async remove(id: string) {
     this.calls.push(`remove ${id}`);
-    this.layers.delete(id);
+    return this.layers.delete(id) ? ('removed' as const) : ('absent' as const);
   }
   exists(id: string) {
     return this.layers.has(id);
@@ -55,7 +55,7 @@ class RecordingBackend implements LayerBackend {
   metadata(id: string) {
     return { DeviceId: '7', DeviceSize: '10737418240', DeviceName: `thinp-${id}` };
   }
-  async applyDiff(id: string, _parent: string | undefined, tar: Readable) {
+  async applyDiff(id: string, _parent: string | undefined, tar: NodeJS.ReadableStream) {
     const chunks: Buffer[] = [];
     for await (const c of tar) chunks.push(c as Buffer);
     const data = Buffer.concat(chunks);
@@ -67,7 +67,7 @@ class RecordingBackend implements LayerBackend {
   async diff(id: string) {
     return Readable.from([this.layers.get(id)?.data ?? Buffer.alloc(0)]);
   }
-  async changes() {
+  async changes(): Promise<Change[]> {
     return [
       { path: '/etc', kind: 0 },
       { path: '/etc/new', kind: 1 },
@@ -76,7 +76,10 @@ class RecordingBackend implements LayerBackend {
   async diffSize() {
     return 42;
   }
-  status(): Array<[string, string]> {
+  async list(): Promise<LayerListing[]> {
+    return [];
+  }
+  async status(): Promise<Array<[string, string]>> {
     return [
       ['Pool Name', 'thinp-pool'],
       ['Pool Blocksize', '65.54kB'],

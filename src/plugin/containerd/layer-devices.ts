@@ -1,0 +1,60 @@
+/**
+ * `LayerSnapshotDevices`: containerd's snapshots as layers of thinp's storage driver. Each
+ * snapshot is a layer (a thin device named `containerd-snapshot-N`): a snapshot of its
+ * parent's layer, or of the base device for a snapshot without a parent, so a new snapshot
+ * holds an empty `rootfs/` of mode 0755 and none of the filesystem's own entries
+ * (`lost+found`).
+ *
+ * Mounts are directories thinp mounts itself (the layer's ROOT/mnt/<id>/rootfs), handed to
+ * containerd as bind mounts (`rbind`, plus `ro` for views). Why not the block device: a
+ * commit while mounted needs the filesystem frozen, and thinp can freeze only a mount it
+ * knows; its own mount is always there to freeze, while containerd's (a shim, a differ, a
+ * test) come and go. The layer store freezes a mounted origin around the snapshot, as a dm
+ * suspend does.
+ *
+ * An active snapshot stays mounted (one reference) from Prepare or View until it is committed
+ * or removed; containerd's own bind mounts of it may outlive that (its unmounts are lazy),
+ * so removal goes through the layer store's deferred deletion.
+ */
+
+import type { ThinLayerStore } from '../../graph/index.js';
+import type { SnapshotDevices, SnapshotMount } from './service.js';
+
+export class LayerSnapshotDevices implements SnapshotDevices {
+  /** Layers this snapshotter holds a mount reference on, with their rootfs. */
+  private readonly mounted = new Map<string, string>();
+
+  constructor(private readonly layers: ThinLayerStore) {}
+
+  async create(device: string, parent: string | undefined): Promise<void> {
+    await this.layers.createReadWrite(device, parent);
+  }
+
+  async mounts(device: string, readOnly: boolean): Promise<SnapshotMount[]> {
+    let rootfs = this.mounted.get(device);
+    if (rootfs === undefined) {
+      rootfs = await this.layers.get(device);
+      this.mounted.set(device, rootfs);
+    }
+    return [{ type: 'bind', source: rootfs, options: ['rbind', readOnly ? 'ro' : 'rw'] }];
+  }
+
+  async snapshot(active: string, committed: string): Promise<void> {
+    await this.layers.create(committed, active);
+  }
+
+  async remove(device: string): Promise<void> {
+    if (this.mounted.has(device)) {
+      this.mounted.delete(device);
+      await this.layers.put(device);
+    }
+    await this.layers.remove(device);
+  }
+
+  async usage(device: string): Promise<{ size: number; inodes: number }> {
+    const layer = (await this.layers.list()).find((l) => l.id === device);
+    return { size: layer?.exclusiveBytes ?? 0, inodes: 0 };
+  }
+
+  async cleanup(): Promise<void> {}
+}

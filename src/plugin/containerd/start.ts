@@ -1,0 +1,37 @@
+/**
+ * `startSnapshotter`: containerd's proxy snapshotter for a running daemon: the catalog in
+ * ROOT/containerd/, the service over the daemon's layer store, the gRPC server on `socket`.
+ */
+
+import path from 'node:path';
+import type { Config } from '../../config/index.js';
+import type { ThinLayerStore } from '../../graph/index.js';
+import type { PluginLog } from '../docker/start.js';
+import { SnapshotCatalog } from './catalog.js';
+import { SnapshotterServer } from './grpc-server.js';
+import { LayerSnapshotDevices } from './layer-devices.js';
+import { SnapshotService } from './service.js';
+
+export interface SnapshotterStart {
+  config: Config;
+  layers: ThinLayerStore;
+  socket: string;
+  log: PluginLog;
+}
+
+export async function startSnapshotter(start: SnapshotterStart): Promise<SnapshotterServer> {
+  const { config, layers, log } = start;
+  const catalog = await SnapshotCatalog.open(path.join(config.root, 'containerd'));
+  const unsettled = catalog.unsettled().map((r) => r.name);
+  const service = await SnapshotService.open(catalog, new LayerSnapshotDevices(layers));
+  if (unsettled.length > 0) log('snapshots-settled', { snapshots: unsettled }, 'warn');
+  const server = new SnapshotterServer(service, {
+    onCall: (method, ms, err) => {
+      if (err === undefined) log('snapshotter-call', { method, ms });
+      else log('snapshotter-call-failed', { method, ms, error: err }, 'warn');
+    },
+  });
+  await server.listen(start.socket);
+  log('listening', { containerdSnapshotter: start.socket });
+  return server;
+}
