@@ -112,9 +112,14 @@ export class ThinLayerStore implements LayerStore {
     return store;
   }
 
-  /** Sets the base device up again after the configuration changed (a larger dm.basesize). */
-  async refreshBase(): Promise<void> {
-    await this.setUpBase(this.requireAttacher('growing the base device'));
+  /**
+   * Makes the base device if there is none, else checks it and grows it to a larger
+   * dm.basesize: Docker's driver does this at its Init, so the plugin calls it there.
+   */
+  refreshBase(): Promise<void> {
+    return runLocked(this.locks, [BASE_DEVICE], () =>
+      this.setUpBase(this.requireAttacher('setting up the base device')),
+    );
   }
 
   /** Creates, verifies or grows the base device (base-device.ts). */

@@ -173,13 +173,14 @@ export class DaemonProcess {
   static async start(
     root: string,
     storageOpts: readonly string[] = DAEMON_POOL_OPTS,
+    daemonArgs: readonly string[] = [],
   ): Promise<DaemonProcess> {
     await access(THINP_BIN).catch(() => {
       throw new Error(`${THINP_BIN} is missing: run 'npm run build' (npm test does it first)`);
     });
     const args = [THINP_BIN, '--root', root];
     for (const o of storageOpts) args.push('--storage-opt', o);
-    const child = spawn(process.execPath, [...args, 'daemon'], {
+    const child = spawn(process.execPath, [...args, 'daemon', ...daemonArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: SEARCH_PATH },
     });

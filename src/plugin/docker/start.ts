@@ -1,6 +1,7 @@
 /**
  * `startDockerPlugin`: the graphdriver plugin for a running daemon: the driver over the
- * daemon's layer store, dockerd's options applied through `applyDockerOptions`, and Init's
+ * daemon's layer store, dockerd's options applied through `applyDockerOptions` and the base
+ * device made (or checked and grown) at Init, as Docker's driver does it, and Init's
  * request kept in ROOT/plugins/docker-init.json so that a thinp restarted under a running
  * dockerd (which never sends Init again) serves at once, with the same options.
  */
@@ -39,7 +40,7 @@ export async function startDockerPlugin(start: DockerPluginStart): Promise<Docke
   const apply = async (opts: readonly string[]) => {
     const changes = await applyDockerOptions(config, opts);
     for (const c of changes) log('docker-option-applied', { ...c });
-    if (changes.some((c) => c.field === 'baseSize')) await layers.refreshBase();
+    await layers.refreshBase();
   };
   const recordedInit = await readInit(file, apply, log);
   const driver = new DockerGraphDriver({
