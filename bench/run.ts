@@ -4,6 +4,7 @@
  *     npm run bench -- metadata [--mappings N] [--cache-blocks N]   one benchmark
  *     npm run bench -- pool [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
+ *     npm run bench -- docker [--size BYTES]                          dockerd on thinp vs vfs, overlay2
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -13,6 +14,7 @@
 
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/util/index.js';
+import { runDockerBench } from './docker.js';
 import {
   BenchOptionError,
   DEFAULT_MAPPINGS,
@@ -66,6 +68,24 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     run: (options, command) =>
       runNbdBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
+  docker: {
+    describe:
+      'a private dockerd on thinp (graphdriver plugin) against vfs and overlay2: docker load, ' +
+      'docker run, docker rm, and a container writing 1 GiB with fsync',
+    short: { size: 128 * 1024 * 1024 },
+    run: (options, command) =>
+      runDockerBench({
+        ...options,
+        ...(options.size === undefined ? {} : { size: options.size }),
+        ...(command === '' ? {} : { command }),
+        repeats: options.size !== undefined && options.size < 512 * 1024 * 1024 ? 3 : 5,
+        imageBytes:
+          options.size !== undefined && options.size < 512 * 1024 * 1024
+            ? 16 * 1024 * 1024
+            : 64 * 1024 * 1024,
+        log: (line) => process.stderr.write(`${line}\n`),
+      }),
+  },
 };
 
 const USAGE = `usage: npm run bench -- [NAME...] [options]
@@ -80,7 +100,8 @@ Without a name, every benchmark runs in a short version.
 Options:
   --mappings N       mappings per phase (metadata: default ${DEFAULT_MAPPINGS.toLocaleString('en-US')})
   --cache-blocks N   metadata block cache of the pool under test (default: the engine's)
-  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G)
+  --size BYTES       docker: bytes a container writes (default 1G);
+                     pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
   --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})
   --results-dir DIR  where reports go (default bench/results)
