@@ -35,6 +35,10 @@ export async function readTar(
   const source = await decompressed(input);
   const tar = extract({ filenameEncoding: 'latin1' } as WritableOptions);
   source.on('error', (err) => tar.destroy(asBadArchive(err) as Error));
+  let parseError: unknown;
+  tar.on('error', (err: unknown) => {
+    parseError ??= err;
+  });
   source.pipe(tar);
   try {
     for await (const data of tar) {
@@ -43,7 +47,9 @@ export async function readTar(
       data.resume();
     }
   } catch (err) {
-    throw asBadArchive(err);
+    // An entry's data ends early when the tar does: report why the tar ended.
+    await new Promise(setImmediate);
+    throw asBadArchive(err instanceof Error && 'hint' in err ? err : (parseError ?? err));
   } finally {
     source.unpipe(tar);
     source.destroy();
