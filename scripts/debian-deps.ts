@@ -43,6 +43,7 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       why: 'mkfs.ext4 and e2fsck: a kernel filesystem on a device attached with nbdfuse',
     },
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },

@@ -51,7 +51,16 @@ interface Apply {
   /** Staging directory for `.wh..wh.plnk/` files, made on first use. */
   staging: string | undefined;
   staged: Map<string, TarEntry>;
+  /**
+   * Resolved parent directories by their entry components ("usr/lib"), so that each
+   * directory is looked up once. Cleared whenever this apply removes anything or makes a
+   * symbolic link, the only changes that can alter a resolution.
+   */
+  resolved: Map<string, string>;
 }
+
+/** Resolved directories kept at most (a layer with more starts afresh). */
+const DIR_CACHE_MAX = 10_000;
 
 /** Applies the tar read from `input` (uncompressed or gzip) to directory `rootText`. */
 export async function applyTar(rootText: string, input: Readable): Promise<ApplyResult> {
@@ -65,6 +74,7 @@ export async function applyTar(rootText: string, input: Readable): Promise<Apply
     dirs: [],
     staging: undefined,
     staged: new Map(),
+    resolved: new Map(),
   };
   try {
     await readTar(input, (entry, data) => applyEntry(state, entry, data));
@@ -93,15 +103,31 @@ async function applyEntry(state: Apply, entry: TarEntry, data: EntryData): Promi
   const base = parts[parts.length - 1] as string;
   const kind = classifyName(base);
   if (kind.kind === 'meta') return; // AUFS metadata below the top level: nothing to unpack
-  const dir = (await resolveDir(state.root, parts.slice(0, -1), entry.name, 'create')) as string;
-  if (kind.kind === 'opaque') return removeNotUnpacked(state, dir);
+  const dir = await parentDir(state, parts, entry);
+  if (kind.kind === 'opaque') {
+    state.resolved.clear();
+    return removeNotUnpacked(state, dir);
+  }
   if (kind.kind === 'whiteout') {
     if (kind.target === '' || kind.target === '.' || kind.target === '..') {
       throw new UnsafeEntryError(entry.name, `is a whiteout of '${kind.target}'`);
     }
+    state.resolved.clear();
     return removeTree(joinRaw(dir, kind.target));
   }
   await replaceWith(state, joinRaw(dir, base), parts, entry, data);
+}
+
+/** The resolved directory that holds entry `parts`, creating missing ones (cached). */
+async function parentDir(state: Apply, parts: string[], entry: TarEntry): Promise<string> {
+  const key = parts.slice(0, -1).join('/');
+  let dir = state.resolved.get(key);
+  if (dir === undefined) {
+    dir = (await resolveDir(state.root, parts.slice(0, -1), entry.name, 'create')) as string;
+    if (state.resolved.size >= DIR_CACHE_MAX) state.resolved.clear();
+    state.resolved.set(key, dir);
+  }
+  return dir;
 }
 
 /** A "." directory entry: the root's own metadata. Anything else there is refused. */
@@ -129,8 +155,10 @@ async function replaceWith(
   }
   const existing = await lstat(fsPath(at)).catch(() => undefined);
   if (existing !== undefined && !(existing.isDirectory() && entry.type === 'directory')) {
+    state.resolved.clear();
     await removeTree(at);
   }
+  if (entry.type === 'symlink') state.resolved.clear();
   if (linkTo !== undefined && 'staged' in linkTo) {
     // A link into .wh..wh.plnk/ becomes a copy of the staged file, with its header.
     const source = createReadStream(fsPath(linkTo.staged));

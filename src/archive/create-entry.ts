@@ -79,7 +79,8 @@ async function writeFile(path: Buffer, mode: number, data: EntryData): Promise<v
 async function setMetadata(entry: TarEntry, target: Target): Promise<void> {
   const path = fsPath(target.path);
   // A hard link to a symbolic link is a symbolic link: no chmod, no times (as Docker).
-  const isLink = entry.type === 'symlink' || (await lstat(path)).isSymbolicLink();
+  const isLink =
+    entry.type === 'symlink' || (entry.type === 'link' && (await lstat(path)).isSymbolicLink());
   await lchown(path, entry.uid, entry.gid);
   for (const [name, value] of entry.xattrs) {
     try {

@@ -33,7 +33,8 @@ export async function readTar(
 ): Promise<void> {
   installBinaryPax();
   const source = await decompressed(input);
-  const tar = extract({ filenameEncoding: 'latin1' } as WritableOptions);
+  // Old V7 headers (no ustar magic) are accepted, as Go's reader accepts them.
+  const tar = extract({ filenameEncoding: 'latin1', allowUnknownFormat: true } as WritableOptions);
   source.on('error', (err) => tar.destroy(asBadArchive(err) as Error));
   let parseError: unknown;
   tar.on('error', (err: unknown) => {
