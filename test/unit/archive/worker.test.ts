@@ -25,7 +25,7 @@ import {
 } from '../../../src/archive/index.js';
 import { fsOps } from '../../../src/archive/native.js';
 import { startWorker } from '../../../src/archive/worker-client.js';
-import { InternalError, NotFoundError } from '../../../src/util/index.js';
+import { InternalError, IoError, NotFoundError } from '../../../src/util/index.js';
 import { buildTar, streamOf } from '../../support/layer-tar.js';
 import { tempDir } from '../../support/temp.js';
 import { assertSameTree, snapshotTree } from '../../support/tree-snapshot.js';
@@ -110,6 +110,43 @@ describe('archive: the worker process', () => {
     const applying = applyLayer(await root('input-error'), input);
     setTimeout(() => input.destroy(new Error('connection reset by the client')), 50);
     await assert.rejects(applying, /connection reset by the client/);
+  });
+
+  it('reports a full filesystem as an IoError naming the layer root', async () => {
+    const full = await root('full');
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'thinp-test', full]);
+    try {
+      const tar = await buildTar([{ name: 'big', content: Buffer.alloc(1024 * 1024, 1) }]);
+      await assert.rejects(applyLayer(full, streamOf(tar)), (err: unknown) => {
+        assert.ok(err instanceof IoError, `expected IoError, got ${String(err)}`);
+        assert.match(err.message, new RegExp(`layer root ${full}: write failed: ENOSPC`));
+        return true;
+      });
+    } finally {
+      await run('umount', [full]);
+    }
+  });
+
+  it('applies many layers at once, each into its own root', async () => {
+    const tars = await Promise.all(Array.from({ length: 8 }, (_, i) => manyFiles(20 + i)));
+    const roots = await Promise.all(tars.map((_, i) => root(`parallel-${i}`)));
+    const results = await Promise.all(tars.map((tar, i) => applyLayer(roots[i] as string, streamOf(tar))));
+    for (const [i, tar] of tars.entries()) {
+      const changes = await listChanges(roots[i] as string, undefined);
+      assert.equal(changes.length, Math.min(20 + i, 7) + 20 + i);
+      assert.ok((results[i]?.size ?? 0) < tar.length);
+    }
+  });
+
+  it('stops the export worker when the reader destroys the stream', async () => {
+    const from = await root('export-destroyed');
+    await applyLayer(from, streamOf(await manyFiles(300)));
+    const stream = exportDiff(from, undefined);
+    await new Promise((resolve) => stream.once('readable', resolve));
+    assert.equal((await workerChildren()).length, 1, 'the worker waits for its reader');
+    stream.destroy();
+    for (let tries = 0; tries < 50 && (await workerChildren()).length > 0; tries++) await delay(100);
+    assert.deepEqual(await workerChildren(), []);
   });
 
   it('exports a diff whose application gives the same tree', async () => {
@@ -215,6 +252,12 @@ describe('archive: the worker process', () => {
     }
   });
 });
+
+/** The archive workers that this process has started and that still run. */
+async function workerChildren(): Promise<string[]> {
+  const { stdout } = await run('ps', ['-o', 'args=', '--ppid', String(process.pid)]);
+  return stdout.split('\n').filter((line) => line.includes('archive/worker'));
+}
 
 /** mkdir without the thread pool (it is blocked in that test). */
 async function mkdirOnMainThread(dir: string): Promise<void> {
