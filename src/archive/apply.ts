@@ -30,7 +30,12 @@ import { listDir, removeTree } from './remove-tree.js';
 import { resolveDir, splitEntryName, symlinkStaysInside } from './root-path.js';
 import type { TarEntry } from './tar-entry.js';
 import { type EntryData, readTar } from './tar-reader.js';
-import { classifyName, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX } from './whiteouts.js';
+import {
+  classifyName,
+  WHITEOUT_LINK_DIR,
+  WHITEOUT_META_PREFIX,
+  WHITEOUT_OPAQUE,
+} from './whiteouts.js';
 
 export interface ApplyResult {
   /** The summed sizes of the entries' headers: the layer's size, as Docker counts it. */
@@ -98,8 +103,10 @@ async function applyEntry(state: Apply, entry: TarEntry, data: EntryData): Promi
   state.size += entry.size;
   const parts = splitEntryName(entry.name);
   if (parts.length === 0) return applyToRoot(state, entry, data);
-  if ((parts[0] as string).startsWith(WHITEOUT_META_PREFIX))
+  const rootOpaque = parts.length === 1 && parts[0] === WHITEOUT_OPAQUE;
+  if ((parts[0] as string).startsWith(WHITEOUT_META_PREFIX) && !rootOpaque) {
     return stageMeta(state, parts, entry, data);
+  }
   const base = parts[parts.length - 1] as string;
   const kind = classifyName(base);
   if (kind.kind === 'meta') return; // AUFS metadata below the top level: nothing to unpack

@@ -63,6 +63,7 @@ function feed(
   const stdin = child.stdin as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
   stdin.on('error', () => undefined); // EPIPE when the worker gives up: its reply says why
   let total = 0;
+  let stopped = false;
   const state = { failed: false, stop: (): void => undefined, done: Promise.resolve() };
   state.done = new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer | string) => {
@@ -70,7 +71,9 @@ function feed(
       onProgress?.(total);
       if (!stdin.write(chunk)) {
         tar.pause();
-        stdin.once('drain', () => tar.resume());
+        stdin.once('drain', () => {
+          if (!stopped) tar.resume();
+        });
       }
     };
     const onEnd = () => {
@@ -82,6 +85,7 @@ function feed(
       reject(err);
     };
     state.stop = () => {
+      stopped = true;
       tar.off('data', onData);
       tar.off('end', onEnd);
       tar.off('error', onError);
@@ -91,6 +95,8 @@ function feed(
     tar.once('end', onEnd);
     tar.once('error', onError);
   });
+  // Observed by applyLayer's race; this keeps a late failure from going unhandled.
+  state.done.catch(() => undefined);
   return state;
 }
 

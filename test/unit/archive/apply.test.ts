@@ -219,6 +219,12 @@ describe('archive: replacing what is there', () => {
     assert.deepEqual(await names(root), ['dir', 'file']);
   });
 
+  it('empties the root with an opaque marker at the top', async () => {
+    const root = await lower();
+    await apply(root, [{ name: 'fresh', content: 'x' }, { name: '.wh..wh..opq' }]);
+    assert.deepEqual(await names(root), ['fresh']);
+  });
+
   it('skips AUFS metadata, and turns links into .wh..wh.plnk/ into copies', async () => {
     const root = await freshRoot();
     await apply(root, [

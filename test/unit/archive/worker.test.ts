@@ -130,7 +130,9 @@ describe('archive: the worker process', () => {
   it('applies many layers at once, each into its own root', async () => {
     const tars = await Promise.all(Array.from({ length: 8 }, (_, i) => manyFiles(20 + i)));
     const roots = await Promise.all(tars.map((_, i) => root(`parallel-${i}`)));
-    const results = await Promise.all(tars.map((tar, i) => applyLayer(roots[i] as string, streamOf(tar))));
+    const results = await Promise.all(
+      tars.map((tar, i) => applyLayer(roots[i] as string, streamOf(tar))),
+    );
     for (const [i, tar] of tars.entries()) {
       const changes = await listChanges(roots[i] as string, undefined);
       assert.equal(changes.length, Math.min(20 + i, 7) + 20 + i);
@@ -145,7 +147,8 @@ describe('archive: the worker process', () => {
     await new Promise((resolve) => stream.once('readable', resolve));
     assert.equal((await workerChildren()).length, 1, 'the worker waits for its reader');
     stream.destroy();
-    for (let tries = 0; tries < 50 && (await workerChildren()).length > 0; tries++) await delay(100);
+    for (let tries = 0; tries < 50 && (await workerChildren()).length > 0; tries++)
+      await delay(100);
     assert.deepEqual(await workerChildren(), []);
   });
 
