@@ -17,7 +17,7 @@
  * applied, but nothing outside it is ever touched.
  */
 
-import { createReadStream } from 'node:fs';
+import { createReadStream, lstatSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -160,7 +160,7 @@ async function replaceWith(
       `is a symbolic link to '${entry.linkname}', outside the root`,
     );
   }
-  const existing = await lstat(fsPath(at)).catch(() => undefined);
+  const existing = lstatSync(fsPath(at), { throwIfNoEntry: false });
   if (existing !== undefined && !(existing.isDirectory() && entry.type === 'directory')) {
     state.resolved.clear();
     await removeTree(at);
@@ -206,7 +206,7 @@ async function hardLinkTarget(state: Apply, entry: TarEntry): Promise<LinkTarget
   const dir = await resolveDir(state.root, parts.slice(0, -1), entry.name, 'undefined');
   if (dir === undefined) throw missing();
   const target = joinRaw(dir, parts[parts.length - 1] as string);
-  const stats = await lstat(fsPath(target)).catch(() => undefined);
+  const stats = lstatSync(fsPath(target), { throwIfNoEntry: false });
   if (stats === undefined) throw missing();
   if (stats.isDirectory()) {
     throw new BadArchiveError(`hard link to directory '${entry.linkname}'`, { entry: entry.name });
@@ -238,7 +238,7 @@ async function removeNotUnpacked(state: Apply, dir: string): Promise<void> {
     const at = joinRaw(dir, name);
     if (!state.unpacked.has(at)) {
       await removeTree(at);
-    } else if ((await lstat(fsPath(at))).isDirectory()) {
+    } else if (lstatSync(fsPath(at)).isDirectory()) {
       await removeNotUnpacked(state, at);
     }
   }

@@ -11,9 +11,7 @@
  * unpacker, and ours, apply whatever SCHILY.xattr records a tar holds).
  */
 
-import type { BigIntStats } from 'node:fs';
-import { createReadStream } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { type BigIntStats, closeSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { ChangeKinds, type RawChange } from './changes.js';
@@ -66,11 +64,11 @@ async function writePath(
   seen: Map<bigint, string>,
 ): Promise<void> {
   const real = fsPath(joinRaw(root, changed.slice(1)));
-  const stats = await lstat(real, { bigint: true });
+  const stats = lstatSync(real, { bigint: true });
   if (stats.isSocket()) return; // a tar cannot hold a socket: left out, as GNU tar does
   const header = headerOf(changed.slice(1), stats);
   if (header.type === 'symlink') {
-    header.linkname = (await readlink(real, { encoding: 'buffer' })).toString('latin1');
+    header.linkname = readlinkSync(real, { encoding: 'buffer' }).toString('latin1');
   }
   if (header.type !== 'directory' && stats.nlink > 1n) {
     const first = seen.get(stats.ino);
@@ -86,8 +84,32 @@ async function writePath(
     if (value !== null)
       xattrs.push([`SCHILY.xattr.${name.toString('latin1')}`, value.toString('latin1')]);
   }
-  const data = header.type === 'file' && header.size > 0 ? createReadStream(real) : undefined;
+  const data =
+    header.type === 'file' && header.size > 0 ? readChunks(real, header.size) : undefined;
   await tar.entry(header, xattrs, data);
+}
+
+/** Chunk size for reading files into a diff. */
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * The bytes of file `real` of `size` bytes, chunk by chunk, with synchronous reads (this is
+ * the worker); one byte more is asked for at the end, so that a file that grew is noticed.
+ */
+function* readChunks(real: Buffer, size: number): Generator<Buffer> {
+  const fd = openSync(real, 'r');
+  try {
+    for (let done = 0; ; ) {
+      const want = Math.min(READ_CHUNK, Math.max(1, size - done));
+      const chunk = Buffer.allocUnsafe(want);
+      const got = readSync(fd, chunk, 0, want, null);
+      if (got === 0) return;
+      done += got;
+      yield chunk.subarray(0, got);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function headerOf(name: string, stats: BigIntStats): WriteHeader {
