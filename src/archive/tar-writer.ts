@@ -201,6 +201,9 @@ function writeSize(block: Buffer, size: number): void {
 
 /** Writes entries to `out` with backpressure. */
 export class TarWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
   constructor(private readonly out: Writable) {}
 
   /** One entry: a PAX header first when needed (plus `extra` records), then the data. */
@@ -243,6 +246,7 @@ export class TarWriter {
   /** The end-of-archive marker: two zero blocks; resolves once they are handed on. */
   async end(): Promise<void> {
     await this.write(Buffer.alloc(2 * BLOCK));
+    await this.flush();
     await new Promise<void>((resolve, reject) => {
       this.out.write(Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
     });
@@ -253,7 +257,30 @@ export class TarWriter {
     if (rest !== 0) await this.write(Buffer.alloc(BLOCK - rest));
   }
 
+  /** Small pieces (headers, padding, small files) are gathered into writes of ~64 KiB. */
   private async write(bytes: Buffer): Promise<void> {
+    if (bytes.length >= GATHER) {
+      await this.flush();
+      await this.send(bytes);
+      return;
+    }
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes >= GATHER) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const gathered = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.send(gathered);
+  }
+
+  private async send(bytes: Buffer): Promise<void> {
     if (!this.out.write(bytes)) await once(this.out, 'drain');
   }
 }
+
+/** The size of the writes that small pieces are gathered into. */
+const GATHER = 64 * 1024;
