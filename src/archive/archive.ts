@@ -6,8 +6,11 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
+import type { ApplyResult } from './apply.js';
 import type { ChangeKind } from './changes.js';
 import { startWorker } from './worker-client.js';
+
+export type { ApplyResult } from './apply.js';
 
 export interface Change {
   /** Absolute within the layer, e.g. "/etc/passwd" (file names as UTF-8 text). */
@@ -18,13 +21,6 @@ export interface Change {
 export interface ApplyOptions {
   /** Called as the tar is read, with the bytes of the input consumed so far. */
   onProgress?: (bytesRead: number) => void;
-}
-
-export interface ApplyResult {
-  /** The summed sizes in the entries' headers (Docker's layer size). */
-  size: number;
-  /** Extended attributes the filesystem refused (ENOTSUP, EPERM), one line each. */
-  warnings: string[];
 }
 
 /**
