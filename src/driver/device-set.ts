@@ -65,8 +65,10 @@ import {
   decodeDeviceSet,
   encodeDeviceSet,
   encodePoolConfig,
+  type PoolConfigRecord,
 } from './state-records.js';
 import { type OpenTransaction, TransactionLog } from './transaction.js';
+import type { VolumeGroup } from './volume-group.js';
 
 /** A device as the set knows it. */
 export interface DeviceEntry {
@@ -117,6 +119,10 @@ export class DeviceSet {
   readonly finishedRemovals: string[] = [];
   private readonly data: OpenedPoolFiles['data'];
   private readonly metadataDevice: OpenedPoolFiles['metadata'];
+  /** Direct-lvm mode: the devices of the pool and the division of their space. */
+  readonly group: VolumeGroup | undefined;
+  /** thinp.json as last written or read. */
+  private poolRecord: PoolConfigRecord | undefined;
   private readonly devices: DeviceTable;
   private readonly users = new Map<string, number>();
   private readonly changes = new Mutex();
@@ -130,6 +136,8 @@ export class DeviceSet {
     this.files = { mode: files.mode, dataFile: files.dataFile, metadataFile: files.metadataFile };
     this.data = files.data;
     this.metadataDevice = files.metadata;
+    this.group = files.group;
+    this.poolRecord = files.record;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
   }
@@ -155,15 +163,12 @@ export class DeviceSet {
     const set = new DeviceSet(config, files, pool);
     await mkdir(config.layout.metadataDir, { recursive: true, mode: 0o700 });
     await set.saveDeviceSet();
-    await writeStateFile(
-      config.layout.poolConfigFile,
-      encodePoolConfig({
-        ...set.files,
-        blockSize: pool.blockSize,
-        created: new Date().toISOString(),
-        version: THINP_VERSION,
-      }),
-    );
+    await set.savePoolConfig({
+      ...set.files,
+      blockSize: pool.blockSize,
+      created: new Date().toISOString(),
+      version: THINP_VERSION,
+    });
     return set;
   }
 
@@ -179,6 +184,9 @@ export class DeviceSet {
     }
     const set = new DeviceSet(config, files, pool);
     try {
+      if (files.record !== undefined && files.group !== undefined) {
+        await set.notePaths(files.record);
+      }
       await set.load();
     } catch (err) {
       await set.close().catch(() => undefined);
@@ -472,6 +480,32 @@ export class DeviceSet {
     throw new NoSpaceError('metadata', `all ${THIN_ID_LIMIT} thin device ids are in use`, {
       hint: 'remove devices you no longer need',
     });
+  }
+
+  /** Writes thinp.json: `record`, with the direct-lvm setup and devices as they are now. */
+  private savePoolConfig(record: PoolConfigRecord): Promise<void> {
+    const group = this.group;
+    const { storage } = this.config;
+    const directLvm =
+      group === undefined
+        ? undefined
+        : {
+            poolUuid: group.poolUuid,
+            device: record.directLvm?.device ?? this.files.dataFile,
+            thinpPercent: record.directLvm?.thinpPercent ?? storage.thinpPercent,
+            thinpMetaPercent: record.directLvm?.thinpMetaPercent ?? storage.thinpMetaPercent,
+            devices: group.devices.map((d) => ({ uuid: d.uuid, path: d.path })),
+          };
+    const { directLvm: _old, ...rest } = record;
+    this.poolRecord = directLvm === undefined ? rest : { ...rest, directLvm };
+    return writeStateFile(this.config.layout.poolConfigFile, encodePoolConfig(this.poolRecord));
+  }
+
+  /** Records where the devices of a direct-lvm pool are attached now, if that changed. */
+  private async notePaths(record: PoolConfigRecord): Promise<void> {
+    const now = (this.group as VolumeGroup).devices.map((d) => `${d.uuid}=${d.path}`).join(',');
+    const was = (record.directLvm?.devices ?? []).map((d) => `${d.uuid}=${d.path}`).join(',');
+    if (now !== was) await this.savePoolConfig(record);
   }
 
   private saveDeviceSet(): Promise<void> {

@@ -1,13 +1,14 @@
 /**
  * The devices under a pool: in loop mode the sparse files ROOT/devicemapper/{data,metadata},
- * in direct mode the two devices of dm.datadev and dm.metadatadev (opened as files here).
+ * in direct mode the two devices of dm.datadev and dm.metadatadev (block devices, or files),
+ * or the regions thinp made on dm.directlvm_device (direct-lvm.ts), found by their labels.
  * An existing pool is never overwritten; a half-made one (a crash during creation, a file
  * removed by hand) is reported with what is there and how to start over.
  */
 
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { FileDevice } from '../block/index.js';
+import { BlockDevDevice, type BlockDevice, FileDevice } from '../block/index.js';
 import type { Config } from '../config/index.js';
 import {
   BadInputError,
@@ -17,8 +18,15 @@ import {
   pathExists,
   UnavailableError,
 } from '../util/index.js';
+import { findVolumeGroup, setupDirectLvm } from './direct-lvm.js';
 import { readStateFile } from './state-files.js';
-import { decodePoolConfig, type PoolConfigRecord, type PoolMode } from './state-records.js';
+import {
+  type DirectLvmRecord,
+  decodePoolConfig,
+  type PoolConfigRecord,
+  type PoolMode,
+} from './state-records.js';
+import type { VolumeGroup } from './volume-group.js';
 
 export interface PoolFiles {
   mode: PoolMode;
@@ -27,10 +35,12 @@ export interface PoolFiles {
 }
 
 export interface OpenedPoolFiles extends PoolFiles {
-  data: FileDevice;
-  metadata: FileDevice;
+  data: BlockDevice;
+  metadata: BlockDevice;
   /** thinp.json; undefined for a Docker devicemapper directory, which has none. */
   record: PoolConfigRecord | undefined;
+  /** Direct-lvm mode: the devices and how their space is divided. */
+  group?: VolumeGroup;
 }
 
 /** Where the options put the pool's data and metadata. */
@@ -45,12 +55,12 @@ export function configuredFiles(config: Config): PoolFiles {
         dataFile: backing.dataDevice,
         metadataFile: backing.metadataDevice,
       };
+    case 'direct-lvm':
+      return { mode: 'direct-lvm', dataFile: backing.device, metadataFile: backing.device };
     default:
-      throw new UnavailableError(
-        `${backing.kind === 'existing-pool' ? 'dm.thinpooldev' : 'dm.directlvm_device'} ` +
-          'is not supported by this build of thinp',
-        { hint: 'use loop mode (the default) or dm.datadev with dm.metadatadev' },
-      );
+      throw new UnavailableError('dm.thinpooldev is not supported by this build of thinp', {
+        hint: 'use loop mode (the default), dm.datadev with dm.metadatadev, or dm.directlvm_device',
+      });
   }
 }
 
@@ -75,6 +85,10 @@ export async function createPoolFiles(config: Config): Promise<OpenedPoolFiles> 
     );
   }
   if (files.mode === 'devices') return { ...files, ...(await openFiles(files)), record: undefined };
+  if (files.mode === 'direct-lvm') {
+    const group = await setupDirectLvm(config, files.dataFile);
+    return { ...files, ...(await group.openSpaces()), record: undefined, group };
+  }
   await refuseLeftovers(config, files);
   await mkdir(path.dirname(files.dataFile), { recursive: true, mode: 0o700 });
   const { storage } = config;
@@ -96,13 +110,44 @@ export async function openPoolFiles(config: Config): Promise<OpenedPoolFiles> {
   const record = json === undefined ? undefined : decodePoolConfig(file, json);
   const files: PoolFiles = record ?? (await dockerDirectory(config));
   checkMatchesOptions(config, files);
+  if (record?.directLvm !== undefined) checkSameSetup(config, record.directLvm);
   if (files.mode === 'loop') await refuseMissing(config, files);
-  const opened = await openFiles(files);
+  const group = record?.directLvm === undefined ? undefined : await findGroup(config, record);
+  const opened = group === undefined ? await openFiles(files) : await group.openSpaces();
   if (await isBlank(opened.metadata)) {
     await Promise.all([opened.data.close(), opened.metadata.close()]);
     throw halfMade(config, `${files.metadataFile} is blank (its creation was cut short)`);
   }
-  return { ...files, ...opened, record };
+  return { ...files, ...opened, record, ...(group === undefined ? {} : { group }) };
+}
+
+/** The volume group of a direct-lvm pool, by its labels: on the devices named, or any. */
+async function findGroup(config: Config, record: PoolConfigRecord): Promise<VolumeGroup> {
+  const lvm = record.directLvm as DirectLvmRecord;
+  const given = config.backing.kind === 'direct-lvm' ? [config.backing.device] : [];
+  const candidates = [...given, ...lvm.devices.map((d) => d.path)];
+  const lastKnown = new Map(lvm.devices.map((d) => [d.uuid, d.path]));
+  return findVolumeGroup(lvm.poolUuid, candidates, lastKnown);
+}
+
+/** The layout of a direct-lvm pool was fixed at its setup; the options must not change it. */
+function checkSameSetup(config: Config, lvm: DirectLvmRecord): void {
+  const { storage } = config;
+  const changed = [
+    ['dm.thinp_percent', lvm.thinpPercent, storage.thinpPercent],
+    ['dm.thinp_metapercent', lvm.thinpMetaPercent, storage.thinpMetaPercent],
+  ].filter(([, was, now]) => was !== now);
+  if (changed.length === 0) return;
+  const what = changed.map(([key, was, now]) => `${key}=${now}% (set up with ${was}%)`).join(', ');
+  throw new ConfigError(
+    `the pool at ${config.root} was set up on ${lvm.device} with other options: ${what}; ` +
+      'the layout of an existing pool does not change',
+    {
+      hint:
+        `give the options it was set up with (${config.layout.poolConfigFile} records them); ` +
+        "grow it with 'thinp pool resize' instead",
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -173,6 +218,7 @@ function checkMatchesOptions(config: Config, files: PoolFiles): void {
   if (wanted.mode === files.mode && wanted.dataFile === files.dataFile) {
     if (wanted.metadataFile === files.metadataFile) return;
   }
+  if (wanted.mode === 'direct-lvm' && files.mode === 'direct-lvm') return;
   const made = files.mode === 'loop' ? 'loop mode' : `direct mode on ${files.dataFile}`;
   throw new ConfigError(
     `the pool at ${config.root} was created in ${made}, but the options give ` +
@@ -181,18 +227,27 @@ function checkMatchesOptions(config: Config, files: PoolFiles): void {
   );
 }
 
-async function openFiles(files: PoolFiles): Promise<{ data: FileDevice; metadata: FileDevice }> {
-  const data = await FileDevice.open(files.dataFile);
+async function openFiles(files: PoolFiles): Promise<{ data: BlockDevice; metadata: BlockDevice }> {
+  const data = await openDevice(files.dataFile);
   try {
-    return { data, metadata: await FileDevice.open(files.metadataFile) };
+    return { data, metadata: await openDevice(files.metadataFile) };
   } catch (err) {
     await data.close();
     throw err;
   }
 }
 
+/** A block device as a BlockDevDevice, anything else as a file. */
+async function openDevice(file: string): Promise<BlockDevice> {
+  const isBlock = await stat(file).then(
+    (s) => s.isBlockDevice(),
+    () => false,
+  );
+  return isBlock ? BlockDevDevice.open(file) : FileDevice.open(file);
+}
+
 /** Whether the first 4 KiB of the metadata (where the superblock lives) are all zeros. */
-async function isBlank(device: FileDevice): Promise<boolean> {
+async function isBlank(device: BlockDevice): Promise<boolean> {
   if (device.size < 4096) {
     throw new BadInputError(`${device.name} is ${device.size} bytes: too small for metadata`, {
       hint: 'give a metadata device of at least 1M',
