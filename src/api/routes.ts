@@ -16,7 +16,13 @@
  */
 
 import type { Config } from '../config/index.js';
-import { type DeviceSet, deviceListingJson, dockerInfo, poolStatusJson } from '../driver/index.js';
+import {
+  type AutoextendState,
+  type DeviceSet,
+  deviceListingJson,
+  dockerInfo,
+  poolStatusJson,
+} from '../driver/index.js';
 import { BadInputError, NotFoundError, parseSize } from '../util/index.js';
 import type { EventHub } from './events.js';
 import { type CommitStats, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
@@ -27,6 +33,8 @@ export interface ApiContext {
   set: DeviceSet;
   events: EventHub;
   commits: CommitStats;
+  /** The daemon's autoextend state, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
   /** Called after each change the API made, for the daemon's log. */
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -90,7 +98,7 @@ function ok(json: unknown, status = 200): ApiResponse {
 }
 
 function info(ctx: ApiContext): Promise<unknown> {
-  return dockerInfo(ctx.config, ctx.set);
+  return dockerInfo(ctx.config, ctx.set, ctx.autoextend);
 }
 
 async function listDevices(ctx: ApiContext): Promise<ApiResponse> {
@@ -153,6 +161,7 @@ async function metrics(ctx: ApiContext): Promise<ApiResponse> {
     devices: await ctx.set.list(),
     counters: ctx.set.pool.counters,
     commits: ctx.commits,
+    ...(ctx.autoextend === undefined ? {} : { autoextend: ctx.autoextend }),
   });
   return { status: 200, text, contentType: METRICS_CONTENT_TYPE };
 }

@@ -18,7 +18,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
-import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
+import { Autoextender, DeviceSet, poolPresent, RootLock } from '../driver/index.js';
 import { type ListenAddress, NbdServer } from '../nbd/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
@@ -106,6 +106,8 @@ async function serve(
   const commits = new CommitStats();
   const detach = watchPool(set, events, commits, log);
   undo.unshift(async () => detach());
+  const autoextend = startAutoextend(set, events, log);
+  undo.unshift(() => autoextend.stop());
 
   const exports = new DeviceExports(set, (name) => log('device-opened', { device: name }));
   undo.unshift(() => exports.releaseAll());
@@ -117,7 +119,7 @@ async function serve(
   }
 
   const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
-  const ctx = { config, set, events, commits, onChange };
+  const ctx = { config, set, events, commits, onChange, autoextend: autoextend.state };
   const onError = (err: unknown, req: { method: string; path: string }) =>
     log('api-error', { ...req, error: err }, 'warn');
   const api = new ApiServer(ctx, { onError });
@@ -201,6 +203,37 @@ function watchPool(
     unsubscribe();
     detachCommits();
     detachEvents();
+  };
+}
+
+/**
+ * Autoextend (driver/autoextend.ts), checked on the pool's low-water event, after every
+ * commit and once now; its events go to the hub and the log. `stop()` detaches it and waits
+ * for a growth under way.
+ */
+function startAutoextend(set: DeviceSet, events: EventHub, log: DaemonLog) {
+  const autoextender = new Autoextender(
+    set,
+    (e) => {
+      events.publish(e);
+      const { type, ...fields } = e;
+      if (type === 'autoextend') log('pool-autoextend', fields);
+      else log('pool-autoextend-exhausted', fields, 'warn');
+    },
+    (err) => log('autoextend-error', { error: err }, 'error'),
+  );
+  const check = () => void autoextender.check();
+  set.pool.on('lowWater', check);
+  set.pool.on('commit', check);
+  const first = autoextender.check();
+  return {
+    state: autoextender.state,
+    stop: async () => {
+      set.pool.off('lowWater', check);
+      set.pool.off('commit', check);
+      await first;
+      await autoextender.idle();
+    },
   };
 }
 

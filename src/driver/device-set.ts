@@ -37,7 +37,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
 import { type PoolStatus, type ThinDevice, ThinPool, type ThinPoolOptions } from '../pool/index.js';
-import { THIN_ID_LIMIT } from '../thin/index.js';
+import { MAX_METADATA_BLOCKS, METADATA_BLOCK_SIZE, THIN_ID_LIMIT } from '../thin/index.js';
 import {
   BadInputError,
   BusyError,
@@ -51,6 +51,7 @@ import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
 import { checkGrowth, checkMinFreeSpace } from './free-space.js';
+import { growRoom } from './grow-room.js';
 import {
   createPoolFiles,
   type OpenedPoolFiles,
@@ -196,6 +197,7 @@ export class DeviceSet {
   }
 
   private async load(): Promise<void> {
+    if (this.group !== undefined && this.pool.mode !== 'ro') await this.finishExtensions();
     const dir = this.config.layout.metadataDir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, DEVICE_SET_FILE);
@@ -295,6 +297,60 @@ export class DeviceSet {
       checkGrowth('data space', this.data.size, bytes);
       await this.pool.resizeData(bytes);
     });
+  }
+
+  /**
+   * Grows `space` by up to `bytes`, into what its devices have free (grow-room.ts; free
+   * extents in direct-lvm mode); returns the bytes added, 0 when nothing is free.
+   */
+  extendSpace(space: 'data' | 'metadata', bytes: number): Promise<number> {
+    return this.change(async () => {
+      const before = this.spaceBytes(space);
+      const device = space === 'data' ? this.data : this.metadataDevice;
+      if (this.group !== undefined) {
+        if ((await this.group.extend(space, bytes)) === 0) return 0;
+        await this.resizeTo(space, device.size);
+      } else {
+        const room = Math.min(bytes, await growRoom(device));
+        const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
+        const limit = space === 'data' ? Number.MAX_SAFE_INTEGER : MAX_METADATA_BLOCKS * unit;
+        const target = Math.min(limit, Math.floor((before + room) / unit) * unit);
+        if (target <= before) return 0;
+        await this.resizeTo(space, target);
+      }
+      return this.spaceBytes(space) - before;
+    });
+  }
+
+  /**
+   * A crash between writing the labels of a growth and the pool's commit leaves regions
+   * larger than the pool counts: grow the pool into them.
+   */
+  private async finishExtensions(): Promise<void> {
+    const devices = { data: this.data, metadata: this.metadataDevice };
+    for (const space of ['data', 'metadata'] as const) {
+      const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
+      if (devices[space].size >= this.spaceBytes(space) + unit) {
+        await this.resizeTo(space, devices[space].size);
+      }
+    }
+  }
+
+  /** Bytes of `space` the pool's metadata counts. */
+  private spaceBytes(space: 'data' | 'metadata'): number {
+    const s = this.pool.status();
+    return space === 'data'
+      ? s.data.totalBlocks * s.data.blockSize
+      : s.metadata.totalBlocks * METADATA_BLOCK_SIZE;
+  }
+
+  private async resizeTo(space: 'data' | 'metadata', bytes: number): Promise<void> {
+    if (space === 'data') {
+      await this.pool.resizeData(Math.floor(bytes / this.pool.blockSize) * this.pool.blockSize);
+    } else {
+      const blocks = Math.min(Math.floor(bytes / METADATA_BLOCK_SIZE), MAX_METADATA_BLOCKS);
+      await this.pool.resizeMetadata(blocks * METADATA_BLOCK_SIZE);
+    }
   }
 
   /** Grows the metadata space to `bytes` (the metadata file grows with it). */

@@ -6,6 +6,12 @@
  */
 
 export {
+  type AutoextendEvent,
+  Autoextender,
+  type AutoextendState,
+  type Space,
+} from './autoextend.js';
+export {
   type DeviceEntry,
   type DeviceListing,
   DeviceSet,
