@@ -3,7 +3,9 @@
  * HTTP in sight (server.ts does the wire, tests call `route` directly):
  *
  *     GET    /pool          the pool's status, as `thinp pool status --json`
- *     POST   /pool/resize   {dataSize} or {metadataSize} in bytes (or "10G"); the new status
+ *     POST   /pool/resize   {dataSize} or {metadataSize} in bytes (or "10G"), or
+ *                           {addDevice: "/dev/..."} (direct-lvm); the new status
+ *     GET    /pool/devices  the devices holding the pool: path, uuid, size, data, metadata, free
  *     GET    /info          Docker's devicemapper section, as `thinp info --json`
  *     GET    /devices       as `thinp device list --json`
  *     POST   /devices       {name, size} or {name, origin}: 201 and the device
@@ -66,6 +68,7 @@ const ROUTES: readonly Route[] = [
     handler: async (ctx) => ok(poolStatusJson(ctx.set.status())),
   },
   { method: 'POST', pattern: /^\/pool\/resize$/, handler: resizePool },
+  { method: 'GET', pattern: /^\/pool\/devices$/, handler: async (ctx) => ok(ctx.set.heldBy()) },
   { method: 'GET', pattern: /^\/info$/, handler: async (ctx) => ok(await info(ctx)) },
   { method: 'GET', pattern: /^\/devices$/, handler: listDevices },
   { method: 'POST', pattern: /^\/devices$/, handler: createDevice },
@@ -138,10 +141,17 @@ async function resizePool(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   const body = objectBody(req);
   const dataSize = sizeField(body, 'dataSize');
   const metadataSize = sizeField(body, 'metadataSize');
-  if (dataSize === undefined && metadataSize === undefined) {
-    throw new BadInputError('POST /pool/resize needs "dataSize" or "metadataSize"', {
-      hint: 'send {"dataSize": "200G"}',
+  const addDevice = stringField(body, 'addDevice', false);
+  if (dataSize === undefined && metadataSize === undefined && addDevice === undefined) {
+    throw new BadInputError('POST /pool/resize needs "dataSize", "metadataSize" or "addDevice"', {
+      hint: 'send {"dataSize": "200G"} or {"addDevice": "/dev/sdc"}',
     });
+  }
+  if (addDevice !== undefined) {
+    await ctx.set.addPoolDevice(addDevice);
+    const blocks = ctx.set.status().data.totalBlocks;
+    ctx.events.publish({ type: 'deviceAdded', path: addDevice, dataBlocks: blocks });
+    ctx.onChange?.('pool-device-added', { path: addDevice, dataBlocks: blocks });
   }
   if (dataSize !== undefined) await ctx.set.resizeData(dataSize);
   if (metadataSize !== undefined) await ctx.set.resizeMetadata(metadataSize);

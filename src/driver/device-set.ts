@@ -50,6 +50,7 @@ import {
 import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
+import { checkNewDevice, deviceSize } from './direct-lvm.js';
 import { checkGrowth, checkMinFreeSpace } from './free-space.js';
 import { growRoom } from './grow-room.js';
 import {
@@ -69,7 +70,9 @@ import {
   type PoolConfigRecord,
 } from './state-records.js';
 import { type OpenTransaction, TransactionLog } from './transaction.js';
-import type { VolumeGroup } from './volume-group.js';
+import type { GroupDeviceUse as PoolDeviceUse, VolumeGroup } from './volume-group.js';
+
+export type { PoolDeviceUse };
 
 /** A device as the set knows it. */
 export interface DeviceEntry {
@@ -295,8 +298,48 @@ export class DeviceSet {
   resizeData(bytes: number): Promise<void> {
     return this.change(async () => {
       checkGrowth('data space', this.data.size, bytes);
+      await this.reserveInGroup('data', bytes);
       await this.pool.resizeData(bytes);
     });
+  }
+
+  /**
+   * Direct-lvm mode: adds the block device `path` to the pool, its whole space to the data
+   * space (as vgextend then lvextend). It must hold nothing blkid recognizes, unless
+   * dm.directlvm_device_force is set. Returns the bytes the data space grew by.
+   */
+  addPoolDevice(path: string): Promise<number> {
+    return this.change(async () => {
+      const group = this.group;
+      if (group === undefined) {
+        throw new BadInputError(`a ${this.files.mode}-mode pool cannot take another device`, {
+          hint: 'devices are added to direct-lvm pools (dm.directlvm_device); grow this one with --data-size',
+        });
+      }
+      await checkNewDevice(path, this.config.storage.directLvmDeviceForce);
+      const before = this.spaceBytes('data');
+      await group.addDevice(path, await deviceSize(path));
+      await this.savePoolConfig(this.poolRecord as PoolConfigRecord);
+      await group.extend('data', group.freeBytes());
+      await this.resizeTo('data', this.data.size);
+      return this.spaceBytes('data') - before;
+    });
+  }
+
+  /** Direct-lvm mode: takes free extents so that `space` reaches `bytes`, or refuses. */
+  private async reserveInGroup(space: 'data' | 'metadata', bytes: number): Promise<void> {
+    const group = this.group;
+    const device = space === 'data' ? this.data : this.metadataDevice;
+    if (group === undefined || bytes <= device.size) return;
+    const free = group.freeBytes();
+    if (bytes - device.size > free) {
+      throw new NoSpaceError(
+        space,
+        `the ${space} space cannot grow to ${bytes} bytes: its devices have ${free} bytes free`,
+        { hint: "add a device with 'thinp pool resize --add-device /dev/...'" },
+      );
+    }
+    await group.extend(space, bytes - device.size);
   }
 
   /**
@@ -357,6 +400,7 @@ export class DeviceSet {
   resizeMetadata(bytes: number): Promise<void> {
     return this.change(async () => {
       checkGrowth('metadata space', this.metadataDevice.size, bytes);
+      await this.reserveInGroup('metadata', bytes);
       await this.pool.resizeMetadata(bytes);
     });
   }
@@ -427,6 +471,23 @@ export class DeviceSet {
 
   status(): PoolStatus {
     return this.pool.status();
+  }
+
+  /** The devices that hold the pool, and how much of each is data, metadata and free. */
+  heldBy(): PoolDeviceUse[] {
+    if (this.group !== undefined) return this.group.describe();
+    const use = (path: string, dataBytes: number, metadataBytes: number) => ({
+      path,
+      uuid: '',
+      size: dataBytes + metadataBytes,
+      dataBytes,
+      metadataBytes,
+      freeBytes: 0,
+    });
+    return [
+      use(this.files.dataFile, this.data.size, 0),
+      use(this.files.metadataFile, 0, this.metadataDevice.size),
+    ];
   }
 
   /** Devices whose removal waits for them to be released. */

@@ -52,6 +52,20 @@ export async function setupDirectLvm(config: Config, device: string): Promise<Vo
   return VolumeGroup.format(device, bytes, { ...space, dataBlockSize: storage.blockSize });
 }
 
+/** Refuses a device to be added that holds anything, unless `force` (then wipes it). */
+export async function checkNewDevice(device: string, force: boolean): Promise<void> {
+  const found = await probe(device);
+  if (found === undefined) return;
+  if (!force) {
+    throw new ConfigError(`${device} holds ${found}`, {
+      hint:
+        'thinp adds only an empty device: give another device, or set ' +
+        'dm.directlvm_device_force=true to wipe it (everything on it is lost)',
+    });
+  }
+  await wipe(device);
+}
+
 /** Data and metadata bytes for the percentages, in whole extents; refuses a small device. */
 export function divide(
   device: string,

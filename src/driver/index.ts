@@ -16,6 +16,7 @@ export {
   type DeviceListing,
   DeviceSet,
   type DeviceSetOptions,
+  type PoolDeviceUse,
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';
