@@ -20,6 +20,7 @@ import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { Autoextender, DeviceSet, poolPresent, RootLock } from '../driver/index.js';
 import { type ListenAddress, NbdServer } from '../nbd/index.js';
+import { UnavailableError } from '../util/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
@@ -82,6 +83,7 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   };
   if (await poolPresent(config)) {
     const set = await DeviceSet.open(config, { pool });
+    await refuseNeedsCheck(config, set);
     const r = set.recovered;
     if (r !== undefined) log('recovered', { ...r }, 'warn');
     for (const name of set.finishedRemovals) log('deferred-removal-finished', { device: name });
@@ -90,6 +92,23 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   const set = await DeviceSet.create(config, { pool });
   log('pool-created', { root: config.root, mode: set.files.mode, ...set.status().data });
   return set;
+}
+
+/**
+ * A pool whose metadata failed (needs_check set) is not served: like LVM's activation, the
+ * daemon refuses it and names the command that checks it.
+ */
+async function refuseNeedsCheck(config: Config, set: DeviceSet): Promise<void> {
+  if (!set.status().needsCheck) return;
+  await set.close();
+  throw new UnavailableError(
+    `the pool at ${config.root} needs a check: its metadata failed earlier (needs_check is set)`,
+    {
+      hint:
+        `run 'thinp --root ${config.root} check' to see the damage, then ` +
+        `'thinp --root ${config.root} repair' (or restore the metadata from a dump)`,
+    },
+  );
 }
 
 async function serve(

@@ -22,5 +22,5 @@ export {
 } from './device-set.js';
 export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
-export { poolPresent } from './pool-files.js';
+export { openPoolMetadata, poolPresent } from './pool-files.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';

@@ -121,6 +121,20 @@ export async function openPoolFiles(config: Config): Promise<OpenedPoolFiles> {
   return { ...files, ...opened, record, ...(group === undefined ? {} : { group }) };
 }
 
+/**
+ * The metadata device of the pool at ROOT (or the one the options name), read-only, for
+ * the metadata tools: a file, a block device, or the metadata regions of a direct-lvm pool.
+ */
+export async function openPoolMetadata(config: Config): Promise<BlockDevice> {
+  const file = config.layout.poolConfigFile;
+  const json = await readStateFile(file);
+  const record = json === undefined ? undefined : decodePoolConfig(file, json);
+  if (record?.directLvm !== undefined) {
+    return (await findGroup(config, record)).openSpace('metadata', { readOnly: true });
+  }
+  return openDevice((record ?? configuredFiles(config)).metadataFile, { readOnly: true });
+}
+
 /** The volume group of a direct-lvm pool, by its labels: on the devices named, or any. */
 async function findGroup(config: Config, record: PoolConfigRecord): Promise<VolumeGroup> {
   const lvm = record.directLvm as DirectLvmRecord;
@@ -238,12 +252,15 @@ async function openFiles(files: PoolFiles): Promise<{ data: BlockDevice; metadat
 }
 
 /** A block device as a BlockDevDevice, anything else as a file. */
-async function openDevice(file: string): Promise<BlockDevice> {
+async function openDevice(
+  file: string,
+  options: { readOnly?: boolean } = {},
+): Promise<BlockDevice> {
   const isBlock = await stat(file).then(
     (s) => s.isBlockDevice(),
     () => false,
   );
-  return isBlock ? BlockDevDevice.open(file) : FileDevice.open(file);
+  return isBlock ? BlockDevDevice.open(file, options) : FileDevice.open(file, options);
 }
 
 /** Whether the first 4 KiB of the metadata (where the superblock lives) are all zeros. */

@@ -185,24 +185,28 @@ export class VolumeGroup {
 
   // -------------------------------------------------------------------------------------
 
-  private async openSpace(kind: SpaceKind): Promise<LinearDevice> {
+  /**
+   * The `kind` space as a LinearDevice of regions. A writable one is the one `extend`
+   * grows; `close()` of it closes its regions.
+   */
+  async openSpace(kind: SpaceKind, options: { readOnly?: boolean } = {}): Promise<LinearDevice> {
     const regions: BlockDevice[] = [];
     try {
       for (const s of this.segments.filter((x) => x.kind === kind)) {
-        regions.push(await this.region(s));
+        regions.push(await this.region(s, options.readOnly === true));
       }
     } catch (err) {
       await Promise.all(regions.map((r) => r.close()));
       throw err;
     }
     const linear = new LinearDevice(`${kind} of pool ${this.poolUuid}`, regions);
-    this.open.set(kind, linear);
+    if (options.readOnly !== true) this.open.set(kind, linear);
     return linear;
   }
 
-  private region(s: Segment): Promise<BlockDevDevice> {
+  private region(s: Segment, readOnly = false): Promise<BlockDevDevice> {
     const device = this.devices[s.device] as GroupDevice;
-    return BlockDevDevice.open(device.path, { offset: s.offset, size: s.length });
+    return BlockDevDevice.open(device.path, { offset: s.offset, size: s.length, readOnly });
   }
 
   /** Free ranges of device `i`, in whole extents, in order. */

@@ -15,6 +15,7 @@ import { after, describe, test } from 'node:test';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { DeviceSet } from '../../src/driver/index.js';
 import type { ThinpError } from '../../src/util/index.js';
+import { thinp } from '../support/cli.js';
 import { requireTool, runToolOk, startInProcess } from '../support/daemon.js';
 import { LoopDevices } from '../support/loop-device.js';
 import { requirePeer, thinCheck } from '../support/peers.js';
@@ -141,6 +142,26 @@ describe('direct-lvm pool', () => {
     assert.deepEqual(
       record.directLvm.devices.map((d: { path: string }) => d.path),
       [moved],
+    );
+  });
+});
+
+describe('direct-lvm checks', () => {
+  test('thinp check reads the metadata out of the device; a pool needing a check is not served', async () => {
+    const dev = await loops.attach(path.join(dir, 'check.img'), 256 * MiB);
+    const opts = [`dm.directlvm_device=${dev}`, 'dm.thinp_percent=40', 'dm.thinp_metapercent=2'];
+    const c = await config(dev, ...opts.slice(1));
+    const set = await DeviceSet.create(c);
+    await set.createDevice('vol', 16 * MiB);
+    const args = ['--root', c.root, ...opts.flatMap((o) => ['--storage-opt', o])];
+    const checked = await thinp([...args, 'check'], { cwd: dir });
+    await set.pool.metadata.setNeedsCheck();
+    await set.close();
+    assert.equal(checked.status, 0, checked.stderr);
+    assert.match(checked.stdout, /devices: 1/i);
+    await assert.rejects(
+      startInProcess(c.root, [...opts, 'dm.min_free_space=0%']),
+      describes(new RegExp(`needs a check.*run 'thinp --root ${c.root} check'`)),
     );
   });
 });
