@@ -125,6 +125,8 @@ export class DeviceSet {
   private readonly metadataDevice: OpenedPoolFiles['metadata'];
   /** Direct-lvm mode: the devices of the pool and the division of their space. */
   readonly group: VolumeGroup | undefined;
+  /** dm.thinpooldev: the root whose pool this is, and the release of its lock. */
+  private readonly adopted: OpenedPoolFiles['adopted'];
   /** thinp.json as last written or read. */
   private poolRecord: PoolConfigRecord | undefined;
   private readonly devices: DeviceTable;
@@ -142,6 +144,7 @@ export class DeviceSet {
     this.metadataDevice = files.metadata;
     this.group = files.group;
     this.poolRecord = files.record;
+    this.adopted = files.adopted;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
   }
@@ -155,13 +158,17 @@ export class DeviceSet {
     const files = await createPoolFiles(config);
     let pool: ThinPool;
     try {
-      pool = await ThinPool.create(files.data, files.metadata, {
-        blockSize: config.storage.blockSize,
-        ...poolOptions(config, options),
-      });
+      pool =
+        files.adopted === undefined
+          ? await ThinPool.create(files.data, files.metadata, {
+              blockSize: config.storage.blockSize,
+              ...poolOptions(config, options),
+            })
+          : await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
-      if (files.mode === 'loop') await removePoolFiles(files);
+      if (files.adopted !== undefined) await files.adopted.release();
+      else if (files.mode === 'loop') await removePoolFiles(files);
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
@@ -184,6 +191,7 @@ export class DeviceSet {
       pool = await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
+      await files.adopted?.release();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
@@ -504,6 +512,7 @@ export class DeviceSet {
         await this.pool.close();
       } finally {
         await Promise.all([this.data.close(), this.metadataDevice.close()]);
+        await this.adopted?.release();
       }
     });
   }
@@ -613,8 +622,10 @@ export class DeviceSet {
             thinpMetaPercent: record.directLvm?.thinpMetaPercent ?? storage.thinpMetaPercent,
             devices: group.devices.map((d) => ({ uuid: d.uuid, path: d.path })),
           };
-    const { directLvm: _old, ...rest } = record;
-    this.poolRecord = directLvm === undefined ? rest : { ...rest, directLvm };
+    const { directLvm: _old, thinPoolDev: _theirs, ...rest } = record;
+    const adopted = this.adopted === undefined ? {} : { thinPoolDev: this.adopted.root };
+    this.poolRecord =
+      directLvm === undefined ? { ...rest, ...adopted } : { ...rest, directLvm, ...adopted };
     return writeStateFile(this.config.layout.poolConfigFile, encodePoolConfig(this.poolRecord));
   }
 

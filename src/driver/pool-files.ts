@@ -9,7 +9,7 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BlockDevDevice, type BlockDevice, FileDevice } from '../block/index.js';
-import type { Config } from '../config/index.js';
+import { type Config, rootLayout } from '../config/index.js';
 import {
   BadInputError,
   ConfigError,
@@ -19,6 +19,7 @@ import {
   UnavailableError,
 } from '../util/index.js';
 import { findVolumeGroup, setupDirectLvm } from './direct-lvm.js';
+import { RootLock } from './root-lock.js';
 import { readStateFile } from './state-files.js';
 import {
   type DirectLvmRecord,
@@ -41,6 +42,8 @@ export interface OpenedPoolFiles extends PoolFiles {
   record: PoolConfigRecord | undefined;
   /** Direct-lvm mode: the devices and how their space is divided. */
   group?: VolumeGroup;
+  /** dm.thinpooldev: the pool exists already (another root made it); gives its lock back. */
+  adopted?: { root: string; release: () => Promise<void> };
 }
 
 /** Where the options put the pool's data and metadata. */
@@ -58,8 +61,8 @@ export function configuredFiles(config: Config): PoolFiles {
     case 'direct-lvm':
       return { mode: 'direct-lvm', dataFile: backing.device, metadataFile: backing.device };
     default:
-      throw new UnavailableError('dm.thinpooldev is not supported by this build of thinp', {
-        hint: 'use loop mode (the default), dm.datadev with dm.metadatadev, or dm.directlvm_device',
+      throw new UnavailableError('dm.thinpooldev names a pool that is opened, not made', {
+        hint: "create the pool under its own root ('thinp --root DIR pool create')",
       });
   }
 }
@@ -75,7 +78,6 @@ export async function poolPresent(config: Config): Promise<boolean> {
 
 /** Makes the files of a new pool; refuses when anything of a pool is there already. */
 export async function createPoolFiles(config: Config): Promise<OpenedPoolFiles> {
-  const files = configuredFiles(config);
   if (await pathExists(config.layout.poolConfigFile)) {
     throw new ExistsError(
       `a pool exists at ${config.root}; an existing pool is never overwritten`,
@@ -84,6 +86,8 @@ export async function createPoolFiles(config: Config): Promise<OpenedPoolFiles> 
       },
     );
   }
+  if (config.backing.kind === 'existing-pool') return adoptPool(config, config.backing.poolName);
+  const files = configuredFiles(config);
   if (files.mode === 'devices') return { ...files, ...(await openFiles(files)), record: undefined };
   if (files.mode === 'direct-lvm') {
     const group = await setupDirectLvm(config, files.dataFile);
@@ -108,6 +112,9 @@ export async function openPoolFiles(config: Config): Promise<OpenedPoolFiles> {
   const file = config.layout.poolConfigFile;
   const json = await readStateFile(file);
   const record = json === undefined ? undefined : decodePoolConfig(file, json);
+  if (record?.thinPoolDev !== undefined || config.backing.kind === 'existing-pool') {
+    return { ...(await openAdopted(config, record)), record };
+  }
   const files: PoolFiles = record ?? (await dockerDirectory(config));
   checkMatchesOptions(config, files);
   if (record?.directLvm !== undefined) checkSameSetup(config, record.directLvm);
@@ -121,6 +128,85 @@ export async function openPoolFiles(config: Config): Promise<OpenedPoolFiles> {
   return { ...files, ...opened, record, ...(group === undefined ? {} : { group }) };
 }
 
+// ---------------------------------------------------------------------------------------
+// dm.thinpooldev: a pool another root made
+
+/** Opens the pool this root uses by dm.thinpooldev, checking the options still name it. */
+async function openAdopted(
+  config: Config,
+  record: PoolConfigRecord | undefined,
+): Promise<OpenedPoolFiles> {
+  const given = config.backing.kind === 'existing-pool' ? config.backing.poolName : undefined;
+  const recorded = record?.thinPoolDev;
+  if (recorded === undefined || given === undefined || poolRootOf(given) !== recorded) {
+    throw new ConfigError(
+      `the pool at ${config.root} ${recorded === undefined ? 'is its own' : `is the pool of ${recorded} (dm.thinpooldev)`}, ` +
+        `but the options give ${given === undefined ? 'no dm.thinpooldev' : `dm.thinpooldev=${given}`}`,
+      { hint: 'give the options the root was set up with, or another --root' },
+    );
+  }
+  return adoptPool(config, recorded);
+}
+
+/**
+ * Opens the pool of the root at `location` (that root, or its thinp.json) under that
+ * root's lock, held until the device set closes: no two processes write one pool.
+ */
+async function adoptPool(config: Config, location: string): Promise<OpenedPoolFiles> {
+  const other = poolRootOf(location);
+  if (other === config.root) {
+    throw new ConfigError(`dm.thinpooldev=${location} names this root itself`, {
+      hint: 'name the root of another pool, or leave dm.thinpooldev out',
+    });
+  }
+  const lock = await RootLock.acquire(other, `thinp (dm.thinpooldev of ${config.root})`);
+  try {
+    const file = rootLayout(other).poolConfigFile;
+    const json = await readStateFile(file);
+    if (json === undefined) {
+      throw new NotFoundError(`dm.thinpooldev=${location}: there is no pool at ${other}`, {
+        hint: `create it first ('thinp --root ${other} pool create'), or give the right path`,
+      });
+    }
+    const theirs = decodePoolConfig(file, json);
+    const opened = await openPoolFiles(configOf(config, other, theirs));
+    return { ...opened, adopted: { root: other, release: () => lock.release() } };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+/** The root directory dm.thinpooldev names: the path itself, or the folder of its thinp.json. */
+function poolRootOf(location: string): string {
+  if (!path.isAbsolute(location)) {
+    throw new ConfigError(`dm.thinpooldev=${location} is not an absolute path`, {
+      hint: 'give the absolute path of the root that holds the pool, such as /var/lib/thinp',
+    });
+  }
+  const resolved = path.resolve(location);
+  return path.basename(resolved) === 'thinp.json' ? path.dirname(resolved) : resolved;
+}
+
+/** The options of the root `other` as its thinp.json describes its pool. */
+function configOf(config: Config, other: string, theirs: PoolConfigRecord): Config {
+  const layout = rootLayout(other);
+  const backing: Config['backing'] =
+    theirs.mode === 'loop'
+      ? { kind: 'loop', dataFile: layout.dataLoopFile, metadataFile: layout.metadataLoopFile }
+      : theirs.mode === 'devices'
+        ? { kind: 'devices', dataDevice: theirs.dataFile, metadataDevice: theirs.metadataFile }
+        : { kind: 'direct-lvm', device: theirs.directLvm?.device ?? theirs.dataFile };
+  const lvm = theirs.directLvm;
+  const storage = {
+    ...config.storage,
+    ...(lvm === undefined
+      ? {}
+      : { thinpPercent: lvm.thinpPercent, thinpMetaPercent: lvm.thinpMetaPercent }),
+  };
+  return { ...config, root: other, layout, backing, storage };
+}
+
 /**
  * The metadata device of the pool at ROOT (or the one the options name), read-only, for
  * the metadata tools: a file, a block device, or the metadata regions of a direct-lvm pool.
@@ -129,6 +215,14 @@ export async function openPoolMetadata(config: Config): Promise<BlockDevice> {
   const file = config.layout.poolConfigFile;
   const json = await readStateFile(file);
   const record = json === undefined ? undefined : decodePoolConfig(file, json);
+  if (record?.thinPoolDev !== undefined) {
+    const other = record.thinPoolDev;
+    const theirs = await readStateFile(rootLayout(other).poolConfigFile);
+    if (theirs !== undefined) {
+      const decoded = decodePoolConfig(rootLayout(other).poolConfigFile, theirs);
+      return openPoolMetadata(configOf(config, other, decoded));
+    }
+  }
   if (record?.directLvm !== undefined) {
     return (await findGroup(config, record)).openSpace('metadata', { readOnly: true });
   }

@@ -69,6 +69,8 @@ export interface PoolConfigRecord {
   /** The thinp version that created the pool. */
   version: string;
   directLvm?: DirectLvmRecord;
+  /** dm.thinpooldev: the root whose pool this root uses (its devices are that root's). */
+  thinPoolDev?: string;
 }
 
 type Json = Record<string, unknown>;
@@ -143,7 +145,9 @@ export function decodePoolConfig(file: string, json: unknown): PoolConfigRecord 
     throw bad(file, 'mode', "'loop', 'devices' or 'direct-lvm'");
   }
   const directLvm = mode === 'direct-lvm' ? decodeDirectLvm(file, o.directLvm) : undefined;
+  const thinPoolDev = o.thinPoolDev === undefined ? undefined : text(file, o, 'thinPoolDev');
   return {
+    ...(thinPoolDev === undefined ? {} : { thinPoolDev }),
     ...(directLvm === undefined ? {} : { directLvm }),
     mode,
     blockSize: count(file, o, 'blockSize'),
