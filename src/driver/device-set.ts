@@ -362,7 +362,8 @@ export class DeviceSet {
         if ((await this.group.extend(space, bytes)) === 0) return 0;
         await this.resizeTo(space, device.size);
       } else {
-        const room = Math.min(bytes, await growRoom(device));
+        // The device may already be larger than the pool (a device grown while closed).
+        const room = Math.min(bytes, device.size - before + (await growRoom(device)));
         const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
         const limit = space === 'data' ? Number.MAX_SAFE_INTEGER : MAX_METADATA_BLOCKS * unit;
         const target = Math.min(limit, Math.floor((before + room) / unit) * unit);

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Config, loadConfig } from '../../src/config/index.js';
@@ -17,7 +17,7 @@ import { DeviceSet } from '../../src/driver/index.js';
 import type { ThinpError } from '../../src/util/index.js';
 import { thinp } from '../support/cli.js';
 import { requireTool, runToolOk, startInProcess } from '../support/daemon.js';
-import { LoopDevices } from '../support/loop-device.js';
+import { LoopDevices, refreshLoop } from '../support/loop-device.js';
 import { requirePeer, thinCheck } from '../support/peers.js';
 import { tempDir } from '../support/temp.js';
 
@@ -143,6 +143,47 @@ describe('direct-lvm pool', () => {
       record.directLvm.devices.map((d: { path: string }) => d.path),
       [moved],
     );
+  });
+});
+
+describe('dm.datadev and dm.metadatadev', () => {
+  test('a pool on two loop devices: recorded, reopened, checked, grown with its device', async () => {
+    const dataFile = path.join(dir, 'data.img');
+    const data = await loops.attach(dataFile, 64 * MiB);
+    const meta = await loops.attach(path.join(dir, 'meta.img'), 8 * MiB);
+    const c = await loadConfig({
+      root: path.join(dir, `root-${++roots}`),
+      storageOpts: [`dm.datadev=${data}`, `dm.metadatadev=${meta}`, 'dm.min_free_space=0%'],
+      env: { PATH: '' },
+    });
+    const set = await DeviceSet.create(c);
+    try {
+      assert.equal(set.status().data.totalBlocks, 1024);
+      await set.createDevice('vol', 16 * MiB);
+      await set.open('vol').write(Buffer.alloc(MiB, 0x3c), 0);
+      await set.release('vol');
+    } finally {
+      await set.close();
+    }
+    const record = JSON.parse(await readFile(c.layout.poolConfigFile, 'utf8'));
+    assert.deepEqual([record.mode, record.dataFile, record.metadataFile], ['devices', data, meta]);
+    await requirePeer('thin_check');
+    const check = await thinCheck(meta);
+    assert.equal(check.status, 0, check.stderr);
+    await truncate(dataFile, 96 * MiB);
+    await refreshLoop(data);
+    const reopened = await DeviceSet.open(c);
+    try {
+      const got = Buffer.alloc(MiB);
+      await reopened.open('vol').read(got, 0);
+      await reopened.release('vol');
+      assert.deepEqual(got, Buffer.alloc(MiB, 0x3c));
+      assert.equal(await reopened.extendSpace('data', 64 * MiB), 32 * MiB);
+      assert.equal(reopened.status().data.totalBlocks, 1536);
+      assert.equal(await reopened.extendSpace('data', MiB), 0);
+    } finally {
+      await reopened.close();
+    }
   });
 });
 
