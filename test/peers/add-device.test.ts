@@ -2,7 +2,7 @@
  * `thinp pool resize --add-device` on a direct-lvm pool while fio (nbd engine, crc32c
  * verify) writes through the daemon: no I/O fails, fio writes past what the first device
  * could hold, and a restart of the daemon keeps both devices; `thinp pool status` names
- * them. Loop devices over sparse files, detached in `after` whatever failed.
+ * them. After both loop devices come back in the other order, the daemon finds them again. Loop devices over sparse files, detached in `after` whatever failed.
  */
 
 import assert from 'node:assert/strict';
@@ -18,7 +18,7 @@ const dir = await tempDir('thinp-add-device-');
 const loops = new LoopDevices();
 after(() => loops.detachAll());
 
-test('--add-device while fio writes: no failed I/O, the new space is used, a restart keeps it', async () => {
+test('--add-device while fio writes: no failed I/O, the new space is used, a reboot keeps it', async () => {
   const first = await loops.attach(path.join(dir, 'a.img'), 96 * MiB);
   const second = await loops.attach(path.join(dir, 'b.img'), 64 * MiB);
   const root = path.join(dir, 'root');
@@ -71,13 +71,18 @@ test('--add-device while fio writes: no failed I/O, the new space is used, a res
   } finally {
     await daemon.stop();
   }
+  // A "reboot": both devices come back, in the other order.
+  await loops.detach(first);
+  await loops.detach(second);
+  const secondNow = await loops.reattach(path.join(dir, 'b.img'));
+  const firstNow = await loops.reattach(path.join(dir, 'a.img'));
   const again = await startInProcess(root, opts);
   try {
     const set = again.handle.deviceSet;
     assert.equal(set.status().data.totalBlocks, totalBlocks);
     assert.deepEqual(
       set.group?.devices.map((d) => d.path),
-      [first, second],
+      [firstNow, secondNow],
     );
   } finally {
     await again.stop();
