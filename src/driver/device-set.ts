@@ -169,6 +169,7 @@ export class DeviceSet {
       await Promise.all([files.data.close(), files.metadata.close()]);
       if (files.adopted !== undefined) await files.adopted.release();
       else if (files.mode === 'loop') await removePoolFiles(files);
+      else await files.group?.erase();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);

@@ -183,31 +183,43 @@ export async function findVolumeGroup(
   };
   const missing = () => {
     const newest = newestLabel(seen);
-    return newest === undefined ? ['*'] : newest.devices.filter((d) => !seen.has(d.uuid));
+    return newest === undefined ? [undefined] : newest.devices.filter((d) => !seen.has(d.uuid));
   };
   await look(candidates);
   if (missing().length > 0) await look(await allBlockDevices());
   const newest = newestLabel(seen);
-  const gone = missing();
-  if (newest === undefined || gone.length > 0) {
-    const names =
-      newest === undefined
-        ? `any device of pool ${poolUuid} (last at ${[...lastKnown.values()].join(', ')})`
-        : gone
-            .map((d) => `device ${(d as { uuid: string }).uuid}`)
-            .map(
-              (s, i) =>
-                `${s} (last at ${lastKnown.get((gone[i] as { uuid: string }).uuid) ?? '?'})`,
-            )
-            .join(', ');
-    throw new NotFoundError(`cannot find ${names}: no attached block device has its label`, {
-      hint: 'attach the device (for a loop device: losetup --find FILE), then start thinp again',
-    });
+  if (newest === undefined || missing().length > 0) {
+    throw new NotFoundError(
+      `cannot find ${describeMissing(poolUuid, newest, seen, lastKnown)}: ` +
+        'no attached block device has its label',
+      {
+        hint: 'attach the device (for a loop device: losetup --find FILE), then start thinp again',
+      },
+    );
   }
   const paths = newest.devices.map((d) => (seen.get(d.uuid) as { path: string }).path);
   const group = new VolumeGroup(newest, paths);
   group.noteSizes(await Promise.all(paths.map(deviceSize)));
   return group;
+}
+
+/** "device U (last at /dev/X), ..." for the devices of the pool no label was found for. */
+function describeMissing(
+  poolUuid: string,
+  newest: PoolLabel | undefined,
+  seen: Map<string, unknown>,
+  lastKnown: ReadonlyMap<string, string>,
+): string {
+  if (newest === undefined) {
+    return `any device of pool ${poolUuid} (last at ${[...lastKnown.values()].join(', ')})`;
+  }
+  return newest.devices
+    .filter((d) => !seen.has(d.uuid))
+    .map(
+      (d) =>
+        `device ${d.uuid} of pool ${poolUuid} (last at ${lastKnown.get(d.uuid) ?? 'an unrecorded path'})`,
+    )
+    .join(', ');
 }
 
 function newestLabel(seen: Map<string, { label: PoolLabel }>): PoolLabel | undefined {

@@ -24,6 +24,7 @@ import {
   EXTENT,
   encodeLabel,
   LABEL_AREA,
+  LABEL_SLOT_SIZE,
   type LabelDevice,
   labelSlotOffset,
   MAX_DEVICES,
@@ -149,7 +150,12 @@ export class VolumeGroup {
     if (added.length === 0) return 0;
     const before = this.segments.map((s) => ({ ...s }));
     for (const segment of added) this.addSegment(segment);
-    await this.writeLabels();
+    try {
+      await this.writeLabels();
+    } catch (err) {
+      this.segments.splice(0, this.segments.length, ...before);
+      throw err;
+    }
     await this.reachNewSpace(kind, before);
     return added.reduce((n, s) => n + s.length, 0);
   }
@@ -167,7 +173,25 @@ export class VolumeGroup {
       });
     }
     this.devices.push({ uuid: newUuid(), size, path });
-    await this.writeLabels();
+    try {
+      await this.writeLabels();
+    } catch (err) {
+      this.devices.pop();
+      throw err;
+    }
+  }
+
+  /** Zeros the label slots of every device: undoes `format` when the pool could not be made. */
+  async erase(): Promise<void> {
+    for (const device of this.devices) {
+      const dev = await BlockDevDevice.open(device.path, { offset: 0, size: 2 * LABEL_SLOT_SIZE });
+      try {
+        await dev.write(Buffer.alloc(2 * LABEL_SLOT_SIZE), 0);
+        await dev.flush();
+      } finally {
+        await dev.close();
+      }
+    }
   }
 
   /** Notes the current size of each device (it may have grown since it was labelled). */

@@ -146,6 +146,24 @@ describe('direct-lvm pool', () => {
   });
 });
 
+describe('direct-lvm: a missing device', () => {
+  test('is named with where it was last, and nothing opens', async () => {
+    const dev = await loops.attach(path.join(dir, 'gone.img'), 256 * MiB);
+    const c = await config(dev, 'dm.thinp_percent=40', 'dm.thinp_metapercent=2');
+    await (await DeviceSet.create(c)).close();
+    const { directLvm } = JSON.parse(await readFile(c.layout.poolConfigFile, 'utf8'));
+    await loops.detach(dev);
+    await assert.rejects(
+      DeviceSet.open(c),
+      describes(
+        new RegExp(
+          `cannot find any device of pool ${directLvm.poolUuid} \\(last at ${dev}\\).*losetup`,
+        ),
+      ),
+    );
+  });
+});
+
 describe('dm.datadev and dm.metadatadev', () => {
   test('a pool on two loop devices: recorded, reopened, checked, grown with its device', async () => {
     const dataFile = path.join(dir, 'data.img');
