@@ -125,7 +125,17 @@ describe('autoextend', () => {
         warnings.map((w) => w.space),
         ['data'],
       );
-      const info = await new ApiClient(daemon.handle.controlSocket).info();
+      const client = new ApiClient(daemon.handle.controlSocket);
+      const metrics = await client.metrics();
+      assert.match(
+        metrics,
+        new RegExp(
+          `^thinp_autoextend_total\\{space="data"\\} ${growths(daemon, 'data').length}$`,
+          'm',
+        ),
+      );
+      assert.match(metrics, /^thinp_autoextend_exhausted\{space="data"\} 1$/m);
+      const info = await client.info();
       assert.match(info.autoextend ?? '', /data past 80% with nothing left to grow into/);
       assert.equal(info.poolDevices, dev);
       const group = set.group?.describe()[0];
