@@ -146,6 +146,39 @@ describe('direct-lvm pool', () => {
   });
 });
 
+describe('direct-lvm resize', () => {
+  test('--data-size and --metadata-size take free extents, kept after a reopen; more is refused', async () => {
+    const dev = await loops.attach(path.join(dir, 'resize.img'), 256 * MiB);
+    const opts = [`dm.directlvm_device=${dev}`, 'dm.thinp_percent=40', 'dm.thinp_metapercent=2'];
+    const c = await config(dev, ...opts.slice(1));
+    const set = await DeviceSet.create(c);
+    try {
+      await set.resizeData(150 * MiB);
+      await set.resizeMetadata(8 * MiB);
+      await assert.rejects(
+        set.resizeData(1024 * MiB),
+        describes(/cannot grow to 1073741824 bytes: its devices have \d+ bytes free.*--add-device/),
+      );
+      await set.createDevice('vol', 16 * MiB);
+    } finally {
+      await set.close();
+    }
+    const reopened = await DeviceSet.open(c);
+    try {
+      const { data, metadata } = reopened.status();
+      assert.equal(data.totalBlocks * data.blockSize, 150 * MiB);
+      assert.equal(metadata.totalBlocks * 4096, 8 * MiB);
+      const metaSegments = reopened.group?.segments.filter((s) => s.kind === 'metadata');
+      assert.equal(metaSegments?.length, 2, 'the metadata grew into a second segment');
+    } finally {
+      await reopened.close();
+    }
+    const args = ['--root', c.root, ...opts.flatMap((o) => ['--storage-opt', o])];
+    const checked = await thinp([...args, 'check'], { cwd: dir });
+    assert.equal(checked.status, 0, checked.stderr + checked.stdout);
+  });
+});
+
 describe('direct-lvm: a missing device', () => {
   test('is named with where it was last, and nothing opens', async () => {
     const dev = await loops.attach(path.join(dir, 'gone.img'), 256 * MiB);
