@@ -364,7 +364,8 @@ export class DeviceSet {
         await this.resizeTo(space, device.size);
       } else {
         // The device may already be larger than the pool (a device grown while closed).
-        const room = Math.min(bytes, device.size - before + (await growRoom(device)));
+        const other = space === 'data' ? this.metadataDevice : this.data;
+        const room = Math.min(bytes, device.size - before + (await growRoom(device, [other])));
         const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
         const limit = space === 'data' ? Number.MAX_SAFE_INTEGER : MAX_METADATA_BLOCKS * unit;
         const target = Math.min(limit, Math.floor((before + room) / unit) * unit);
