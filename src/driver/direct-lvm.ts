@@ -7,7 +7,7 @@
  * finds the devices by their labels, wherever they are attached now.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -29,6 +29,9 @@ import { VolumeGroup } from './volume-group.js';
 
 const run = promisify(execFile);
 const SEARCH_PATH = [process.env.PATH ?? '', '/usr/sbin', '/sbin'].join(path.delimiter);
+
+/** How long a scan waits for the label of one device. */
+const SCAN_TIMEOUT_MS = 3000;
 
 /** The least metadata a pool gets (LVM's minimum too). */
 export const MIN_METADATA_BYTES = 2 * 1024 * 1024;
@@ -137,23 +140,56 @@ export function describeProbe(stdout: string): string | undefined {
 }
 
 /** The newer of the two label slots on `device`, or why neither is valid. */
-export async function readLabel(
-  device: string,
-): Promise<{ found: false } | { found: true; label: PoolLabel | string }> {
+export async function readLabel(device: string): Promise<LabelFound> {
   const dev = await BlockDevDevice.open(device, { readOnly: true });
   try {
     if (dev.size < 2 * LABEL_SLOT_SIZE) return { found: false };
     const buf = Buffer.alloc(2 * LABEL_SLOT_SIZE);
     await dev.read(buf, 0);
-    const slots = [buf.subarray(0, LABEL_SLOT_SIZE), buf.subarray(LABEL_SLOT_SIZE)];
-    if (!slots.some(hasLabelMagic)) return { found: false };
-    const decoded = slots.map(decodeLabel);
-    const valid = decoded.filter((l): l is PoolLabel => typeof l !== 'string');
-    valid.sort((a, b) => b.seqno - a.seqno);
-    return { found: true, label: valid[0] ?? (decoded[0] as string) };
+    return pickLabel(buf);
   } finally {
     await dev.close();
   }
+}
+
+type LabelFound = { found: false } | { found: true; label: PoolLabel | string };
+
+/** The newer valid slot of the two in `buf`, or why neither is valid. */
+function pickLabel(buf: Buffer): LabelFound {
+  const slots = [buf.subarray(0, LABEL_SLOT_SIZE), buf.subarray(LABEL_SLOT_SIZE)];
+  if (!slots.some(hasLabelMagic)) return { found: false };
+  const decoded = slots.map(decodeLabel);
+  const valid = decoded.filter((l): l is PoolLabel => typeof l !== 'string');
+  valid.sort((a, b) => b.seqno - a.seqno);
+  return { found: true, label: valid[0] ?? (decoded[0] as string) };
+}
+
+/**
+ * `readLabel` for a device that may be anyone's: the read runs in a child process (dd),
+ * given up after `timeoutMs`. A device of another owner can hang a read for good (a loop
+ * device over a stalled FUSE file), and that must not hang thinp or take a thread of its
+ * pool; the child is left to the kernel.
+ */
+function readLabelAside(device: string, timeoutMs = SCAN_TIMEOUT_MS): Promise<LabelFound> {
+  return new Promise((resolve) => {
+    const bytes = 2 * LABEL_SLOT_SIZE;
+    const child = spawn('dd', [`if=${device}`, `bs=${bytes}`, 'count=1', 'status=none'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      child.unref();
+      resolve({ found: false });
+    }, timeoutMs);
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    child.on('error', () => resolve({ found: false }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const buf = Buffer.concat(chunks);
+      resolve(code === 0 && buf.length === bytes ? pickLabel(buf) : { found: false });
+    });
+  });
 }
 
 /**
@@ -169,10 +205,11 @@ export async function findVolumeGroup(
   const seen = new Map<string, { path: string; label: PoolLabel }>();
   const tried = new Set<string>();
   const look = async (paths: readonly string[]) => {
-    for (const p of paths) {
-      if (tried.has(p)) continue;
-      tried.add(p);
-      const label = await readLabel(p).catch(() => ({ found: false }) as const);
+    const fresh = [...new Set(paths)].filter((p) => !tried.has(p));
+    for (const p of fresh) tried.add(p);
+    const labels = await Promise.all(fresh.map((p) => readLabelAside(p)));
+    for (const [i, label] of labels.entries()) {
+      const p = fresh[i] as string;
       if (!label.found || typeof label.label === 'string') continue;
       if (label.label.poolUuid !== poolUuid) continue;
       const had = seen.get(label.label.deviceUuid);
@@ -229,15 +266,18 @@ function newestLabel(seen: Map<string, { label: PoolLabel }>): PoolLabel | undef
   return newest;
 }
 
-/** /dev/NAME for every block device the kernel lists in /proc/partitions. */
+/**
+ * /dev/NAME for every block device the kernel lists in /proc/partitions that is large
+ * enough to hold a pool (the sizes there cost no I/O: empty loop and nbd devices drop out).
+ */
 async function allBlockDevices(): Promise<string[]> {
   const text = await readFile('/proc/partitions', 'utf8').catch(() => '');
   return text
     .split('\n')
     .slice(2)
-    .map((line) => line.trim().split(/\s+/)[3])
-    .filter((name): name is string => name !== undefined && name !== '')
-    .map((name) => `/dev/${name}`);
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, , kib, name]) => name !== undefined && Number(kib) * 1024 >= LABEL_AREA * 2)
+    .map(([, , , name]) => `/dev/${name}`);
 }
 
 export async function deviceSize(device: string): Promise<number> {
