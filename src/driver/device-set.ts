@@ -37,7 +37,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
 import { type PoolStatus, type ThinDevice, ThinPool, type ThinPoolOptions } from '../pool/index.js';
-import { MAX_METADATA_BLOCKS, METADATA_BLOCK_SIZE, THIN_ID_LIMIT } from '../thin/index.js';
+import { THIN_ID_LIMIT } from '../thin/index.js';
 import {
   BadInputError,
   BusyError,
@@ -51,8 +51,7 @@ import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
 import { checkNewDevice, deviceSize } from './direct-lvm.js';
-import { checkGrowth, checkMinFreeSpace } from './free-space.js';
-import { growRoom } from './grow-room.js';
+import { checkMinFreeSpace } from './free-space.js';
 import {
   createPoolFiles,
   type OpenedPoolFiles,
@@ -60,6 +59,7 @@ import {
   type PoolFiles,
   removePoolFiles,
 } from './pool-files.js';
+import { PoolSpace } from './pool-space.js';
 import { readStateFile, writeStateFile } from './state-files.js';
 import {
   DEVICE_SET_FILE,
@@ -127,6 +127,8 @@ export class DeviceSet {
   readonly group: VolumeGroup | undefined;
   /** dm.thinpooldev: the root whose pool this is, and the release of its lock. */
   private readonly adopted: OpenedPoolFiles['adopted'];
+  /** The devices under the pool, and how they grow. */
+  private readonly space: PoolSpace;
   /** thinp.json as last written or read. */
   private poolRecord: PoolConfigRecord | undefined;
   private readonly devices: DeviceTable;
@@ -144,6 +146,12 @@ export class DeviceSet {
     this.metadataDevice = files.metadata;
     this.group = files.group;
     this.poolRecord = files.record;
+    this.space = new PoolSpace(
+      pool,
+      { data: files.data, metadata: files.metadata },
+      files.group,
+      this.files,
+    );
     this.adopted = files.adopted;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
@@ -209,7 +217,7 @@ export class DeviceSet {
   }
 
   private async load(): Promise<void> {
-    if (this.group !== undefined && this.pool.mode !== 'ro') await this.finishExtensions();
+    if (this.group !== undefined && this.pool.mode !== 'ro') await this.space.finishExtensions();
     const dir = this.config.layout.metadataDir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, DEVICE_SET_FILE);
@@ -303,116 +311,27 @@ export class DeviceSet {
     });
   }
 
-  /** Grows the data space to `bytes` (the data file grows with it). */
+  /** Grows the data space to `bytes` (pool-space.ts says how, by mode). */
   resizeData(bytes: number): Promise<void> {
-    return this.change(async () => {
-      checkGrowth('data space', this.data.size, bytes);
-      await this.reserveInGroup('data', bytes);
-      await this.pool.resizeData(bytes);
-    });
+    return this.change(() => this.space.resize('data', bytes));
   }
 
-  /**
-   * Direct-lvm mode: adds the block device `path` to the pool, its whole space to the data
-   * space (as vgextend then lvextend). It must hold nothing blkid recognizes, unless
-   * dm.directlvm_device_force is set. Returns the bytes the data space grew by.
-   */
+  /** Grows the metadata space to `bytes`. */
+  resizeMetadata(bytes: number): Promise<void> {
+    return this.change(() => this.space.resize('metadata', bytes));
+  }
+
+  /** Grows `space` by up to `bytes` into what is free; the bytes added (autoextend.ts). */
+  extendSpace(space: 'data' | 'metadata', bytes: number): Promise<number> {
+    return this.change(() => this.space.extend(space, bytes));
+  }
+
+  /** Direct-lvm mode: adds the block device `path` to the data space; the bytes added. */
   addPoolDevice(path: string): Promise<number> {
     return this.change(async () => {
-      const group = this.group;
-      if (group === undefined) {
-        throw new BadInputError(`a ${this.files.mode}-mode pool cannot take another device`, {
-          hint: 'devices are added to direct-lvm pools (dm.directlvm_device); grow this one with --data-size',
-        });
-      }
-      await checkNewDevice(path, this.config.storage.directLvmDeviceForce);
-      const before = this.spaceBytes('data');
-      await group.addDevice(path, await deviceSize(path));
+      const added = await this.space.addDevice(path, this.config.storage.directLvmDeviceForce);
       await this.savePoolConfig(this.poolRecord as PoolConfigRecord);
-      await group.extend('data', group.freeBytes());
-      await this.resizeTo('data', this.data.size);
-      return this.spaceBytes('data') - before;
-    });
-  }
-
-  /** Direct-lvm mode: takes free extents so that `space` reaches `bytes`, or refuses. */
-  private async reserveInGroup(space: 'data' | 'metadata', bytes: number): Promise<void> {
-    const group = this.group;
-    const device = space === 'data' ? this.data : this.metadataDevice;
-    if (group === undefined || bytes <= device.size) return;
-    const free = group.freeBytes();
-    if (bytes - device.size > free) {
-      throw new NoSpaceError(
-        space,
-        `the ${space} space cannot grow to ${bytes} bytes: its devices have ${free} bytes free`,
-        { hint: "add a device with 'thinp pool resize --add-device /dev/...'" },
-      );
-    }
-    await group.extend(space, bytes - device.size);
-  }
-
-  /**
-   * Grows `space` by up to `bytes`, into what its devices have free (grow-room.ts; free
-   * extents in direct-lvm mode); returns the bytes added, 0 when nothing is free.
-   */
-  extendSpace(space: 'data' | 'metadata', bytes: number): Promise<number> {
-    return this.change(async () => {
-      const before = this.spaceBytes(space);
-      const device = space === 'data' ? this.data : this.metadataDevice;
-      if (this.group !== undefined) {
-        if ((await this.group.extend(space, bytes)) === 0) return 0;
-        await this.resizeTo(space, device.size);
-      } else {
-        // The device may already be larger than the pool (a device grown while closed).
-        const other = space === 'data' ? this.metadataDevice : this.data;
-        const room = Math.min(bytes, device.size - before + (await growRoom(device, [other])));
-        const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
-        const limit = space === 'data' ? Number.MAX_SAFE_INTEGER : MAX_METADATA_BLOCKS * unit;
-        const target = Math.min(limit, Math.floor((before + room) / unit) * unit);
-        if (target <= before) return 0;
-        await this.resizeTo(space, target);
-      }
-      return this.spaceBytes(space) - before;
-    });
-  }
-
-  /**
-   * A crash between writing the labels of a growth and the pool's commit leaves regions
-   * larger than the pool counts: grow the pool into them.
-   */
-  private async finishExtensions(): Promise<void> {
-    const devices = { data: this.data, metadata: this.metadataDevice };
-    for (const space of ['data', 'metadata'] as const) {
-      const unit = space === 'data' ? this.pool.blockSize : METADATA_BLOCK_SIZE;
-      if (devices[space].size >= this.spaceBytes(space) + unit) {
-        await this.resizeTo(space, devices[space].size);
-      }
-    }
-  }
-
-  /** Bytes of `space` the pool's metadata counts. */
-  private spaceBytes(space: 'data' | 'metadata'): number {
-    const s = this.pool.status();
-    return space === 'data'
-      ? s.data.totalBlocks * s.data.blockSize
-      : s.metadata.totalBlocks * METADATA_BLOCK_SIZE;
-  }
-
-  private async resizeTo(space: 'data' | 'metadata', bytes: number): Promise<void> {
-    if (space === 'data') {
-      await this.pool.resizeData(Math.floor(bytes / this.pool.blockSize) * this.pool.blockSize);
-    } else {
-      const blocks = Math.min(Math.floor(bytes / METADATA_BLOCK_SIZE), MAX_METADATA_BLOCKS);
-      await this.pool.resizeMetadata(blocks * METADATA_BLOCK_SIZE);
-    }
-  }
-
-  /** Grows the metadata space to `bytes` (the metadata file grows with it). */
-  resizeMetadata(bytes: number): Promise<void> {
-    return this.change(async () => {
-      checkGrowth('metadata space', this.metadataDevice.size, bytes);
-      await this.reserveInGroup('metadata', bytes);
-      await this.pool.resizeMetadata(bytes);
+      return added;
     });
   }
 
@@ -486,19 +405,7 @@ export class DeviceSet {
 
   /** The devices that hold the pool, and how much of each is data, metadata and free. */
   heldBy(): PoolDeviceUse[] {
-    if (this.group !== undefined) return this.group.describe();
-    const use = (path: string, dataBytes: number, metadataBytes: number) => ({
-      path,
-      uuid: '',
-      size: dataBytes + metadataBytes,
-      dataBytes,
-      metadataBytes,
-      freeBytes: 0,
-    });
-    return [
-      use(this.files.dataFile, this.data.size, 0),
-      use(this.files.metadataFile, 0, this.metadataDevice.size),
-    ];
+    return this.space.heldBy();
   }
 
   /** Devices whose removal waits for them to be released. */
