@@ -226,8 +226,9 @@ function watchPool(
 }
 
 /**
- * Autoextend (driver/autoextend.ts), checked on the pool's low-water event, after every
- * commit and once now; its events go to the hub and the log. `stop()` detaches it and waits
+ * Autoextend (driver/autoextend.ts), checked on the pool's low-water and out-of-space
+ * events (with dm.no_space_policy=queue, writes that ran out wait for the growth), after
+ * every commit and once now; its events go to the hub and the log. `stop()` detaches it and waits
  * for a growth under way.
  */
 function startAutoextend(set: DeviceSet, events: EventHub, log: DaemonLog) {
@@ -243,12 +244,14 @@ function startAutoextend(set: DeviceSet, events: EventHub, log: DaemonLog) {
   );
   const check = () => void autoextender.check();
   set.pool.on('lowWater', check);
+  set.pool.on('outOfSpace', check);
   set.pool.on('commit', check);
   const first = autoextender.check();
   return {
     state: autoextender.state,
     stop: async () => {
       set.pool.off('lowWater', check);
+      set.pool.off('outOfSpace', check);
       set.pool.off('commit', check);
       await first;
       await autoextender.idle();
