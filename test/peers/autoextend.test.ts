@@ -192,6 +192,41 @@ describe('autoextend', () => {
     }
   });
 
+  test('a burst of twice the pool at once, with dm.no_space_policy=queue: no write fails', async () => {
+    const dev = await loops.attach(path.join(dir, 'queue.img'), 128 * MiB);
+    const daemon = await startInProcess(path.join(dir, 'queue-root'), [
+      `dm.directlvm_device=${dev}`,
+      'dm.thinp_percent=10',
+      'dm.thinp_metapercent=2',
+      'dm.thinp_autoextend_threshold=99',
+      'dm.thinp_autoextend_percent=50',
+      'dm.no_space_policy=queue',
+      'dm.min_free_space=0%',
+    ]);
+    try {
+      const set = daemon.handle.deviceSet;
+      const start = set.status().data.totalBlocks * 65536;
+      await set.createDevice('vol', 64 * MiB);
+      const client = await NbdClient.connect(path.join(daemon.root, 'nbd.sock'), 'vol');
+      try {
+        // Twice the pool at once, 64 KiB writes all in flight: what outruns the growth waits.
+        const writes = [];
+        for (let at = 0; at < 2 * start; at += 64 * 1024) {
+          writes.push(client.write(at, Buffer.alloc(64 * 1024, 0x5c)));
+        }
+        await Promise.all(writes);
+        const back = await client.read(2 * start - 64 * 1024, 64 * 1024);
+        assert.deepEqual(back, Buffer.alloc(64 * 1024, 0x5c));
+      } finally {
+        await client.close();
+      }
+      const { totalBlocks } = set.status().data;
+      assert.ok(totalBlocks * 65536 >= 2 * start, `the pool holds ${totalBlocks} blocks`);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   test('metadata: grows the metadata file before it runs out (loop mode)', async () => {
     const daemon = await startInProcess(path.join(dir, 'meta-root'), [
       'dm.loopdatasize=256M',
