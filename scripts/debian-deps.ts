@@ -44,10 +44,22 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     },
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
     { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
+    {
+      package: 'mount',
+      why: 'losetup: loop devices over sparse files, the block devices of direct mode',
+    },
+    {
+      package: 'util-linux',
+      why: 'blkid and wipefs: direct-lvm refuses a device that holds a filesystem, and wipes it when forced',
+    },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
     { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },
+    {
+      package: 'util-linux',
+      why: 'blkid and wipefs: dm.directlvm_device checks a device is empty (and wipes it when forced)',
+    },
   ],
 };
 

@@ -6,7 +6,7 @@
 
 import http from 'node:http';
 import net from 'node:net';
-import type { DeviceListing, DockerInfo, RemoveOutcome } from '../driver/index.js';
+import type { DeviceListing, DockerInfo, PoolDeviceUse, RemoveOutcome } from '../driver/index.js';
 import type { PoolStatus } from '../pool/index.js';
 import {
   BadInputError,
@@ -38,9 +38,18 @@ export class ApiClient {
     return this.call('GET', '/pool') as Promise<PoolStatus>;
   }
 
-  /** Grows the data and/or metadata space; resolves with the new status. */
-  resizePool(sizes: { dataSize?: number; metadataSize?: number }): Promise<PoolStatus> {
+  /** Grows the data and/or metadata space, or adds a device; resolves with the new status. */
+  resizePool(sizes: {
+    dataSize?: number;
+    metadataSize?: number;
+    addDevice?: string;
+  }): Promise<PoolStatus> {
     return this.call('POST', '/pool/resize', sizes) as Promise<PoolStatus>;
+  }
+
+  /** The devices that hold the pool. */
+  poolDevices(): Promise<PoolDeviceUse[]> {
+    return this.call('GET', '/pool/devices') as Promise<PoolDeviceUse[]>;
   }
 
   info(): Promise<DockerInfo> {

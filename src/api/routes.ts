@@ -3,7 +3,9 @@
  * HTTP in sight (server.ts does the wire, tests call `route` directly):
  *
  *     GET    /pool          the pool's status, as `thinp pool status --json`
- *     POST   /pool/resize   {dataSize} or {metadataSize} in bytes (or "10G"); the new status
+ *     POST   /pool/resize   {dataSize} or {metadataSize} in bytes (or "10G"), or
+ *                           {addDevice: "/dev/..."} (direct-lvm); the new status
+ *     GET    /pool/devices  the devices holding the pool: path, uuid, size, data, metadata, free
  *     GET    /info          Docker's devicemapper section, as `thinp info --json`
  *     GET    /devices       as `thinp device list --json`
  *     POST   /devices       {name, size} or {name, origin}: 201 and the device
@@ -16,7 +18,13 @@
  */
 
 import type { Config } from '../config/index.js';
-import { type DeviceSet, deviceListingJson, dockerInfo, poolStatusJson } from '../driver/index.js';
+import {
+  type AutoextendState,
+  type DeviceSet,
+  deviceListingJson,
+  dockerInfo,
+  poolStatusJson,
+} from '../driver/index.js';
 import { BadInputError, NotFoundError, parseSize } from '../util/index.js';
 import type { EventHub } from './events.js';
 import { type CommitStats, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
@@ -27,6 +35,8 @@ export interface ApiContext {
   set: DeviceSet;
   events: EventHub;
   commits: CommitStats;
+  /** The daemon's autoextend state, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
   /** Called after each change the API made, for the daemon's log. */
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -58,6 +68,7 @@ const ROUTES: readonly Route[] = [
     handler: async (ctx) => ok(poolStatusJson(ctx.set.status())),
   },
   { method: 'POST', pattern: /^\/pool\/resize$/, handler: resizePool },
+  { method: 'GET', pattern: /^\/pool\/devices$/, handler: async (ctx) => ok(ctx.set.heldBy()) },
   { method: 'GET', pattern: /^\/info$/, handler: async (ctx) => ok(await info(ctx)) },
   { method: 'GET', pattern: /^\/devices$/, handler: listDevices },
   { method: 'POST', pattern: /^\/devices$/, handler: createDevice },
@@ -90,7 +101,7 @@ function ok(json: unknown, status = 200): ApiResponse {
 }
 
 function info(ctx: ApiContext): Promise<unknown> {
-  return dockerInfo(ctx.config, ctx.set);
+  return dockerInfo(ctx.config, ctx.set, ctx.autoextend);
 }
 
 async function listDevices(ctx: ApiContext): Promise<ApiResponse> {
@@ -130,10 +141,17 @@ async function resizePool(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse
   const body = objectBody(req);
   const dataSize = sizeField(body, 'dataSize');
   const metadataSize = sizeField(body, 'metadataSize');
-  if (dataSize === undefined && metadataSize === undefined) {
-    throw new BadInputError('POST /pool/resize needs "dataSize" or "metadataSize"', {
-      hint: 'send {"dataSize": "200G"}',
+  const addDevice = stringField(body, 'addDevice', false);
+  if (dataSize === undefined && metadataSize === undefined && addDevice === undefined) {
+    throw new BadInputError('POST /pool/resize needs "dataSize", "metadataSize" or "addDevice"', {
+      hint: 'send {"dataSize": "200G"} or {"addDevice": "/dev/sdc"}',
     });
+  }
+  if (addDevice !== undefined) {
+    await ctx.set.addPoolDevice(addDevice);
+    const blocks = ctx.set.status().data.totalBlocks;
+    ctx.events.publish({ type: 'deviceAdded', path: addDevice, dataBlocks: blocks });
+    ctx.onChange?.('pool-device-added', { path: addDevice, dataBlocks: blocks });
   }
   if (dataSize !== undefined) await ctx.set.resizeData(dataSize);
   if (metadataSize !== undefined) await ctx.set.resizeMetadata(metadataSize);
@@ -153,6 +171,7 @@ async function metrics(ctx: ApiContext): Promise<ApiResponse> {
     devices: await ctx.set.list(),
     counters: ctx.set.pool.counters,
     commits: ctx.commits,
+    ...(ctx.autoextend === undefined ? {} : { autoextend: ctx.autoextend }),
   });
   return { status: 200, text, contentType: METRICS_CONTENT_TYPE };
 }
