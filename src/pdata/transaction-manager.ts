@@ -50,6 +50,11 @@ export class TransactionManager {
     return this.bm.read(loc, validator);
   }
 
+  /** Several blocks at once (see BlockManager.readMany). */
+  readMany(locs: readonly number[], validator: BlockValidator): Promise<Buffer[]> {
+    return this.bm.readMany(locs, validator);
+  }
+
   /** A new zeroed block with count 1. */
   async newBlock(validator: BlockValidator): Promise<WritableBlock> {
     const loc = this.spaceMap.newBlock();

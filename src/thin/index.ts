@@ -7,6 +7,8 @@
 export { MAX_METADATA_BLOCKS, METADATA_BLOCK_SIZE } from '../pdata/index.js';
 export {
   type BlockTime,
+  blockTimeDataBlock,
+  blockTimeTime,
   DATA_BLOCK_LIMIT,
   decodeBlockTime,
   encodeBlockTime,

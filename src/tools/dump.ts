@@ -18,10 +18,11 @@ import {
   valueAsU64,
 } from '../pdata/index.js';
 import {
+  blockTimeDataBlock,
+  blockTimeTime,
   checkSuperblockForOpen,
   DETAILS_SIZE,
   type DeviceDetails,
-  decodeBlockTime,
   decodeDetails,
   decodeSuperblock,
   type Superblock,
@@ -63,9 +64,14 @@ export async function dumpMetadata(
       creationTime: details.creationTime,
       snapTime: details.snapshottedTime,
     });
-    await btree.walk(trees.bottom, root, (vblock, value) => {
-      const { dataBlock, time } = decodeBlockTime(value);
-      return writer.mapping(vblock, dataBlock, time);
+    await btree.walkLeaves(trees.bottom, root, (leaf) => {
+      const buf = leaf.buf;
+      const at = leaf.valueOffset(0);
+      for (let i = 0, n = leaf.nrEntries; i < n; i++) {
+        const v = at + 8 * i;
+        writer.addMapping(leaf.key(i), blockTimeDataBlock(buf, v), blockTimeTime(buf, v));
+      }
+      return writer.flush();
     });
     await writer.endDevice();
   }

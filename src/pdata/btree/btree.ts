@@ -129,32 +129,58 @@ export async function depth(info: BTreeInfo, root: number): Promise<number> {
 
 /**
  * Visits every entry in key order. The value passed to `visit` is a view that is only valid
- * during the call. `visitLeaf`, when given, is told of each leaf first.
+ * during the call; a `visit` that returns nothing is not awaited.
  */
 export async function walk(
   info: BTreeInfo,
   root: number,
   visit: (key: number, value: Buffer) => void | Promise<void>,
 ): Promise<void> {
-  await walkNode(info, root, visit, 0);
+  await walkLeaves(info, root, async (leaf) => {
+    const n = leaf.nrEntries;
+    for (let i = 0; i < n; i++) {
+      const pending = visit(leaf.key(i), leaf.value(i));
+      if (pending !== undefined) await pending;
+    }
+  });
 }
 
-async function walkNode(
+/**
+ * Visits every leaf in key order: one call per leaf rather than per entry, for callers that
+ * decode entries themselves. The children of each internal node are read together (see
+ * `TransactionManager.readMany`), so a walk makes a few large reads per level, not one per
+ * node. The leaf is a view that is only valid during the call.
+ */
+export async function walkLeaves(
   info: BTreeInfo,
+  root: number,
+  visitLeaf: (leaf: Node) => void | Promise<void>,
+): Promise<void> {
+  await walkBelow(info, await readNode(info, root), root, visitLeaf, 0);
+}
+
+async function walkBelow(
+  info: BTreeInfo,
+  node: Node,
   loc: number,
-  visit: (key: number, value: Buffer) => void | Promise<void>,
+  visitLeaf: (leaf: Node) => void | Promise<void>,
   depth: number,
 ): Promise<void> {
   if (depth >= MAX_DEPTH) throw tooDeep(loc);
-  const node = await readNode(info, loc);
-  const n = node.nrEntries;
   if (node.isLeaf) {
-    for (let i = 0; i < n; i++) await visit(node.key(i), node.value(i));
+    const pending = visitLeaf(node);
+    if (pending !== undefined) await pending;
     return;
   }
-  const children: number[] = [];
-  for (let i = 0; i < n; i++) children.push(node.valueU64(i));
-  for (const child of children) await walkNode(info, child, visit, depth + 1);
+  const n = node.nrEntries;
+  const children: number[] = new Array(n);
+  for (let i = 0; i < n; i++) children[i] = node.valueU64(i);
+  const bufs = await info.tm.readMany(children, btreeNodeValidator);
+  for (let i = 0; i < n; i++) {
+    const child = new Node(bufs[i] as Buffer);
+    checkNodeKind(info, child, children[i] as number);
+    await walkBelow(info, child, children[i] as number, visitLeaf, depth + 1);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
