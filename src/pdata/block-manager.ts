@@ -13,7 +13,10 @@
  * - When the cache is over its size, unpinned blocks not used since the clock hand last
  *   passed them leave it (the CLOCK approximation of LRU); dirty ones are written out first
  *   (safe: no committed state lives in a dirty block).
- * - `flush` writes every dirty block, then flushes the device. `writeSuperblock` writes
+ * - `writeNew` writes a block the transaction has just allocated straight to the device,
+ *   bypassing the cache (for building whole structures at once): it is staged and written
+ *   with its neighbours in one device write, at the latest by `flush`.
+ * - `flush` writes every dirty and staged block, then flushes the device. `writeSuperblock` writes
  *   block 0 and flushes again. Nothing else ever writes block 0.
  * - Once a write or flush fails the manager is failed: every later call rethrows.
  */
@@ -25,6 +28,8 @@ import type { BlockValidator } from './validator.js';
 
 /** The most blocks `readMany` reads with one device read (256 KiB). */
 export const READ_RUN_BLOCKS = 64;
+/** The most blocks `writeNew` stages for one device write (1 MiB). */
+export const WRITE_RUN_BLOCKS = 256;
 
 interface CacheEntry {
   buf: Buffer;
@@ -48,6 +53,12 @@ export class BlockManager {
   /** The clock hand: a live iterator over the cache, restarted when it runs out. */
   private hand: Iterator<[number, CacheEntry]> | undefined;
   private failure: unknown;
+  /** Blocks of `writeNew` waiting to be written: `count` blocks from `first`. */
+  private readonly staged = {
+    first: 0,
+    count: 0,
+    buf: Buffer.alloc(WRITE_RUN_BLOCKS * METADATA_BLOCK_SIZE),
+  };
   /** Reads from the device since creation (for tests and statistics). */
   deviceReads = 0;
   deviceWrites = 0;
@@ -192,9 +203,43 @@ export class BlockManager {
     await this.evict();
   }
 
-  /** Writes every dirty block, then flushes the device. */
+  /**
+   * Writes `buf` as block `loc`, stamped by `validator`, without caching it. `loc` must be
+   * newly allocated in this transaction. The block is staged: blocks at consecutive
+   * locations go out in one device write, when the run is full or broken, or at `flush`.
+   * `buf` may be reused once the call returns.
+   */
+  async writeNew(loc: number, buf: Buffer, validator: BlockValidator): Promise<void> {
+    this.throwIfFailed();
+    this.checkRange(loc, validator);
+    this.cache.delete(loc);
+    const st = this.staged;
+    if (st.count > 0 && (st.first + st.count !== loc || st.count === WRITE_RUN_BLOCKS)) {
+      await this.writeStaged();
+    }
+    if (st.count === 0) st.first = loc;
+    const slot = st.buf.subarray(
+      st.count * METADATA_BLOCK_SIZE,
+      (st.count + 1) * METADATA_BLOCK_SIZE,
+    );
+    buf.copy(slot, 0, 0, METADATA_BLOCK_SIZE);
+    validator.prepare(slot, loc);
+    st.count++;
+  }
+
+  private async writeStaged(): Promise<void> {
+    const st = this.staged;
+    if (st.count === 0) return;
+    const bytes = st.buf.subarray(0, st.count * METADATA_BLOCK_SIZE);
+    await this.guard(() => this.device.write(bytes, st.first * METADATA_BLOCK_SIZE));
+    this.deviceWrites++;
+    st.count = 0;
+  }
+
+  /** Writes every dirty and staged block, then flushes the device. */
   async flush(): Promise<void> {
     this.throwIfFailed();
+    await this.writeStaged();
     const dirty = [...this.cache.entries()].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
     for (const [loc, entry] of dirty) await this.writeOut(loc, entry);
     await this.guard(() => this.device.flush());
@@ -210,8 +255,9 @@ export class BlockManager {
     this.cache.delete(0);
   }
 
-  /** Forgets every cached block, dirty ones included (abort). */
+  /** Forgets every cached block, dirty and staged ones included (abort). */
   discardAll(): void {
+    this.staged.count = 0;
     this.cache.clear();
     this.pinned.clear();
     this.hand = undefined;

@@ -8,6 +8,7 @@
 export { BlockManager, type BlockManagerOptions } from './block-manager.js';
 export * as btree from './btree/btree.js';
 export { type LeafSlot, valueAsU64 } from './btree/btree.js';
+export { BTreeBuilder } from './btree/builder.js';
 export {
   btreeNodeValidator,
   checkNodeStructure,

@@ -63,6 +63,17 @@ export class TransactionManager {
     return { loc, buf };
   }
 
+  /**
+   * Allocates a block (count 1) and writes `buf` there, bypassing the cache (see
+   * BlockManager.writeNew); returns its location. For structures built whole, never
+   * changed again in the transaction.
+   */
+  async writeNewBlock(buf: Buffer, validator: BlockValidator): Promise<number> {
+    const loc = this.spaceMap.newBlock();
+    await this.bm.writeNew(loc, buf, validator);
+    return loc;
+  }
+
   async shadow(loc: number, validator: BlockValidator): Promise<Shadow> {
     const sm = this.spaceMap;
     const count = sm.count(loc);
