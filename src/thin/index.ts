@@ -33,6 +33,7 @@ export {
   type Superblock,
   superblockValidator,
 } from './format/superblock.js';
+export { type ImportedPool, MetadataImport } from './metadata-import.js';
 export {
   type CommitOptions,
   type FormatOptions,
