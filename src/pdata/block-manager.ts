@@ -40,14 +40,29 @@ interface CacheEntry {
   referenced: boolean;
 }
 
+/** The smallest cache, and the cache until `fitCacheTo` says otherwise (4 MiB). */
+export const MIN_CACHE_BLOCKS = 1024;
+/** The largest cache `fitCacheTo` grows to unless told otherwise (128 MiB). */
+export const DEFAULT_MAX_CACHE_BLOCKS = 32_768;
+/** `fitCacheTo` leaves this much room beyond the blocks in use, for a transaction's shadows. */
+const CACHE_HEADROOM = 1.25;
+
 export interface BlockManagerOptions {
-  /** Blocks kept in memory besides the pinned ones; 1024 (4 MiB) by default. */
+  /**
+   * A fixed cache: blocks kept in memory besides the pinned ones. Without it the cache
+   * follows the metadata in use (`fitCacheTo`), from `MIN_CACHE_BLOCKS` up to
+   * `maxCacheBlocks`.
+   */
   cacheBlocks?: number;
+  /** The bound of a cache that follows the metadata in use (default 32,768: 128 MiB). */
+  maxCacheBlocks?: number;
 }
 
 export class BlockManager {
   readonly device: BlockDevice;
-  private readonly capacity: number;
+  private capacity: number;
+  /** The bound of `fitCacheTo`; undefined for a fixed cache. */
+  private readonly maxCapacity: number | undefined;
   private readonly cache = new Map<number, CacheEntry>();
   private readonly pinned = new Set<number>();
   /** The clock hand: a live iterator over the cache, restarted when it runs out. */
@@ -65,7 +80,23 @@ export class BlockManager {
 
   constructor(device: BlockDevice, options: BlockManagerOptions = {}) {
     this.device = device;
-    this.capacity = Math.max(16, options.cacheBlocks ?? 1024);
+    const fixed = options.cacheBlocks;
+    this.capacity = Math.max(16, fixed ?? MIN_CACHE_BLOCKS);
+    this.maxCapacity =
+      fixed === undefined
+        ? Math.max(MIN_CACHE_BLOCKS, options.maxCacheBlocks ?? DEFAULT_MAX_CACHE_BLOCKS)
+        : undefined;
+  }
+
+  /**
+   * Sizes a cache that follows the metadata in use: room for `blocksInUse` blocks and a
+   * quarter more, between `MIN_CACHE_BLOCKS` and the bound. A fixed cache keeps its size.
+   * A smaller size takes effect as blocks come and go (nothing is evicted here).
+   */
+  fitCacheTo(blocksInUse: number): void {
+    if (this.maxCapacity === undefined) return;
+    const wanted = Math.ceil(blocksInUse * CACHE_HEADROOM);
+    this.capacity = Math.min(this.maxCapacity, Math.max(MIN_CACHE_BLOCKS, wanted));
   }
 
   /** Blocks the device holds. */

@@ -5,7 +5,12 @@
  * Imports block and util.
  */
 
-export { BlockManager, type BlockManagerOptions } from './block-manager.js';
+export {
+  BlockManager,
+  type BlockManagerOptions,
+  DEFAULT_MAX_CACHE_BLOCKS,
+  MIN_CACHE_BLOCKS,
+} from './block-manager.js';
 export * as btree from './btree/btree.js';
 export { type LeafSlot, valueAsU64 } from './btree/btree.js';
 export { BTreeBuilder } from './btree/builder.js';

@@ -20,6 +20,7 @@
 import type { BlockDevice } from '../block/index.js';
 import {
   BlockManager,
+  type BlockManagerOptions,
   btree,
   DiskSpaceMap,
   MAX_METADATA_BLOCKS,
@@ -74,10 +75,17 @@ export interface FormatOptions {
   /** Format even though block 0 is not blank. */
   force?: boolean;
   cacheBlocks?: number;
+  maxCacheBlocks?: number;
 }
 
+/**
+ * The metadata block cache: `cacheBlocks` fixes its size; without it the cache holds the
+ * metadata in use (and a quarter more), re-sized at every open and commit, from 4 MiB up to
+ * `maxCacheBlocks` (default 128 MiB).
+ */
 export interface OpenOptions {
   cacheBlocks?: number;
+  maxCacheBlocks?: number;
 }
 
 export interface Mapping {
@@ -120,9 +128,9 @@ export class PoolMetadata {
   private readonly details = new Map<number, { d: DeviceDetails; changed: boolean }>();
   private failure: unknown;
 
-  private constructor(device: BlockDevice, cacheBlocks: number | undefined) {
+  private constructor(device: BlockDevice, cache: OpenOptions) {
     this.device = device;
-    this.bm = new BlockManager(device, cacheBlocks === undefined ? {} : { cacheBlocks });
+    this.bm = new BlockManager(device, cacheOptions(cache));
     this.tm = new TransactionManager(this.bm);
   }
 
@@ -142,7 +150,7 @@ export class PoolMetadata {
         hint: 'open it instead, or wipe its first 4 KiB to start over',
       });
     }
-    const md = new PoolMetadata(device, options.cacheBlocks);
+    const md = new PoolMetadata(device, options);
     md.msm = await MetadataSpaceMap.create(md.tm, nrBlocks, 1);
     md.dsm = await DiskSpaceMap.create(md.tm);
     md.trees = thinTrees(md.tm, md.dsm);
@@ -174,7 +182,7 @@ export class PoolMetadata {
 
   /** Opens the metadata on `device` as its last commit left it. */
   static async open(device: BlockDevice, options: OpenOptions = {}): Promise<PoolMetadata> {
-    const md = new PoolMetadata(device, options.cacheBlocks);
+    const md = new PoolMetadata(device, options);
     await md.load();
     return md;
   }
@@ -195,6 +203,7 @@ export class PoolMetadata {
     }
     this.committed = sb;
     this.msm = await MetadataSpaceMap.open(this.tm, sb.metadataSpaceMap);
+    this.bm.fitCacheTo(this.msm.nrAllocated);
     this.dsm = await DiskSpaceMap.open(this.tm, sb.dataSpaceMap);
     this.trees = thinTrees(this.tm, this.dsm);
     this.mappingRoot = sb.dataMappingRoot;
@@ -617,6 +626,7 @@ export class PoolMetadata {
       this.committed = sb;
       this.tm.forgetShadows();
       this.msm.committedNow();
+      this.bm.fitCacheTo(this.msm.nrAllocated);
       const freed = this.dsm.committedNow();
       await options.afterCommit?.(freed);
     });
@@ -738,6 +748,13 @@ export class PoolMetadata {
   private corruptDevice(id: number, problem: string): MetadataCorruptError {
     return new MetadataCorruptError('thin device trees', undefined, `thin device ${id} ${problem}`);
   }
+}
+
+function cacheOptions(o: OpenOptions): BlockManagerOptions {
+  return {
+    ...(o.cacheBlocks === undefined ? {} : { cacheBlocks: o.cacheBlocks }),
+    ...(o.maxCacheBlocks === undefined ? {} : { maxCacheBlocks: o.maxCacheBlocks }),
+  };
 }
 
 function breaksTransaction(err: unknown): boolean {
