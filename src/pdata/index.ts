@@ -24,6 +24,7 @@ export {
   NODE,
   NODE_HEADER_SIZE,
   Node,
+  u32Words,
 } from './btree/node.js';
 export { type BTreeInfo, blockRefValue, plainValue, type ValueType } from './btree/value-type.js';
 export { blockChecksum, CSUM_XOR, METADATA_BLOCK_SIZE } from './checksum.js';

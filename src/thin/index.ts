@@ -10,9 +10,11 @@ export {
   blockTimeDataBlock,
   blockTimeTime,
   DATA_BLOCK_LIMIT,
+  dataBlockOfWords,
   decodeBlockTime,
   encodeBlockTime,
   TIME_LIMIT,
+  timeOfWord,
 } from './format/block-time.js';
 export {
   DETAILS,

@@ -148,21 +148,27 @@ export async function walk(
 /**
  * Visits every leaf in key order: one call per leaf rather than per entry, for callers that
  * decode entries themselves. The children of each internal node are read together (see
- * `TransactionManager.readMany`), so a walk makes a few large reads per level, not one per
- * node. The leaf is a view that is only valid during the call.
+ * `TransactionManager.readMany`), and those of the next sibling are read while the current
+ * one is walked, so a walk makes a few large reads per level and overlaps them with the
+ * visiting. The leaf is a view that is only valid during the call.
  */
 export async function walkLeaves(
   info: BTreeInfo,
   root: number,
   visitLeaf: (leaf: Node) => void | Promise<void>,
 ): Promise<void> {
-  await walkBelow(info, await readNode(info, root), root, visitLeaf, 0);
+  await walkBelow(info, await readNode(info, root), root, undefined, visitLeaf, 0);
 }
 
+/**
+ * Walks the subtree of `node`; `childrenRead`, when given, is the read of its children
+ * already under way.
+ */
 async function walkBelow(
   info: BTreeInfo,
   node: Node,
   loc: number,
+  childrenRead: Promise<Buffer[]> | undefined,
   visitLeaf: (leaf: Node) => void | Promise<void>,
   depth: number,
 ): Promise<void> {
@@ -172,15 +178,37 @@ async function walkBelow(
     if (pending !== undefined) await pending;
     return;
   }
-  const n = node.nrEntries;
-  const children: number[] = new Array(n);
-  for (let i = 0; i < n; i++) children[i] = node.valueU64(i);
-  const bufs = await info.tm.readMany(children, btreeNodeValidator);
-  for (let i = 0; i < n; i++) {
-    const child = new Node(bufs[i] as Buffer);
-    checkNodeKind(info, child, children[i] as number);
-    await walkBelow(info, child, children[i] as number, visitLeaf, depth + 1);
+  const locs = childLocations(node);
+  const bufs = await (childrenRead ?? info.tm.readMany(locs, btreeNodeValidator));
+  const children = bufs.map((buf, i) => {
+    const child = new Node(buf);
+    checkNodeKind(info, child, locs[i] as number);
+    return child;
+  });
+  let next = readChildrenOf(info, children[0]);
+  for (let i = 0; i < children.length; i++) {
+    const current = next;
+    next = readChildrenOf(info, children[i + 1]);
+    await walkBelow(info, children[i] as Node, locs[i] as number, current, visitLeaf, depth + 1);
   }
+}
+
+function childLocations(node: Node): number[] {
+  const n = node.nrEntries;
+  const locs: number[] = new Array(n);
+  for (let i = 0; i < n; i++) locs[i] = node.valueU64(i);
+  return locs;
+}
+
+/**
+ * The read of an internal node's children, started now; undefined for a leaf or no node.
+ * A failure is reported where the read is awaited, not as an unhandled rejection.
+ */
+function readChildrenOf(info: BTreeInfo, node: Node | undefined): Promise<Buffer[]> | undefined {
+  if (node === undefined || node.isLeaf) return undefined;
+  const read = info.tm.readMany(childLocations(node), btreeNodeValidator);
+  read.catch(() => {});
+  return read;
 }
 
 // ---------------------------------------------------------------------------------------
