@@ -42,8 +42,8 @@ interface CacheEntry {
 
 /** The smallest cache, and the cache until `fitCacheTo` says otherwise (4 MiB). */
 export const MIN_CACHE_BLOCKS = 1024;
-/** The largest cache `fitCacheTo` grows to unless told otherwise (128 MiB). */
-export const DEFAULT_MAX_CACHE_BLOCKS = 32_768;
+/** The largest cache `fitCacheTo` grows to unless told otherwise (64 MiB). */
+export const DEFAULT_MAX_CACHE_BLOCKS = 16_384;
 /** `fitCacheTo` leaves this much room beyond the blocks in use, for a transaction's shadows. */
 const CACHE_HEADROOM = 1.25;
 
@@ -54,7 +54,7 @@ export interface BlockManagerOptions {
    * `maxCacheBlocks`.
    */
   cacheBlocks?: number;
-  /** The bound of a cache that follows the metadata in use (default 32,768: 128 MiB). */
+  /** The bound of a cache that follows the metadata in use (default 16,384: 64 MiB). */
   maxCacheBlocks?: number;
 }
 

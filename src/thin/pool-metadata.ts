@@ -81,7 +81,7 @@ export interface FormatOptions {
 /**
  * The metadata block cache: `cacheBlocks` fixes its size; without it the cache holds the
  * metadata in use (and a quarter more), re-sized at every open and commit, from 4 MiB up to
- * `maxCacheBlocks` (default 128 MiB).
+ * `maxCacheBlocks` (default 64 MiB).
  */
 export interface OpenOptions {
   cacheBlocks?: number;
