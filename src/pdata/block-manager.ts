@@ -16,7 +16,8 @@
  * - `writeNew` writes a block the transaction has just allocated straight to the device,
  *   bypassing the cache (for building whole structures at once): it is staged and written
  *   with its neighbours in one device write, at the latest by `flush`.
- * - `flush` writes every dirty and staged block, then flushes the device. `writeSuperblock` writes
+ * - `flush` writes every dirty and staged block (neighbours in one device write, several
+ *   writes at once), then flushes the device. `writeSuperblock` writes
  *   block 0 and flushes again. Nothing else ever writes block 0.
  * - Once a write or flush fails the manager is failed: every later call rethrows.
  */
@@ -28,6 +29,25 @@ import type { BlockValidator } from './validator.js';
 
 /** The most blocks `readMany` reads with one device read (256 KiB). */
 export const READ_RUN_BLOCKS = 64;
+/** Device writes a flush keeps in flight at once. */
+const FLUSH_WRITES_IN_FLIGHT = 8;
+
+/** Dirty blocks (sorted by location) grouped into runs of consecutive locations. */
+function dirtyRuns<T>(sorted: Array<[number, T]>): Array<Array<[number, T]>> {
+  const runs: Array<Array<[number, T]>> = [];
+  let run: Array<[number, T]> = [];
+  for (const item of sorted) {
+    const last = run[run.length - 1];
+    if (last !== undefined && (last[0] + 1 !== item[0] || run.length === WRITE_RUN_BLOCKS)) {
+      runs.push(run);
+      run = [];
+    }
+    run.push(item);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
+
 /** The most blocks `writeNew` stages for one device write (1 MiB). */
 export const WRITE_RUN_BLOCKS = 256;
 
@@ -272,8 +292,26 @@ export class BlockManager {
     this.throwIfFailed();
     await this.writeStaged();
     const dirty = [...this.cache.entries()].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
-    for (const [loc, entry] of dirty) await this.writeOut(loc, entry);
+    const runs = dirtyRuns(dirty);
+    for (let i = 0; i < runs.length; i += FLUSH_WRITES_IN_FLIGHT) {
+      await Promise.all(runs.slice(i, i + FLUSH_WRITES_IN_FLIGHT).map((r) => this.writeRun(r)));
+    }
     await this.guard(() => this.device.flush());
+  }
+
+  /** Writes a run of dirty blocks at consecutive locations with one device write. */
+  private async writeRun(run: Array<[number, CacheEntry]>): Promise<void> {
+    const first = run[0];
+    if (first === undefined) return;
+    if (run.length === 1) return this.writeOut(first[0], first[1]);
+    const bytes = Buffer.allocUnsafe(run.length * METADATA_BLOCK_SIZE);
+    run.forEach(([loc, entry], k) => {
+      entry.validator.prepare(entry.buf, loc);
+      entry.buf.copy(bytes, k * METADATA_BLOCK_SIZE);
+    });
+    await this.guard(() => this.device.write(bytes, first[0] * METADATA_BLOCK_SIZE));
+    this.deviceWrites++;
+    for (const [, entry] of run) entry.dirty = false;
   }
 
   /** Writes block 0 (already prepared by the caller's validator) and flushes. */
