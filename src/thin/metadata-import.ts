@@ -239,7 +239,9 @@ export class MetadataImport {
     time: number,
   ): void {
     if (!Number.isSafeInteger(length) || length < 1) {
-      throw new BadInputError(`the mapping at vblock ${vblock} has length ${length}`);
+      throw new BadInputError(`the mapping at vblock ${vblock} has length ${length}`, {
+        hint: 'give every mapping a length of at least 1',
+      });
     }
     if (
       !Number.isSafeInteger(vblock) ||
@@ -248,16 +250,20 @@ export class MetadataImport {
     ) {
       throw new BadInputError(
         `thin device ${dev.id}: the mapping at vblock ${vblock} overlaps or precedes the previous one`,
+        { hint: "list each device's mappings in increasing vblock order, each vblock once" },
       );
     }
     const end = dataBlock + length;
     if (!Number.isSafeInteger(dataBlock) || dataBlock < 0 || end > this.dsm.size) {
       throw new BadInputError(
         `mapping beyond end of data device: data block ${end - 1} of ${this.dsm.size}`,
+        { hint: 'raise nr_data_blocks, or drop the mapping' },
       );
     }
     if (!Number.isSafeInteger(time) || time < 0 || time >= TIME_LIMIT) {
-      throw new BadInputError(`mapping time ${time} is out of range (0 .. 2^24 - 1)`);
+      throw new BadInputError(`mapping time ${time} is out of range (0 .. 2^24 - 1)`, {
+        hint: 'mapping times are 24 bits: use a time below 16777216',
+      });
     }
   }
 
@@ -283,15 +289,23 @@ function checkPool(pool: ImportedPool): void {
     pool.nrDataBlocks < 0 ||
     pool.nrDataBlocks >= DATA_BLOCK_LIMIT
   ) {
-    throw new BadInputError(`${pool.nrDataBlocks} data blocks is out of range (0 .. 2^40 - 1)`);
+    throw new BadInputError(`${pool.nrDataBlocks} data blocks is out of range (0 .. 2^40 - 1)`, {
+      hint: 'a data device holds at most 2^40 - 1 blocks',
+    });
   }
   if (!Number.isSafeInteger(pool.time) || pool.time < 0 || pool.time >= TIME_LIMIT) {
-    throw new BadInputError(`pool time ${pool.time} is out of range (0 .. 2^24 - 1)`);
+    throw new BadInputError(`pool time ${pool.time} is out of range (0 .. 2^24 - 1)`, {
+      hint: 'the pool time is 24 bits: use a time below 16777216',
+    });
   }
   if (!Number.isInteger(pool.flags) || pool.flags < 0 || pool.flags >= 2 ** 32) {
-    throw new BadInputError(`superblock flags ${pool.flags} do not fit 32 bits`);
+    throw new BadInputError(`superblock flags ${pool.flags} do not fit 32 bits`, {
+      hint: 'flags is 0, or 1 for needs_check',
+    });
   }
   if (!Number.isSafeInteger(pool.transactionId) || pool.transactionId < 0) {
-    throw new BadInputError(`transaction id ${pool.transactionId} is out of range`);
+    throw new BadInputError(`transaction id ${pool.transactionId} is out of range`, {
+      hint: 'use a transaction id from 0 to 2^53 - 1',
+    });
   }
 }
