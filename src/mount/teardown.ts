@@ -118,6 +118,7 @@ export async function teardown(
   if (record.target !== undefined) {
     delete record.target;
     delete record.fsType;
+    delete record.mountOptions;
     await writeRecord(stateFile, record);
   }
   await detachLoop(record, options);
