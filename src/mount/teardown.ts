@@ -4,7 +4,8 @@
  * process and the relay under it, the FUSE directory, and last nbdfuse's log and the state file. Every step
  * first looks whether its piece is still there, so a teardown that failed half way can run
  * again, and the same code cleans what a crashed daemon left (`lazy`: umount -l and
- * fusermount3 -z, for mounts whose device no longer answers).
+ * fusermount3 -z, for mounts whose device no longer answers; the relay and nbdfuse are ended
+ * first then, so nothing waits on a device that will never answer).
  */
 
 import { rm, rmdir } from 'node:fs/promises';
@@ -59,11 +60,19 @@ async function detachLoop(record: AttachmentRecord, options: TeardownOptions): P
   }
 }
 
-/** Ends a process (pid, start time) politely, then firmly; resolves once it is gone. */
-async function endProcess(pid: number | undefined, start: string | undefined, what: string) {
+/**
+ * Ends a process (pid, start time): waits for it to end by itself (`graceMs`), then asks
+ * politely, then firmly; resolves once it is gone.
+ */
+async function endProcess(
+  pid: number | undefined,
+  start: string | undefined,
+  what: string,
+  graceMs = 5_000,
+) {
   if (pid === undefined) return;
   const alive = () => processAlive(pid, start);
-  if (await waitFor(async () => !(await alive()), 5_000)) return;
+  if (await waitFor(async () => !(await alive()), graceMs)) return;
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     try {
       process.kill(pid, signal);
@@ -114,6 +123,13 @@ export async function teardown(
   stateFile: string,
   options: TeardownOptions = {},
 ): Promise<void> {
+  if (options.lazy === true) {
+    // Leftovers: the relay may still be retrying a daemon that is gone, and every I/O on the
+    // device (even umount's) would wait for it. Ending the relay and nbdfuse first makes
+    // that I/O fail at once, so the lazy unmounts below never block.
+    await endProcess(record.relayPid, record.relayStart, 'the NBD relay', 0);
+    if (record.kind === 'nbdfuse') await endProcess(record.pid, record.pidStart, 'nbdfuse', 0);
+  }
   await unmountTarget(record, options);
   if (record.target !== undefined) {
     delete record.target;
