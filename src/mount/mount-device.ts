@@ -6,6 +6,7 @@
  */
 
 import { mkdir } from 'node:fs/promises';
+import { crashPoint } from '../util/index.js';
 import { MountError } from './errors.js';
 import { runOk } from './programs.js';
 import { writeRecord } from './state-file.js';
@@ -40,6 +41,7 @@ export async function mountDevice(
     record.mountOptions = mountOptions(fs);
     await writeRecord(stateFile, record);
     await mountOn(record.devicePath, target, fs.type, mountOptions(fs), searchPath);
+    crashPoint('mount-mounted');
   } catch (err) {
     await teardown(record, stateFile, { searchPath }).catch((e) => {
       throw new AggregateError([err, e], `mounting ${exportName} failed, and so did cleanup`);

@@ -13,7 +13,7 @@ import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
 import { run, runOk } from './programs.js';
 import { removeRecord, writeRecord } from './state-file.js';
-import { loopBackingFile, mountsAt, processAlive, waitFor } from './system.js';
+import { loopBackingFile, mountsAt, processAlive, processGroup, waitFor } from './system.js';
 import type { AttachmentRecord } from './types.js';
 
 export interface TeardownOptions {
@@ -86,6 +86,30 @@ async function endProcess(
   });
 }
 
+/**
+ * Ends nbdfuse's process group (nbdfuse and the relay it forked, even one forked after the
+ * record was last written): waits `graceMs` for it to end by itself, then SIGTERM, SIGKILL.
+ */
+async function endGroup(record: AttachmentRecord, graceMs: number): Promise<void> {
+  const { pid, pidStart } = record;
+  if (pid === undefined || record.kind !== 'nbdfuse') return;
+  const empty = async () => (await processGroup(pid, pidStart)).length === 0;
+  if (await waitFor(empty, graceMs)) return;
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    for (const member of await processGroup(pid, pidStart)) {
+      try {
+        process.kill(member, signal);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (await waitFor(empty, 5_000)) return;
+  }
+  throw new BusyError(`nbdfuse's processes (group ${pid}) do not end, even on SIGKILL`, {
+    hint: `look at them with 'ps -o pid,stat,wchan,args -g ${pid}'`,
+  });
+}
+
 /** Unmounts the FUSE file system (nbdfuse then exits) and ends nbdfuse and the relay. */
 async function stopFuse(record: AttachmentRecord, options: TeardownOptions): Promise<void> {
   const fuseDir = record.fuseDir;
@@ -100,8 +124,7 @@ async function stopFuse(record: AttachmentRecord, options: TeardownOptions): Pro
       hint: `run 'fusermount3 -u -z ${fuseDir}'`,
     });
   }
-  await endProcess(record.pid, record.pidStart, 'nbdfuse');
-  await endProcess(record.relayPid, record.relayStart, 'the NBD relay');
+  await endGroup(record, 5_000);
   await rmdir(fuseDir).catch((err: { code?: unknown }) => {
     if (err.code !== 'ENOENT') throw err;
   });
@@ -127,8 +150,7 @@ export async function teardown(
     // Leftovers: the relay may still be retrying a daemon that is gone, and every I/O on the
     // device (even umount's) would wait for it. Ending the relay and nbdfuse first makes
     // that I/O fail at once, so the lazy unmounts below never block.
-    await endProcess(record.relayPid, record.relayStart, 'the NBD relay', 0);
-    if (record.kind === 'nbdfuse') await endProcess(record.pid, record.pidStart, 'nbdfuse', 0);
+    await endGroup(record, 0);
   }
   await unmountTarget(record, options);
   if (record.target !== undefined) {
