@@ -173,7 +173,7 @@ export class RelayClient {
         ack,
       });
       this.journalBytes += p.payload?.length ?? 0;
-      if (this.journalBytes > (this.options.journalLimit ?? 64 * 1024 * 1024)) {
+      if (this.journalBytes > (this.options.journalLimit ?? 32 * 1024 * 1024)) {
         this.journalBytes = 0; // one flush at a time: the next write past the limit asks again
         void this.request({ type: CMD.FLUSH, flags: 0, offset: 0, length: 0 });
       }
