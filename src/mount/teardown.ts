@@ -33,10 +33,13 @@ export async function unmountTarget(
   if (target === undefined) return;
   if ((await mountsAt(target)).length > 0) {
     const args = options.lazy === true ? ['-l', target] : [target];
-    await runOk('umount', args, target, {
-      searchPath: options.searchPath,
-      hint: `close what uses ${target} (lsof +D ${target}), then unmount again`,
-    });
+    const result = await run('umount', args, options);
+    if (result.status !== 0 && /busy/i.test(result.stderr)) {
+      throw new BusyError(`${target} is busy: something has a file open or its cwd there`, {
+        hint: `close what uses it (fuser -vm ${target} names it), then unmount again`,
+      });
+    }
+    if (result.status !== 0) await runOk('umount', args, target, options);
   }
   const gone = await waitFor(async () => (await mountsAt(target)).length === 0, STEP_TIMEOUT_MS);
   if (!gone) {

@@ -9,7 +9,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { access, mkdir, readdir, readFile, statfs, writeFile } from 'node:fs/promises';
+import { access, mkdir, open, readdir, readFile, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import {
@@ -247,6 +247,27 @@ describe('failures leave nothing behind', () => {
     } finally {
       await a.detach();
     }
+  });
+
+  test('a busy filesystem refuses to unmount, keeps everything, and unmounts once released', async () => {
+    await daemon.handle.deviceSet.createDevice('held', 32 * MiB);
+    const a = await attacher.attach('held');
+    await makeFilesystem(a.devicePath, 'ext4', []).finally(() => a.detach());
+    const target = path.join(dir, 'mnt', 'held');
+    const m = await mountDevice(attacher, 'held', target, { type: 'ext4', options: [] });
+    const holder = await open(path.join(target, 'open.txt'), 'w');
+    try {
+      await assert.rejects(m.unmount(), (err) => {
+        assert.ok(err instanceof BusyError, String(err));
+        assert.match(err.describe(), /busy.*fuser -vm/);
+        return true;
+      });
+      const [found] = await findMounts(stateDir);
+      assert.equal(found?.state, 'live', 'a refused unmount leaves the mount whole');
+    } finally {
+      await holder.close();
+    }
+    await m.unmount();
   });
 
   test('an attachment with a filesystem mounted refuses a bare detach', async () => {
