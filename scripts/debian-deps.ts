@@ -54,11 +54,17 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     },
   ],
   start: [
-    { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
-    { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },
+    { package: 'xfsprogs', why: 'mkfs.xfs and xfs_growfs for xfs base devices (the default)' },
+    {
+      package: 'e2fsprogs',
+      why: 'mkfs.ext4, tune2fs, resize2fs and e2fsck for ext4 base devices',
+    },
+    { package: 'libnbd-bin', why: 'nbdfuse, which attaches devices where the kernel has no nbd' },
+    { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
     {
       package: 'util-linux',
-      why: 'blkid and wipefs: dm.directlvm_device checks a device is empty (and wipes it when forced)',
+      why: 'blkid (filesystem and UUID of a device) and wipefs (dm.directlvm_device_force)',
     },
   ],
 };
