@@ -45,6 +45,7 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
     { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
     { package: 'util-linux', why: 'blkid, which names the filesystem and UUID of a device' },
+    { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs and xfs_growfs for xfs base devices (the default)' },
