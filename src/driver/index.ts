@@ -12,15 +12,25 @@ export {
   type Space,
 } from './autoextend.js';
 export {
+  type BaseFilesystemRecord,
   type DeviceEntry,
   type DeviceListing,
   DeviceSet,
   type DeviceSetOptions,
+  type HeldDevice,
+  type NewDeviceOptions,
   type PoolDeviceUse,
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';
-export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
+export {
+  BASE_DEVICE,
+  type DockerInfo,
+  devicePrefix,
+  dockerInfo,
+  dockerInfoPairs,
+  formatDockerInfo,
+} from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { openPoolMetadata, poolPresent } from './pool-files.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';

@@ -44,7 +44,7 @@ before(async () => {
   await requireTool('dd', 'coreutils');
   await requireTool('sync', 'coreutils');
   daemon = await DaemonProcess.start(root);
-  await new ApiClient(daemon.controlSocket).createDevice('vol', 256 * MiB);
+  await new ApiClient(daemon.controlSocket).createDevice('vol', { size: 256 * MiB });
   attacher = await chooseAttacher({
     nbdSocket: daemon.nbdSocket,
     stateDir,

@@ -1,12 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
-import { DeviceSet, type PoolDeviceUse, poolStatusJson } from '../../driver/index.js';
+import { DeviceSet, type PoolDeviceUse } from '../../driver/index.js';
 import type { PoolStatus } from '../../pool/index.js';
 import { type Bytes, formatSize } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { commandConfig, requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { viaDaemonOr, withRootLock } from '../session.js';
+import { withOperations, withRootLock } from '../session.js';
 
 export function addPoolCommands(program: Command, io: CliIo): void {
   const pool = program
@@ -46,16 +46,11 @@ function addStatus(pool: Command, io: CliIo): void {
     .description('transaction id, data and metadata space, held root, mode, needs_check')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const { status, devices } = await viaDaemonOr(
-        self,
-        io,
-        async (client) => ({
-          status: await client.poolStatus(),
-          devices: await client.poolDevices(),
-        }),
-        async (set) => ({ status: set.status(), devices: set.heldBy() }),
-      );
-      if (options.json) writeJson(io, poolStatusJson(status));
+      const { status, devices } = await withOperations(self, io, async (ops) => ({
+        status: await ops.poolStatus(),
+        devices: await ops.poolDevices(),
+      }));
+      if (options.json) writeJson(io, status);
       else io.stdout.write(formatStatus(status) + formatDevices(devices));
     });
 }
@@ -80,17 +75,7 @@ function addResize(pool: Command, io: CliIo): void {
         ...(options.dataSize === undefined ? {} : { dataSize: options.dataSize }),
         ...(options.metadataSize === undefined ? {} : { metadataSize: options.metadataSize }),
       };
-      const status = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.resizePool(sizes),
-        async (set) => {
-          if (options.addDevice !== undefined) await set.addPoolDevice(options.addDevice);
-          if (options.dataSize !== undefined) await set.resizeData(options.dataSize);
-          if (options.metadataSize !== undefined) await set.resizeMetadata(options.metadataSize);
-          return set.status();
-        },
-      );
+      const status = await withOperations(self, io, (ops) => ops.resizePool(sizes));
       io.stdout.write(formatStatus(status));
     });
 }
