@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import type { DeviceListing, DockerInfo, RemoveOutcome } from '../driver/index.js';
+import type { DeviceListing, DockerInfo, PoolDeviceUse, RemoveOutcome } from '../driver/index.js';
 import type { Change, LayerListing, LayerMetadata, RemoveLayerOutcome } from '../graph/index.js';
 import type { PoolStatus } from '../pool/index.js';
 import {
@@ -41,6 +41,7 @@ export class ApiClient implements StorageOperations {
 
   poolStatus = (): Promise<PoolStatus> => this.invoke('poolStatus');
   resizePool = (sizes: PoolSizes): Promise<PoolStatus> => this.invoke('resizePool', sizes);
+  poolDevices = (): Promise<PoolDeviceUse[]> => this.invoke('poolDevices');
   info = (): Promise<DockerInfo> => this.invoke('info');
   listDevices = (): Promise<DeviceListing[]> => this.invoke('listDevices');
   createDevice = (name: string, spec: DeviceSpec): Promise<CreatedDevice> =>
@@ -174,6 +175,15 @@ const BY_CODE: Record<string, ErrorMaker> = {
   IO: (m, hint) => new IoError('the daemon', 'request', m, { hint }),
 };
 
+/** A code this client does not know (a subclass's own): the class its status stands for. */
+const BY_STATUS: Record<number, ErrorMaker> = {
+  400: BY_CODE.BAD_INPUT as ErrorMaker,
+  404: BY_CODE.NOT_FOUND as ErrorMaker,
+  409: BY_CODE.BUSY as ErrorMaker,
+  503: BY_CODE.UNAVAILABLE as ErrorMaker,
+  507: BY_CODE.NO_SPACE as ErrorMaker,
+};
+
 /** The ThinpError an error response describes. */
 export function errorOf(status: number, text: string): ThinpError {
   let error: { code?: unknown; message?: unknown; hint?: unknown } | undefined;
@@ -184,7 +194,8 @@ export function errorOf(status: number, text: string): ThinpError {
   }
   const message = typeof error?.message === 'string' ? error.message : `HTTP ${status}: ${text}`;
   const hint = typeof error?.hint === 'string' ? error.hint : undefined;
-  const make = typeof error?.code === 'string' ? BY_CODE[error.code] : undefined;
+  const make =
+    (typeof error?.code === 'string' ? BY_CODE[error.code] : undefined) ?? BY_STATUS[status];
   return make?.(message, hint) ?? new InternalError(message, { hint });
 }
 

@@ -7,12 +7,7 @@ export type { BlockDevice } from '../block/index.js';
 export * from './check/index.js';
 export { type DumpOptions, dumpMetadata } from './dump.js';
 export { createMetadataFile, openMetadataFile } from './metadata-file.js';
-export {
-  COMMIT_EVERY,
-  type RestoreOptions,
-  type RestoreSummary,
-  restoreMetadata,
-} from './restore.js';
+export { type RestoreSummary, restoreMetadata } from './restore.js';
 export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
 export { type DumpSink, DumpWriter, formatDumpXml } from './xml/dump-writer.js';
 export type {

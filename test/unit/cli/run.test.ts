@@ -232,7 +232,7 @@ describe('user errors exit 1', () => {
     await writeFile(path.join(root, 'thinp.json'), '{}');
     assertUserError(
       await cli('--root', root, 'info'),
-      /existing\/thinp\.json: "mode" must be 'loop' or 'devices'; restore the file from a backup/,
+      /existing\/thinp\.json: "mode" must be 'loop', 'devices' or 'direct-lvm'; restore the file from a backup/,
     );
   });
 
