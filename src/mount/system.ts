@@ -50,6 +50,11 @@ export async function mountsAt(mountPoint: string): Promise<MountEntry[]> {
   return (await readMounts()).filter((m) => m.mountPoint === wanted);
 }
 
+/** The entries whose source is `devicePath` (a filesystem and its bind mounts). */
+export async function mountsOf(devicePath: string): Promise<MountEntry[]> {
+  return (await readMounts()).filter((m) => m.source === devicePath);
+}
+
 /** The backing file of loop device `devicePath` (/dev/loopN), or undefined when detached. */
 export async function loopBackingFile(devicePath: string): Promise<string | undefined> {
   const name = path.basename(devicePath);

@@ -6,6 +6,14 @@
  * again, and the same code cleans what a crashed daemon left (`lazy`: umount -l and
  * fusermount3 -z, for mounts whose device no longer answers; the relay and nbdfuse are ended
  * first then, so nothing waits on a device that will never answer).
+ *
+ * Handing over: when the filesystem is still mounted elsewhere once ours is gone (bind mounts
+ * made by containerd, a container runtime or a test, whose unmounts are lazy and may come
+ * later), the rest cannot be taken down without cutting their I/O. Then the loop device is
+ * detached with autoclear (the kernel frees it at its last close), the FUSE mount detached
+ * lazily (its session ends when the loop device lets go of the file), and nbdfuse and the
+ * relay are left to serve until then: they exit by themselves when the session ends, and the
+ * export's NBD connection closes with them.
  */
 
 import { rm, rmdir } from 'node:fs/promises';
@@ -13,7 +21,14 @@ import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
 import { run, runOk } from './programs.js';
 import { removeRecord, writeRecord } from './state-file.js';
-import { loopBackingFile, mountsAt, processAlive, processGroup, waitFor } from './system.js';
+import {
+  loopBackingFile,
+  mountsAt,
+  mountsOf,
+  processAlive,
+  processGroup,
+  waitFor,
+} from './system.js';
 import type { AttachmentRecord } from './types.js';
 
 export interface TeardownOptions {
@@ -162,9 +177,41 @@ export async function teardown(
     delete record.mountOptions;
     await writeRecord(stateFile, record);
   }
+  if (options.lazy !== true && (await stillMountedElsewhere(record))) {
+    await handOver(record, stateFile, options);
+    return;
+  }
   await detachLoop(record, options);
   await disconnectNbd(record, options);
   await stopFuse(record, options);
+  if (record.logFile !== undefined) await rm(record.logFile, { force: true });
+  await removeRecord(stateFile);
+}
+
+/** Whether a filesystem on the attachment's device is mounted somewhere (not by us). */
+async function stillMountedElsewhere(record: AttachmentRecord): Promise<boolean> {
+  if (record.kind !== 'nbdfuse' || record.devicePath === '') return false;
+  return (await mountsOf(record.devicePath)).length > 0;
+}
+
+/**
+ * Lets the kernel finish the teardown once the last foreign mount goes (see the module
+ * comment): autoclear on the loop device, a lazy FUSE unmount, the record removed.
+ */
+async function handOver(
+  record: AttachmentRecord,
+  stateFile: string,
+  options: TeardownOptions,
+): Promise<void> {
+  await runOk('losetup', ['-d', record.devicePath], record.devicePath, {
+    searchPath: options.searchPath,
+  });
+  if (record.fuseDir !== undefined && (await mountsAt(record.fuseDir)).length > 0) {
+    await runOk('fusermount3', ['-u', '-z', record.fuseDir], record.fuseDir, {
+      searchPath: options.searchPath,
+    });
+  }
+  if (record.fuseDir !== undefined) await rmdir(record.fuseDir).catch(() => undefined);
   if (record.logFile !== undefined) await rm(record.logFile, { force: true });
   await removeRecord(stateFile);
 }
