@@ -6,6 +6,7 @@
  *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench -- docker [--size BYTES]                          dockerd on thinp vs vfs, overlay2
  *     npm run bench -- archive [--size BYTES]
+ *     npm run bench -- containerd [--size BYTES]                      thinp's snapshotter vs native, overlayfs
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -16,6 +17,7 @@
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/util/index.js';
 import { DEFAULT_ARCHIVE_SIZE, runArchiveBench } from './archive.js';
+import { runContainerdBench } from './containerd.js';
 import { runDockerBench } from './docker.js';
 import {
   BenchOptionError,
@@ -104,6 +106,19 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
         log: (line) => process.stderr.write(`${line}\n`),
       }),
   },
+  containerd: {
+    describe:
+      "containerd with thinp's proxy snapshotter against native and overlayfs: ctr images " +
+      'import, snapshot prepare + mount, commit, remove',
+    short: { size: 16 * 1024 * 1024 },
+    run: (options, command) =>
+      runContainerdBench({
+        ...options,
+        ...(command === '' ? {} : { command }),
+        repeats: options.size !== undefined && options.size < 64 * 1024 * 1024 ? 3 : 5,
+        log: (line) => process.stderr.write(`${line}\n`),
+      }),
+  },
 };
 
 const USAGE = `usage: npm run bench -- [NAME...] [options]
@@ -121,6 +136,7 @@ Options:
   --scale-mappings N metadata: mappings of the scale run (default ${DEFAULT_SCALE_MAPPINGS.toLocaleString('en-US')}; 0: none;
                      the short run has none)
   --size BYTES       docker: bytes a container writes (default 1G);
+                     containerd: bytes of the image's data layer (default 64M);
                      pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G);
                      archive: bytes of file content in the tree (default ${DEFAULT_ARCHIVE_SIZE / 2 ** 20}M)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})

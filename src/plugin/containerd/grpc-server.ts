@@ -160,7 +160,8 @@ export class SnapshotterServer {
           this.options.onCall?.('List', Date.now() - started);
         } catch (err) {
           this.options.onCall?.('List', Date.now() - started, err);
-          call.destroy(Object.assign(new Error(grpcMessage(err)), { code: toGrpcCode(err) }));
+          // grpc-js ends a server stream with a status through an 'error' event.
+          call.emit('error', { code: toGrpcCode(err), details: grpcMessage(err) });
         }
       },
     };

@@ -21,6 +21,9 @@ export interface SnapshotterStart {
 
 export async function startSnapshotter(start: SnapshotterStart): Promise<SnapshotterServer> {
   const { config, layers, log } = start;
+  // A snapshot without a parent is a snapshot of the base device: make it now (or check and
+  // grow it), as Docker's driver does at its start, not inside the first Prepare.
+  await layers.refreshBase();
   const catalog = await SnapshotCatalog.open(path.join(config.root, 'containerd'));
   const unsettled = catalog.unsettled().map((r) => r.name);
   const service = await SnapshotService.open(catalog, new LayerSnapshotDevices(layers));
