@@ -32,7 +32,7 @@ export {
   superblockValidator,
 } from './format/superblock.js';
 export {
-  type CommitOptions,
+  breaksTransaction,
   type FormatOptions,
   MAX_DATA_BLOCK_SECTORS,
   type Mapping,
