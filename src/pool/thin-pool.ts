@@ -18,8 +18,8 @@
  * - Out of data space: the write fails with NoSpaceError (policy `error`) or waits up to
  *   `queueTimeoutMs` for space (policy `queue`); the mode is `out_of_data_space` meanwhile.
  *   A metadata failure (I/O, damage, metadata space exhausted) aborts the transaction, sets
- *   needs_check and turns the pool read-only (`ro`): writes, changes and flushes fail with
- *   ReadOnlyError, reads go on.
+ *   needs_check and turns the pool read-only (`ro`): writes and changes fail with
+ *   ReadOnlyError, flushes with IoError (EIO, as the kernel's), reads go on.
  * - A failed flush of the data device puts the pool in `fail` mode: the writes it covered may
  *   be lost (Linux reports a failed fsync once), so the transaction is aborted rather than
  *   retried, needs_check is set, and writes and flushes fail with IoError (EIO) from then on.
@@ -332,6 +332,22 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     }
   }
 
+  /**
+   * Fails unless a commit can run. A flush the pool cannot carry out is an I/O error (EIO),
+   * as the kernel fails the flush bios of a read-only pool, in `ro` mode as in `fail` mode.
+   */
+  private checkCanCommit(): void {
+    if (this.poolMode === 'ro') {
+      throw new IoError(
+        this.data.name,
+        'flush',
+        'the pool is read-only after a metadata failure, so nothing more can be made durable',
+        { hint: "run 'thinp check', then repair or restore the metadata" },
+      );
+    }
+    this.checkWritable('flush');
+  }
+
   changing<T>(id: number, fn: () => Promise<T>): Promise<T> {
     return this.gate(id).pass(fn);
   }
@@ -446,15 +462,15 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   /**
    * Makes every completed write durable: flushes the data device, then commits the
    * metadata, then discards what the transaction freed once the I/O in flight to it has
-   * drained. Fails in `ro` mode (ReadOnlyError) and in `fail` mode (IoError), as the
-   * kernel fails a flush it cannot carry out. A failed data flush fails the pool.
+   * drained. Fails with IoError (EIO) in `ro` and `fail` mode, as the kernel fails a flush
+   * it cannot carry out. A failed data flush fails the pool.
    */
   commit(): Promise<void> {
     return this.commitLock.run(() => this.provisioning.write(() => this.commitNow()));
   }
 
   private async commitNow(): Promise<void> {
-    this.checkWritable('flush');
+    this.checkCanCommit();
     const started = performance.now();
     // Writes that complete while this commit runs set the flag again.
     this.dirty = false;
