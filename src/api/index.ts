@@ -6,6 +6,7 @@
 export { ApiClient, type CreatedDevice, errorOf, isDaemonRunning } from './client.js';
 export { EventHub, type EventListener, type StampedEvent, type ThinpEvent } from './events.js';
 export { toHttpStatus } from './http-status.js';
+export { remoteImageOperations } from './image-client.js';
 export {
   CommitStats,
   escapeLabel,

@@ -17,6 +17,7 @@
 
 import type { Config } from '../config/index.js';
 import { type DeviceSet, deviceListingJson, dockerInfo, poolStatusJson } from '../driver/index.js';
+import type { ImageOperations } from '../graph/index.js';
 import { BadInputError, NotFoundError, parseSize } from '../util/index.js';
 import type { EventHub } from './events.js';
 import { type CommitStats, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
@@ -27,6 +28,8 @@ export interface ApiContext {
   set: DeviceSet;
   events: EventHub;
   commits: CommitStats;
+  /** Images and containers (image-routes.ts); absent, their routes say so. */
+  images?: ImageOperations;
   /** Called after each change the API made, for the daemon's log. */
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }

@@ -16,6 +16,7 @@ import http from 'node:http';
 import { BadInputError, NotFoundError, ThinpError } from '../util/index.js';
 import { matchDataPath, serveDeviceData } from './device-data.js';
 import { toHttpStatus } from './http-status.js';
+import { matchImageOperation, serveImageOperation } from './image-routes.js';
 import { type ApiContext, type ApiResponse, route } from './routes.js';
 
 /** The largest request body accepted. */
@@ -92,6 +93,11 @@ export class ApiServer {
         return;
       }
       const body = await readJsonBody(req);
+      const operation = matchImageOperation(method, path);
+      if (operation !== undefined && this.options.metricsOnly !== true) {
+        await serveImageOperation(this.ctx.images, operation, body, res, errorBody);
+        return;
+      }
       send(res, await route(this.ctx, { method, path, body }));
     } catch (err) {
       this.options.onError?.(err, { method, path });

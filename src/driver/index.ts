@@ -17,3 +17,4 @@ export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js'
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { poolPresent } from './pool-files.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';
+export { listStateFiles, readStateFile, removeStateFile, writeStateFile } from './state-files.js';

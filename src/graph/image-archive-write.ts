@@ -22,7 +22,7 @@ export interface SaveImage {
   readonly config: ImageConfig;
   readonly tags: readonly string[];
   /** Each layer's uncompressed tar, bottom first, opened when it is written. */
-  readonly layers: readonly (() => Promise<Readable>)[];
+  readonly layers: readonly (() => Promise<NodeJS.ReadableStream>)[];
 }
 
 export interface SavedImage {
@@ -116,7 +116,7 @@ function repositoriesOf(saved: readonly SavedImage[]): Record<string, Record<str
 // ---------------------------------------------------------------------------------------
 
 async function spoolLayer(
-  layer: Readable,
+  layer: NodeJS.ReadableStream,
   file: string,
 ): Promise<{ digest: Digest; size: number }> {
   const hash = createHash('sha256');
