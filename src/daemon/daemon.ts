@@ -6,8 +6,15 @@
  * 2. open the device set, creating the pool when the root has none, with the pool's commit
  *    timer at one second and the free-space sweep on open;
  * 3. remove sockets a killed daemon left (the lock proves nobody serves them), then serve
- *    NBD on ROOT/nbd.sock plus the addresses given, the control API on ROOT/thinp.sock
- *    (mode 0600), and metrics on a TCP address if given.
+ *    NBD on ROOT/nbd.sock plus the addresses given;
+ * 4. open the layer store (graph/), which mounts through an attacher to that NBD socket:
+ *    it adopts the mounts a previous daemon left (they outlive it: nbdfuse reaches the
+ *    daemon through a reconnecting relay), cleans up stale ones, checks the base device;
+ * 5. serve the control API on ROOT/thinp.sock (mode 0600), and metrics on a TCP address if
+ *    given.
+ *
+ * Layers stay mounted when the daemon stops (Docker keeps containers running across a
+ * restart of its storage driver); `handle.layers.cleanup()` unmounts them all.
  *
  * `stop()` undoes it in reverse: stop accepting and let in-flight NBD requests finish and
  * the API's requests complete, release the devices, close the device set (which commits),
@@ -19,7 +26,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
-import { type ListenAddress, NbdServer } from '../nbd/index.js';
+import { ThinLayerStore } from '../graph/index.js';
+import { chooseAttacher } from '../mount/index.js';
+import { type ListenAddress, NbdServer, relayCommand } from '../nbd/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
@@ -41,6 +50,8 @@ export interface DaemonOptions {
 export interface DaemonHandle {
   config: Config;
   deviceSet: DeviceSet;
+  /** The storage driver's layers, mounted through this daemon's NBD server. */
+  layers: ThinLayerStore;
   /** Where NBD is served: ROOT/nbd.sock first, then the addresses given (ports bound). */
   nbdAddresses: ListenAddress[];
   controlSocket: string;
@@ -116,8 +127,9 @@ async function serve(
     nbdAddresses.push(await nbd.listen(address));
   }
 
+  const layers = await openLayers(config, set, log);
   const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
-  const ctx = { config, set, events, commits, onChange };
+  const ctx = { config, set, layers, events, commits, onChange };
   const onError = (err: unknown, req: { method: string; path: string }) =>
     log('api-error', { ...req, error: err }, 'warn');
   const api = new ApiServer(ctx, { onError });
@@ -133,17 +145,30 @@ async function serve(
     metricsAddress = { host: options.metrics.host, port };
     log('listening', { metrics: `${metricsAddress.host}:${port}` });
   }
-  return handleOf(config, set, nbdAddresses, metricsAddress, undo, log);
+  return handleOf({ config, set, layers, nbdAddresses, metricsAddress }, undo, log);
 }
 
-function handleOf(
-  config: Config,
-  set: DeviceSet,
-  nbdAddresses: ListenAddress[],
-  metricsAddress: DaemonHandle['metricsAddress'],
-  undo: Array<() => Promise<void>>,
-  log: DaemonLog,
-): DaemonHandle {
+async function openLayers(config: Config, set: DeviceSet, log: DaemonLog): Promise<ThinLayerStore> {
+  const attacher = await chooseAttacher({
+    nbdSocket: config.layout.nbdSocket,
+    stateDir: config.layout.mountStateDir,
+    relay: relayCommand,
+  });
+  const layers = await ThinLayerStore.open({ config, set, attacher, log: (e, f) => log(e, f) });
+  log('layers-open', { attacher: attacher.kind });
+  return layers;
+}
+
+interface Served {
+  config: Config;
+  set: DeviceSet;
+  layers: ThinLayerStore;
+  nbdAddresses: ListenAddress[];
+  metricsAddress: DaemonHandle['metricsAddress'];
+}
+
+function handleOf(served: Served, undo: Array<() => Promise<void>>, log: DaemonLog): DaemonHandle {
+  const { config, set, layers, nbdAddresses, metricsAddress } = served;
   let stopping: Promise<void> | undefined;
   let markStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => {
@@ -162,6 +187,7 @@ function handleOf(
   return {
     config,
     deviceSet: set,
+    layers,
     nbdAddresses,
     controlSocket: config.layout.controlSocket,
     metricsAddress,

@@ -6,10 +6,11 @@
  * With an open device set every field has its value, as Docker computes it: space in use
  * and in total from the pool's status; "Data Space Available" is the pool's free space,
  * bounded in loop mode by the free space of the filesystem under ROOT (and likewise for
- * metadata); "Thin Pool Minimum Free Space" is dm.min_free_space of the data space. The
- * fields of the storage driver (Base Device Size, Backing Filesystem) show the configured
- * values. Without a pool, the space fields are left out and the section says the pool is
- * not created.
+ * metadata); "Thin Pool Minimum Free Space" is dm.min_free_space of the data space. Base
+ * Device Size and Backing Filesystem are the base device's own (its record and the
+ * filesystem recorded in deviceset-metadata) once it exists, else the configured values.
+ * Without a pool, the space fields are left out and the section says the pool is not
+ * created.
  */
 
 import { stat, statfs } from 'node:fs/promises';
@@ -22,7 +23,7 @@ export interface DockerInfo {
   poolName: string | undefined;
   poolBlocksize: Bytes;
   baseDeviceSize: Bytes;
-  backingFilesystem: Filesystem;
+  backingFilesystem: Filesystem | string;
   dataFile: string | undefined;
   metadataFile: string | undefined;
   dataSpaceUsed: Bytes | undefined;
@@ -74,7 +75,21 @@ export async function dockerInfo(config: Config, set?: DeviceSet): Promise<Docke
       pool: 'not created',
     };
   }
-  return { ...common, ...(await poolFields(config, set)) };
+  return { ...common, ...baseFields(set), ...(await poolFields(config, set)) };
+}
+
+/** The name of the storage driver's base device in the device set (Docker's hash ""). */
+export const BASE_DEVICE = 'base';
+
+/** Base Device Size and Backing Filesystem of the base device, once it is made. */
+function baseFields(set: DeviceSet): { baseDeviceSize?: Bytes; backingFilesystem?: string } {
+  const base = set.lookup(BASE_DEVICE);
+  if (base === undefined || !base.initialized) return {};
+  const { filesystem } = set.baseFilesystem;
+  return {
+    baseDeviceSize: base.size as Bytes,
+    ...(filesystem === '' ? {} : { backingFilesystem: filesystem }),
+  };
 }
 
 const NO_SPACE_FIELDS = {
@@ -123,14 +138,29 @@ async function freeBytes(dir: string): Promise<number> {
 
 /** Docker's pool name, from ROOT's device and inode: `docker-8:1-1234-pool`, here `thinp-...`. */
 async function poolName(root: string): Promise<string> {
+  return `${await devicePrefix(root)}-pool`;
+}
+
+/**
+ * The prefix of Docker's device-mapper names for the pool at `root`, from ROOT's device
+ * and inode: `docker-8:1-1234` in Docker, `thinp-8:1-1234` here. A device's name is
+ * `<prefix>-<id>`, the base device's `<prefix>-base`.
+ */
+export async function devicePrefix(root: string): Promise<string> {
   const st = await stat(root, { bigint: true });
   const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & 0xfffff000n);
   const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & 0xffffff00n);
-  return `thinp-${major}:${minor}-${st.ino}-pool`;
+  return `thinp-${major}:${minor}-${st.ino}`;
 }
 
 /** The section as `docker info` prints it: a heading, then ` Label: value` lines. */
 export function formatDockerInfo(info: DockerInfo): string {
+  const lines = dockerInfoPairs(info).map(([label, value]) => ` ${label}: ${value}`);
+  return `Storage Driver: ${info.driver}\n${lines.join('\n')}\n`;
+}
+
+/** The fields shown, as [label, value] pairs: the graphdriver's `Status` answer. */
+export function dockerInfoPairs(info: DockerInfo): [string, string][] {
   const size = (n: Bytes | undefined) => (n === undefined ? undefined : formatHumanSize(n));
   const fields: [string, string | undefined][] = [
     ['Pool Name', info.poolName],
@@ -155,8 +185,5 @@ export function formatDockerInfo(info: DockerInfo): string {
     ['Library Version', info.libraryVersion],
     ['Pool Status', info.pool === 'not created' ? 'not created' : undefined],
   ];
-  const lines = fields
-    .filter(([, value]) => value !== undefined)
-    .map(([label, value]) => ` ${label}: ${value}`);
-  return `Storage Driver: ${info.driver}\n${lines.join('\n')}\n`;
+  return fields.filter((f): f is [string, string] => f[1] !== undefined);
 }

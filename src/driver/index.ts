@@ -6,14 +6,24 @@
  */
 
 export {
+  type BaseFilesystemRecord,
   type DeviceEntry,
   type DeviceListing,
   DeviceSet,
   type DeviceSetOptions,
+  type HeldDevice,
+  type NewDeviceOptions,
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';
-export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
+export {
+  BASE_DEVICE,
+  type DockerInfo,
+  devicePrefix,
+  dockerInfo,
+  dockerInfoPairs,
+  formatDockerInfo,
+} from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { poolPresent } from './pool-files.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';

@@ -4,9 +4,10 @@
  *
  * | file                           | fields                                                              |
  * | ------------------------------ | ------------------------------------------------------------------- |
- * | metadata/<name>                | device_id, size, transaction_id, initialized, deleted (+ origin)    |
+ * | metadata/<name>                | device_id, size, transaction_id, initialized, deleted (+ origin, parent) |
  * | metadata/deviceset-metadata    | next_device_id, BaseDeviceUUID, BaseDeviceFilesystem                |
  * | metadata/transaction-metadata  | open_transaction_id, device_hash, device_id                         |
+ * | metadata/replace-metadata      | name, replacement, old_device_id, initialized (+ origin, parent), while a replacement runs |
  * | thinp.json                     | mode, blockSize, created, dataFile, metadataFile, version           |
  *
  * Decoders trust nothing: a missing or mistyped field is a BadInputError naming the file.
@@ -16,6 +17,10 @@ import { BadInputError } from '../util/index.js';
 
 export const DEVICE_SET_FILE = 'deviceset-metadata';
 export const TRANSACTION_FILE = 'transaction-metadata';
+export const REPLACE_FILE = 'replace-metadata';
+
+/** thinp's own files in the metadata folder: never device names. */
+export const OWN_FILES: readonly string[] = [DEVICE_SET_FILE, TRANSACTION_FILE, REPLACE_FILE];
 
 export interface DeviceRecord {
   deviceId: number;
@@ -28,6 +33,11 @@ export interface DeviceRecord {
   deleted: boolean;
   /** The name of the device this one was snapshotted from. */
   origin: string | undefined;
+  /**
+   * For a layer of the storage driver: its parent layer, '' for a layer on the base
+   * device. Undefined for devices that are not layers.
+   */
+  parent: string | undefined;
 }
 
 export interface DeviceSetRecord {
@@ -43,6 +53,18 @@ export interface TransactionRecord {
   /** The name of the device the operation changes. */
   deviceHash: string;
   deviceId: number;
+}
+
+/** The intent of `DeviceSet.replaceDevice`: `name` takes `replacement`'s thin device. */
+export interface ReplaceRecord {
+  name: string;
+  replacement: string;
+  /** The thin id `name` had before; it leaves the pool. */
+  oldDeviceId: number;
+  /** What `name` keeps of its own record. */
+  initialized: boolean;
+  origin: string | undefined;
+  parent: string | undefined;
 }
 
 export type PoolMode = 'loop' | 'devices';
@@ -68,6 +90,7 @@ export function encodeDevice(r: DeviceRecord): Json {
     initialized: r.initialized,
     deleted: r.deleted,
     ...(r.origin === undefined ? {} : { origin: r.origin }),
+    ...(r.parent === undefined ? {} : { parent: r.parent }),
   };
 }
 
@@ -75,6 +98,8 @@ export function decodeDevice(file: string, json: unknown): DeviceRecord {
   const o = object(file, json);
   const origin = o.origin;
   if (origin !== undefined && typeof origin !== 'string') throw bad(file, 'origin', 'a string');
+  const parent = o.parent;
+  if (parent !== undefined && typeof parent !== 'string') throw bad(file, 'parent', 'a string');
   return {
     deviceId: count(file, o, 'device_id'),
     size: count(file, o, 'size'),
@@ -82,6 +107,7 @@ export function decodeDevice(file: string, json: unknown): DeviceRecord {
     initialized: flag(file, o, 'initialized', false),
     deleted: flag(file, o, 'deleted', false),
     origin,
+    parent,
   };
 }
 
@@ -116,6 +142,29 @@ export function decodeTransaction(file: string, json: unknown): TransactionRecor
     openTransactionId: count(file, o, 'open_transaction_id'),
     deviceHash: text(file, o, 'device_hash'),
     deviceId: count(file, o, 'device_id'),
+  };
+}
+
+export function encodeReplace(r: ReplaceRecord): Json {
+  return {
+    name: r.name,
+    replacement: r.replacement,
+    old_device_id: r.oldDeviceId,
+    initialized: r.initialized,
+    ...(r.origin === undefined ? {} : { origin: r.origin }),
+    ...(r.parent === undefined ? {} : { parent: r.parent }),
+  };
+}
+
+export function decodeReplace(file: string, json: unknown): ReplaceRecord {
+  const o = object(file, json);
+  return {
+    name: text(file, o, 'name'),
+    replacement: text(file, o, 'replacement'),
+    oldDeviceId: count(file, o, 'old_device_id'),
+    initialized: flag(file, o, 'initialized', true),
+    origin: o.origin === undefined ? undefined : text(file, o, 'origin'),
+    parent: o.parent === undefined ? undefined : text(file, o, 'parent'),
   };
 }
 
