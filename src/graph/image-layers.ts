@@ -4,25 +4,21 @@
  * a container is two read-write layers, `<id>-init` and `<id>`.
  */
 
-export interface LayerChange {
-  path: string;
-  kind: 0 | 1 | 2;
-}
+import type { Change } from '../archive/index.js';
+import type { LayerStore } from './layer-store.js';
 
-export interface ImageLayers {
-  create(id: string, parent: string | undefined, o?: { size?: number }): Promise<void>;
-  createReadWrite(id: string, parent: string | undefined, o?: { size?: number }): Promise<void>;
-  remove(id: string): Promise<'removed' | 'deferred' | 'absent'>;
-  exists(id: string): boolean;
-  get(id: string): Promise<string>;
-  put(id: string): Promise<void>;
-  applyDiff(
-    id: string,
-    parent: string | undefined,
-    tar: NodeJS.ReadableStream,
-    o?: { onProgress?: (bytesRead: number) => void },
-  ): Promise<number>;
-  diff(id: string, parent: string | undefined): Promise<NodeJS.ReadableStream>;
-  changes(id: string, parent: string | undefined): Promise<LayerChange[]>;
-  diffSize(id: string, parent: string | undefined): Promise<number>;
-}
+export type LayerChange = Change;
+
+export type ImageLayers = Pick<
+  LayerStore,
+  | 'create'
+  | 'createReadWrite'
+  | 'remove'
+  | 'exists'
+  | 'get'
+  | 'put'
+  | 'applyDiff'
+  | 'diff'
+  | 'changes'
+  | 'diffSize'
+>;
