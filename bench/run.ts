@@ -13,6 +13,7 @@
 
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/util/index.js';
+import { DEFAULT_DATA_SIZE, runDriverBench } from './driver.js';
 import {
   BenchOptionError,
   DEFAULT_MAPPINGS,
@@ -58,6 +59,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     run: (options, command) =>
       runPoolBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
+  driver: {
+    describe:
+      `image load, container create, mount, commit and remove (an image with a ` +
+      `${DEFAULT_DATA_SIZE / 2 ** 20} MiB data layer) against plain directories and overlayfs`,
+    short: { size: 16 * 1024 * 1024 },
+    run: (options, command) =>
+      runDriverBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
   nbd: {
     describe:
       'the daemon over NBD vs qemu-nbd (qcow2) and nbdkit (raw file), with fio at queue depth ' +
@@ -80,7 +89,8 @@ Without a name, every benchmark runs in a short version.
 Options:
   --mappings N       mappings per phase (metadata: default ${DEFAULT_MAPPINGS.toLocaleString('en-US')})
   --cache-blocks N   metadata block cache of the pool under test (default: the engine's)
-  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G)
+  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G);
+                     driver: the image's data layer (default ${DEFAULT_DATA_SIZE / 2 ** 20}M)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
   --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})
   --results-dir DIR  where reports go (default bench/results)
