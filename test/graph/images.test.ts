@@ -12,6 +12,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
@@ -24,7 +25,7 @@ import {
   runToolOk,
   startInProcess,
 } from '../support/daemon.js';
-import { busyboxLayers, dockerSaveTar, tarOf } from '../support/image-builder.js';
+import { busyboxLayers, dockerSaveTar, ociLayoutTar, tarOf } from '../support/image-builder.js';
 import { bufferLayer, readArchive, unpackLayers } from '../support/image-reference.js';
 import { assertNoLeaks } from '../support/mount-leaks.js';
 import { thinCheck } from '../support/peers.js';
@@ -185,6 +186,41 @@ describe('images and containers', () => {
     );
     const use = await poolUse(d);
     assert.equal(use.used, use.base, 'the pool uses what the base device maps, no more');
+    await finish(d);
+  });
+});
+
+describe('shared layers', () => {
+  it('an OCI layout and a docker save tarball with the same bottom layers share them, and removal keeps what the other uses', async () => {
+    const root = fresh('root');
+    const oci = path.join(dir, 'oci.tar');
+    await writeFile(
+      oci,
+      await ociLayoutTar(layers.slice(0, 2), { gzipLayers: true, tag: 'oci:1' }),
+    );
+    const docker = path.join(dir, 'docker.tar');
+    await writeFile(docker, await dockerSaveTar(layers, { tags: ['full:1'] }));
+    const d = await daemonOn(root);
+    const { images } = d.handle.images;
+    const [small] = await images.load(createReadStream(oci));
+    assert.deepEqual(small?.tags, ['oci:1']);
+    assert.equal(small?.created, 2);
+    const [full] = await images.load(createReadStream(docker));
+    assert.equal(full?.created, 1, 'only the third layer is new');
+    const names = async () => (await d.handle.deviceSet.list()).map((x) => x.name).sort();
+    assert.equal((await names()).length, 4, 'base and three layers');
+
+    const listing = await images.list();
+    const fullListing = listing.find((i) => i.tags.includes('full:1'));
+    assert.equal(fullListing?.parent, small?.id, 'the OCI image is the parent of the other');
+    const tree = await cli(root, 'image', 'list');
+    assert.match(tree, /\n[0-9a-f]{12} +oci:1 +2 .*\n└─ [0-9a-f]{12} +full:1 +3 /);
+
+    const removed = await images.remove('full:1');
+    assert.equal(removed.removedLayers.length, 1);
+    assert.equal((await names()).length, 3);
+    await images.remove('oci:1');
+    assert.deepEqual(await names(), ['base']);
     await finish(d);
   });
 });

@@ -37,13 +37,21 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { what: 'a name that climbs out with ../', entries: () => [{ name: '../escape', content: 'x' }], entry: '../escape' },
+  {
+    what: 'a name that climbs out with ../',
+    entries: () => [{ name: '../escape', content: 'x' }],
+    entry: '../escape',
+  },
   {
     what: 'a name that climbs out after going down',
     entries: () => [{ name: 'a/b/../../../outside/sentinel', content: 'pwned' }],
     entry: 'a/b/../../../outside/sentinel',
   },
-  { what: 'an absolute name', entries: (o) => [{ name: `${o}/sentinel`, content: 'pwned' }], entry: '/' },
+  {
+    what: 'an absolute name',
+    entries: (o) => [{ name: `${o}/sentinel`, content: 'pwned' }],
+    entry: '/',
+  },
   {
     what: 'a symlink out of the root, then a file through it',
     entries: () => [
@@ -105,7 +113,11 @@ const CASES: Case[] = [
     entries: () => [{ name: 'a/file', content: 'x' }],
     entry: 'a/file',
   },
-  { what: 'a file in place of the root', entries: () => [{ name: './', type: 'file', content: 'x' }], entry: './' },
+  {
+    what: 'a file in place of the root',
+    entries: () => [{ name: './', type: 'file', content: 'x' }],
+    entry: './',
+  },
 ];
 
 describe('archive: malicious layer tars', () => {

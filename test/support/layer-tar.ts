@@ -53,7 +53,10 @@ async function addEntry(tar: ReturnType<typeof pack>, spec: TarSpec): Promise<vo
     await write(tar, { name: 'PaxHeaders/x', type: 'pax-header' as Header['type'], mtime }, body);
   }
   const type = spec.type ?? 'file';
-  const content = typeof spec.content === 'string' ? Buffer.from(spec.content) : (spec.content ?? Buffer.alloc(0));
+  const content =
+    typeof spec.content === 'string'
+      ? Buffer.from(spec.content)
+      : (spec.content ?? Buffer.alloc(0));
   const header: Header = {
     name: spec.name,
     type,
@@ -71,8 +74,14 @@ async function addEntry(tar: ReturnType<typeof pack>, spec: TarSpec): Promise<vo
   await write(tar, header, content);
 }
 
-function write(tar: ReturnType<typeof pack>, header: Partial<Header> & { name: string }, body: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => tar.entry(header, body, (err) => (err ? reject(err) : resolve())));
+function write(
+  tar: ReturnType<typeof pack>,
+  header: Partial<Header> & { name: string },
+  body: Buffer,
+): Promise<void> {
+  return new Promise((resolve, reject) =>
+    tar.entry(header, body, (err) => (err ? reject(err) : resolve())),
+  );
 }
 
 /** A stream of `bytes`, split into chunks of `chunk` bytes (to exercise every boundary). */

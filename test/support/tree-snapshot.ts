@@ -65,7 +65,10 @@ export interface SnapshotOptions {
 }
 
 /** Captures the tree under `root`. */
-export async function snapshotTree(root: string, options: SnapshotOptions = {}): Promise<TreeSnapshot> {
+export async function snapshotTree(
+  root: string,
+  options: SnapshotOptions = {},
+): Promise<TreeSnapshot> {
   const found: Array<[string, TreeEntry, bigint | undefined]> = [];
   await visit(Buffer.from(root), '/', options, found);
   const byInode = new Map<bigint, string[]>();
@@ -90,7 +93,8 @@ async function visit(
   const stats = await lstat(real, { bigint: true });
   const entry = await describe(real, stats, options);
   const hardLinked = entry.type !== 'dir' && stats.nlink > 1n;
-  if (path !== '/' || options.root !== false) out.push([path, entry, hardLinked ? stats.ino : undefined]);
+  if (path !== '/' || options.root !== false)
+    out.push([path, entry, hardLinked ? stats.ino : undefined]);
   if (entry.type !== 'dir') return;
   const names = (await readdir(real, { encoding: 'buffer' })).sort(Buffer.compare);
   for (const name of names) {
@@ -145,7 +149,10 @@ export function splitDev(rdev: bigint): { major: number; minor: number } {
 
 function readXattrs(real: Buffer): Record<string, string> {
   const ops = fsOps();
-  const names = ops.llistxattr(real).map((name) => name.toString('latin1')).sort();
+  const names = ops
+    .llistxattr(real)
+    .map((name) => name.toString('latin1'))
+    .sort();
   const xattrs: Record<string, string> = {};
   for (const name of names) {
     const value = ops.lgetxattr(real, Buffer.from(name, 'latin1'));
@@ -166,7 +173,10 @@ export function showName(bytes: Buffer): string {
   if (Buffer.from(text, 'utf8').equals(bytes) && !text.includes('\\')) return text;
   let shown = '';
   for (const byte of bytes) {
-    shown += byte >= 0x20 && byte < 0x7f && byte !== 0x5c ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+    shown +=
+      byte >= 0x20 && byte < 0x7f && byte !== 0x5c
+        ? String.fromCharCode(byte)
+        : `\\x${byte.toString(16).padStart(2, '0')}`;
   }
   return shown;
 }
@@ -180,9 +190,12 @@ export function compareTrees(actual: TreeSnapshot, expected: TreeSnapshot): stri
       problems.push(`${path}: missing (expected a ${want.type})`);
       continue;
     }
-    for (const key of new Set([...Object.keys(want), ...Object.keys(got)]) as Set<keyof TreeEntry>) {
+    for (const key of new Set([...Object.keys(want), ...Object.keys(got)]) as Set<
+      keyof TreeEntry
+    >) {
       const [a, b] = [JSON.stringify(got[key]), JSON.stringify(want[key])];
-      if (a !== b) problems.push(`${path}: ${key} ${show(key, got[key])} ≠ expected ${show(key, want[key])}`);
+      if (a !== b)
+        problems.push(`${path}: ${key} ${show(key, got[key])} ≠ expected ${show(key, want[key])}`);
     }
   }
   for (const [path, got] of actual) {
@@ -202,5 +215,7 @@ export function assertSameTree(actual: TreeSnapshot, expected: TreeSnapshot, wha
   if (problems.length === 0) return;
   const shown = problems.slice(0, 50).join('\n  ');
   const more = problems.length > 50 ? `\n  ... and ${problems.length - 50} more` : '';
-  throw new Error(`${what} differs from the reference in ${problems.length} ways:\n  ${shown}${more}`);
+  throw new Error(
+    `${what} differs from the reference in ${problems.length} ways:\n  ${shown}${more}`,
+  );
 }
