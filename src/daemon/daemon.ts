@@ -28,7 +28,6 @@ import type { Config } from '../config/index.js';
 import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
 import {
   type ImagesAndContainers,
-  localImageOperations,
   openImagesAndContainers,
   ThinLayerStore,
 } from '../graph/index.js';
@@ -144,7 +143,7 @@ async function serve(
     events,
     commits,
     onChange,
-    images: localImageOperations(images),
+    images: async () => images,
   };
   const onError = (err: unknown, req: { method: string; path: string }) =>
     log('api-error', { ...req, error: err }, 'warn');

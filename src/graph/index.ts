@@ -5,19 +5,12 @@
  * util.
  */
 
+export type { Change, ChangeKind } from '../archive/index.js';
 export { BaseDeviceMismatchError } from './base-device.js';
 export type { CommittedImage, ContainerListing } from './container-store.js';
 export type { SettleReport } from './graph-settle.js';
 export { BadImageArchiveError, DigestMismatchError } from './image-errors.js';
 export type { ImageLayers, LayerChange } from './image-layers.js';
-export {
-  IMAGE_OPERATION_ROUTES,
-  type ImageOperations,
-  localImageOperations,
-  type OnProgress,
-  type OperationRoute,
-  type SavedImageSummary,
-} from './image-operations.js';
 export type { ContainerRecord, ImageLayerRecord } from './image-records.js';
 export type { ImageListing, ImageProgress, LoadedImage, RemovedImage } from './image-store.js';
 export { type ImagesAndContainers, openImagesAndContainers } from './images.js';

@@ -206,6 +206,13 @@ export class ThinLayerStore implements LayerStore {
     });
   }
 
+  /** The parent layer `id` was created on; undefined for a layer on the base device. */
+  parentOf(id: string): string | undefined {
+    const held = this.liveLayer(id);
+    requireLayer(id, held);
+    return held.parent === '' ? undefined : held.parent;
+  }
+
   /** Mount references of `id` (0 when unmounted). */
   references(id: string): number {
     return this.counts.references(id);

@@ -13,6 +13,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, afterEach, describe, it } from 'node:test';
+import { extract } from 'tar-stream';
+import { UnsafeEntryError } from '../../src/archive/index.js';
 import { BaseDeviceMismatchError } from '../../src/graph/index.js';
 import {
   DAEMON_POOL_OPTS,
@@ -21,6 +23,7 @@ import {
   runToolOk,
   startInProcess,
 } from '../support/daemon.js';
+import { buildTar, streamOf } from '../support/layer-tar.js';
 import { assertNoLeaks } from '../support/mount-leaks.js';
 import { thinCheck } from '../support/peers.js';
 import { tempDir } from '../support/temp.js';
@@ -218,6 +221,66 @@ describe('layer store', () => {
       );
       return true;
     });
+  });
+
+  it('applies tars into a scratch snapshot, keeping the layer as it was when one fails', async () => {
+    const d = await daemonOn(freshRoot());
+    const { layers, deviceSet } = d.handle;
+    await layers.create('p', undefined);
+    const tar1 = await buildTar([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/passwd', content: 'root:x:0:0\n' },
+      { name: 'bin/', type: 'directory' },
+      { name: 'bin/sh', content: 'shell', mode: 0o755 },
+      { name: 'gone', content: 'soon' },
+    ]);
+    assert.equal(await layers.applyDiff('p', undefined, streamOf(tar1)), 11 + 5 + 4);
+    await layers.create('c', 'p');
+    const before = deviceSet.get('c').id;
+    const evil = await buildTar([
+      { name: 'ok', content: 'fine' },
+      { name: '../escape', content: 'out' },
+    ]);
+    await assert.rejects(layers.applyDiff('c', 'p', streamOf(evil)), UnsafeEntryError);
+    assert.equal(deviceSet.get('c').id, before, 'the layer keeps its device');
+    assert.equal(deviceSet.lookup('c~apply'), undefined, 'the scratch snapshot is gone');
+    const tar2 = await buildTar([
+      { name: '.wh.gone' },
+      { name: 'etc/passwd', content: 'root:x:0:0\nuser:x:1000:1000\n' },
+      { name: 'new', content: 'added' },
+    ]);
+    await layers.applyDiff('c', 'p', streamOf(tar2));
+    const root = await layers.get('c');
+    assert.equal(
+      await sh('cd "$1" && ls -A | sort | tr "\\n" " "; cat etc/passwd', root),
+      'bin etc new root:x:0:0\nuser:x:1000:1000\n',
+    );
+    await layers.put('c');
+    const changes = await layers.changes('c', 'p');
+    assert.deepEqual(
+      changes.map((c) => `${c.kind} ${c.path}`),
+      ['0 /etc', '0 /etc/passwd', '2 /gone', '1 /new'],
+    );
+    const names: string[] = [];
+    const unpack = extract();
+    unpack.on('entry', (header, body, next) => {
+      names.push(header.name);
+      body.resume();
+      body.on('end', next);
+    });
+    const done = new Promise((resolve, reject) => {
+      unpack.on('finish', () => resolve(undefined));
+      unpack.on('error', reject);
+    });
+    (await layers.diff('c', 'p')).pipe(unpack);
+    await done;
+    assert.deepEqual(names, ['etc/', 'etc/passwd', '.wh.gone', 'new']);
+    assert.equal(await layers.diffSize('c', 'p'), 'root:x:0:0\nuser:x:1000:1000\n'.length + 5);
+    for (let i = 0; i < 50 && layers.references('c') > 0; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(layers.references('c'), 0, 'the diff stream put its layers back');
+    assert.equal(layers.references('p'), 0);
+    await finish(d);
   });
 
   it('makes ext4 with dm.fs=ext4', async () => {

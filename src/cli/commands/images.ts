@@ -1,82 +1,39 @@
 /**
- * `thinp image …` and `thinp container …`: thin wrappers over the image operations
- * (graph/image-operations.ts), run by the daemon, which serves the layers' filesystems.
- * Each command parses, calls one operation, prints the result (a table, or --json).
+ * `thinp image …` and `thinp container …`: each command one call of StorageOperations
+ * (api/image-operations.ts), so it reads and fails the same through the daemon or locally.
+ * Those that mount (load, save, container create, mount, changes, commit) need the daemon,
+ * which serves the layers' filesystems; the local engine says so. Archives travel as byte
+ * streams, with their progress on a terminal.
  */
 
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Command, Option } from 'commander';
-import { remoteImageOperations } from '../../api/index.js';
-import type { ContainerListing, ImageListing, ImageOperations } from '../../graph/index.js';
-import { type Bytes, formatHumanSize, UnavailableError, UsageError } from '../../util/index.js';
+import type { StorageOperations } from '../../api/index.js';
+import type { ContainerListing, ImageListing } from '../../graph/index.js';
+import { type Bytes, formatHumanSize, NotFoundError, UsageError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
-import type { ByteIo } from '../byte-streams.js';
-import { commandConfig, commandPath, writeJson } from '../context.js';
+import { byteProgress } from '../byte-progress.js';
+import { type ByteIo, stdinBytes } from '../byte-streams.js';
+import { commandPath, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { progressBar } from '../progress.js';
-import { daemonClient } from '../session.js';
+import { withOperations } from '../session.js';
 
-/** Runs `fn` with the operations of the daemon serving the root. */
-async function withOperations<T>(
-  self: Command,
-  io: CliIo,
-  fn: (ops: ImageOperations, tempParent: string) => Promise<T>,
-): Promise<T> {
-  const config = await commandConfig(self, io);
-  const client = await daemonClient(config);
-  if (client === undefined) {
-    throw new UnavailableError(
-      `'${commandPath(self)}' needs the daemon: images and containers live in filesystems it serves`,
-      { hint: "start it with 'thinp daemon' (or 'npm start') and run the command again" },
-    );
-  }
-  const ops = remoteImageOperations(client, config.layout.controlSocket);
-  return fn(ops, path.join(config.root, 'graph', 'tmp'));
-}
-
-const absolute = (io: CliIo, file: string) => path.resolve(io.cwd, file);
 const human = (n: number) => formatHumanSize(n as Bytes);
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 export function addImageCommands(program: Command, io: ByteIo): void {
   const image = program.command('image').description('images: docker save and OCI archives');
-  image
-    .command('load')
-    .description('load every image of a docker save tarball or an OCI image layout archive')
-    .option('-i, --input <file>', 'the archive (default: stdin)')
-    .option('--json', 'machine-readable output')
-    .action(async (o: { input?: string; json?: boolean }, self: Command) => {
-      await withOperations(self, io, async (ops, temp) => {
-        const bar = progressBar(io, 'loading');
-        try {
-          const input = o.input === undefined ? await stdinToFile(io, self, temp) : undefined;
-          try {
-            const loaded = await ops.loadImage(
-              { input: input ?? absolute(io, o.input as string) },
-              (p) => bar.update(p),
-            );
-            bar.stop();
-            if (o.json) writeJson(io, loaded);
-            else for (const l of loaded) io.stdout.write(loadedLine(l));
-          } finally {
-            if (input !== undefined)
-              await rm(path.dirname(input), { recursive: true, force: true });
-          }
-        } finally {
-          bar.stop();
-        }
-      });
-    });
+  addLoad(image, io);
   image
     .command('list')
     .description('images: id, tags, layers, size, containers, as a tree of parents')
     .option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }, self: Command) => {
-      const images = await withOperations(self, io, (ops) => ops.listImages({}));
+      const images = await withOperations(self, io, (ops) => ops.listImages());
       if (o.json) writeJson(io, images);
       else io.stdout.write(formatTable(imageRows(images)));
     });
@@ -85,28 +42,74 @@ export function addImageCommands(program: Command, io: ByteIo): void {
     .description('remove an image (or one of its tags); layers other images use stay')
     .argument('<ref>', 'a tag, an id or a unique prefix of one')
     .action(async (ref: string, _o: unknown, self: Command) => {
-      const r = await withOperations(self, io, (ops) => ops.removeImage({ ref }));
+      const r = await withOperations(self, io, (ops) => ops.removeImage(ref));
       for (const tag of r.untagged) io.stdout.write(`Untagged: ${tag}\n`);
       if (r.deleted) io.stdout.write(`Deleted: ${r.id} (${r.removedLayers.length} layers)\n`);
     });
+  addSave(image, io);
+}
+
+function addLoad(image: Command, io: ByteIo): void {
+  image
+    .command('load')
+    .description('load every image of a docker save tarball or an OCI image layout archive')
+    .option('-i, --input <file>', 'the archive (default: stdin)')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { input?: string; json?: boolean }, self: Command) => {
+      const { source, total } = await archiveSource(io, self, o.input);
+      const progress = byteProgress(io, 'loading', total);
+      let read = 0;
+      const counted = async function* () {
+        for await (const chunk of source) {
+          read += chunk.length;
+          progress.update(read);
+          yield chunk;
+        }
+      };
+      try {
+        const loaded = await withOperations(self, io, (ops) =>
+          ops.loadImage(Readable.from(counted())),
+        );
+        progress.stop();
+        if (o.json) writeJson(io, loaded);
+        else for (const l of loaded) io.stdout.write(loadedLine(l));
+      } finally {
+        progress.stop();
+      }
+    });
+}
+
+function addSave(image: Command, io: CliIo): void {
   image
     .command('save')
     .description('write images as a docker save tarball (docker load reads it)')
     .argument('<ref...>', 'images: tags or ids')
     .requiredOption('-o, --output <file>', 'the tarball to write')
     .action(async (refs: string[], o: { output: string }, self: Command) => {
-      await withOperations(self, io, async (ops) => {
-        const bar = progressBar(io, 'saving');
-        try {
-          const saved = await ops.saveImage({ refs, output: absolute(io, o.output) }, (p) =>
-            bar.update(p),
-          );
-          bar.stop();
-          for (const s of saved) io.stdout.write(`Saved: ${s.id} ${s.tags.join(' ')}\n`);
-        } finally {
-          bar.stop();
-        }
-      });
+      const output = path.resolve(io.cwd, o.output);
+      const temp = `${output}.thinp-partial`;
+      const progress = byteProgress(io, 'saving');
+      let written = 0;
+      try {
+        await withOperations(self, io, async (ops) => {
+          const tar = await ops.saveImage(refs);
+          const count = async function* (source: AsyncIterable<Buffer>) {
+            for await (const chunk of source) {
+              written += chunk.length;
+              progress.update(written);
+              yield chunk;
+            }
+          };
+          await pipeline(tar, count, createWriteStream(temp, { mode: 0o644 }));
+        });
+        await rename(temp, output);
+      } catch (err) {
+        await rm(temp, { force: true });
+        throw err;
+      } finally {
+        progress.stop();
+      }
+      io.stdout.write(`Saved: ${refs.join(' ')} to ${o.output} (${human(written)})\n`);
     });
 }
 
@@ -125,15 +128,17 @@ export function addContainerCommands(program: Command, io: CliIo): void {
       ),
     )
     .action(async (o: { image: string; name?: string; size?: Bytes }, self: Command) => {
-      const c = await withOperations(self, io, (ops) =>
-        ops.createContainer({ image: o.image, name: o.name, size: o.size }),
-      );
+      const spec = {
+        ...(o.name === undefined ? {} : { name: o.name }),
+        ...(o.size === undefined ? {} : { size: o.size }),
+      };
+      const c = await withOperations(self, io, (ops) => ops.createContainer(o.image, spec));
       io.stdout.write(`${c.id}\n`);
     });
   const simple = (
     verb: string,
     description: string,
-    run: (ops: ImageOperations, ref: string) => Promise<string>,
+    run: (ops: StorageOperations, ref: string) => Promise<string>,
   ) =>
     container
       .command(verb)
@@ -144,19 +149,23 @@ export function addContainerCommands(program: Command, io: CliIo): void {
       });
   simple(
     'mount',
-    'mount a container; prints its root folder',
-    async (ops, ref) => `${(await ops.mountContainer({ ref })).path}\n`,
+    'mount a container (one more reference); prints its root folder',
+    async (ops, ref) => `${await ops.mountContainer(ref)}\n`,
   );
-  simple('unmount', 'unmount a container (once per mount)', async (ops, ref) => {
-    await ops.unmountContainer({ ref });
-    return '';
-  });
+  simple(
+    'unmount',
+    'drop one reference to a mounted container; the last unmounts it',
+    async (ops, ref) => {
+      await ops.unmountContainer(ref);
+      return '';
+    },
+  );
   simple('remove', 'remove a container (deferred while mounted)', async (ops, ref) => {
-    const r = await ops.removeContainer({ ref });
+    const r = await ops.removeContainer(ref);
     return r.outcome === 'deferred' ? `${r.name}: removed once unmounted\n` : `${r.name}\n`;
   });
   simple('diff', "the container's changes: A added, C changed, D deleted", async (ops, ref) =>
-    (await ops.diffContainer({ ref })).map((c) => `${'CAD'[c.kind]} ${c.path}\n`).join(''),
+    (await ops.containerChanges(ref)).map((c) => `${'CAD'[c.kind]} ${c.path}\n`).join(''),
   );
   container
     .command('commit')
@@ -164,7 +173,7 @@ export function addContainerCommands(program: Command, io: CliIo): void {
     .argument('<container>', 'its name, id or a unique prefix of the id')
     .argument('[tag]', 'name:tag for the new image')
     .action(async (ref: string, tag: string | undefined, _o: unknown, self: Command) => {
-      const r = await withOperations(self, io, (ops) => ops.commitContainer({ ref, tag }));
+      const r = await withOperations(self, io, (ops) => ops.commitContainer(ref, tag));
       io.stdout.write(`${r.id}\n`);
     });
   container
@@ -172,10 +181,38 @@ export function addContainerCommands(program: Command, io: CliIo): void {
     .description('containers: id, name, image, size of their changes')
     .option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }, self: Command) => {
-      const all = await withOperations(self, io, (ops) => ops.listContainers({}));
+      const all = await withOperations(self, io, (ops) => ops.listContainers());
       if (o.json) writeJson(io, all);
       else io.stdout.write(formatTable(containerRows(all)));
     });
+}
+
+/** The archive's bytes: the file `input`, or stdin when it is not a terminal; its size if known. */
+async function archiveSource(
+  io: ByteIo,
+  self: Command,
+  input: string | undefined,
+): Promise<{ source: AsyncIterable<Uint8Array>; total: number | undefined }> {
+  if (input !== undefined) {
+    const file = path.resolve(io.cwd, input);
+    const found = await stat(file).catch(() => undefined);
+    if (found?.isFile() !== true) {
+      throw new NotFoundError(`there is no file ${input}`, {
+        hint: "give the path of an image archive (made by 'docker save' or an OCI tool)",
+      });
+    }
+    return { source: createReadStream(file), total: found.size };
+  }
+  const stdin = io.stdin ?? process.stdin;
+  if ((stdin as { isTTY?: boolean }).isTTY === true) {
+    throw new UsageError(
+      `'${commandPath(self)}' reads the archive from stdin, which is a terminal`,
+      {
+        hint: 'give -i FILE, or pipe the archive in',
+      },
+    );
+  }
+  return { source: stdinBytes(io), total: undefined };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,21 +268,4 @@ function formatTable(rows: readonly string[][]): string {
           .trimEnd()}\n`,
     )
     .join('');
-}
-
-/** Copies stdin to a new file under `tempParent`, for the daemon to read. */
-async function stdinToFile(io: ByteIo, self: Command, tempParent: string): Promise<string> {
-  const stdin = io.stdin ?? (process.stdin as AsyncIterable<Uint8Array>);
-  if ((stdin as { isTTY?: boolean }).isTTY === true) {
-    throw new UsageError(
-      `'${commandPath(self)}' reads the archive from stdin, which is a terminal`,
-      {
-        hint: 'give -i FILE, or pipe the archive in',
-      },
-    );
-  }
-  const dir = await mkdtemp(path.join(tempParent, 'stdin-'));
-  const file = path.join(dir, 'archive.tar');
-  await pipeline(Readable.from(stdin), createWriteStream(file, { mode: 0o600 }));
-  return file;
 }

@@ -1,12 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
-import { DeviceSet, poolStatusJson } from '../../driver/index.js';
+import { DeviceSet } from '../../driver/index.js';
 import type { PoolStatus } from '../../pool/index.js';
 import { type Bytes, formatSize, UnavailableError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { commandConfig, requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { viaDaemonOr, withRootLock } from '../session.js';
+import { withOperations, withRootLock } from '../session.js';
 
 export function addPoolCommands(program: Command, io: CliIo): void {
   const pool = program
@@ -46,13 +46,8 @@ function addStatus(pool: Command, io: CliIo): void {
     .description('transaction id, data and metadata space, held root, mode, needs_check')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const status = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.poolStatus(),
-        async (set) => set.status(),
-      );
-      if (options.json) writeJson(io, poolStatusJson(status));
+      const status = await withOperations(self, io, (ops) => ops.poolStatus());
+      if (options.json) writeJson(io, status);
       else io.stdout.write(formatStatus(status));
     });
 }
@@ -84,16 +79,7 @@ function addResize(pool: Command, io: CliIo): void {
         ...(options.dataSize === undefined ? {} : { dataSize: options.dataSize }),
         ...(options.metadataSize === undefined ? {} : { metadataSize: options.metadataSize }),
       };
-      const status = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.resizePool(sizes),
-        async (set) => {
-          if (options.dataSize !== undefined) await set.resizeData(options.dataSize);
-          if (options.metadataSize !== undefined) await set.resizeMetadata(options.metadataSize);
-          return set.status();
-        },
-      );
+      const status = await withOperations(self, io, (ops) => ops.resizePool(sizes));
       io.stdout.write(formatStatus(status));
     });
 }
