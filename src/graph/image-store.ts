@@ -14,7 +14,12 @@
 
 import type { Readable, Writable } from 'node:stream';
 import { BusyError, NotFoundError } from '../util/index.js';
-import { type ArchiveImage, imagesOfArchive, openLayer } from './image-archive-read.js';
+import {
+  type ArchiveImage,
+  type ArchiveLayer,
+  imagesOfArchive,
+  openLayer,
+} from './image-archive-read.js';
 import { spoolArchive } from './image-archive-spool.js';
 import { type SavedImage, writeDockerSave } from './image-archive-write.js';
 import { parseImageConfig } from './image-config.js';
@@ -32,6 +37,17 @@ export type ImageProgress =
   | { phase: 'read'; bytes: number }
   | { phase: 'apply'; layer: number; layers: number; bytes: number; total: number }
   | { phase: 'write'; bytes: number };
+
+/** One load's state: what the records use, what it made, its progress. */
+interface LoadRun {
+  readonly used: Set<string>;
+  /** Sizes of the layers the records name and of those this load made. */
+  readonly sizes: Map<string, number>;
+  /** Layers this load made, in order. */
+  readonly created: string[];
+  readonly progress: Extract<ImageProgress, { phase: 'apply' }>;
+  readonly onProgress: ((p: ImageProgress) => void) | undefined;
+}
 
 export interface LoadedImage {
   id: Digest;
@@ -160,74 +176,82 @@ export class ImageStore {
       'image load',
       wanted.filter((l) => !used.has(l)),
     );
-    const created: string[] = [];
+    const run = await this.newRun(archived, used, onProgress);
     try {
-      const total = archived.reduce(
-        (n, a) => n + a.layers.reduce((m, l) => m + l.file.uncompressedSize, 0),
-        0,
-      );
-      const counter = {
-        bytes: 0,
-        layer: 0,
-        layers: archived.reduce((n, a) => n + a.layers.length, 0),
-        total,
-      };
       const loaded: { archive: ArchiveImage; layers: ImageLayerRecord[]; created: number }[] = [];
       for (const archive of archived) {
-        const before = created.length;
-        const layers = await this.applyLayers(archive, used, created, counter, onProgress);
-        loaded.push({ archive, layers, created: created.length - before });
+        const before = run.created.length;
+        const layers = await this.applyLayers(archive, run);
+        loaded.push({ archive, layers, created: run.created.length - before });
       }
       const results = await this.writeLoaded(loaded);
       await this.records.endIntent(intent);
       return results;
     } catch (err) {
-      await this.removeLayers(created.reverse());
+      await this.removeLayers([...run.created].reverse());
       await this.records.endIntent(intent);
       throw err;
     }
   }
 
-  /** Creates the image's missing layers in order; each one it creates goes into `created`. */
-  private async applyLayers(
-    archive: ArchiveImage,
+  private async newRun(
+    archived: ArchiveImage[],
     used: Set<string>,
-    created: string[],
-    counter: { bytes: number; layer: number; layers: number; total: number },
     onProgress?: (p: ImageProgress) => void,
-  ): Promise<ImageLayerRecord[]> {
+  ): Promise<LoadRun> {
+    const images = await this.records.images();
+    const layers = archived.flatMap((a) => a.layers);
+    return {
+      used,
+      sizes: new Map(images.flatMap((i) => i.layers.map((l) => [l.layer, l.size] as const))),
+      created: [],
+      progress: {
+        phase: 'apply',
+        bytes: 0,
+        layer: 0,
+        layers: layers.length,
+        total: layers.reduce((n, l) => n + l.file.uncompressedSize, 0),
+      },
+      onProgress,
+    };
+  }
+
+  /** Creates the image's missing layers in order, each a snapshot of the one below. */
+  private async applyLayers(archive: ArchiveImage, run: LoadRun): Promise<ImageLayerRecord[]> {
     const chain = chainIds(archive.config.diffIds);
-    const known = new Map(
-      (await this.records.images()).flatMap((i) => i.layers.map((l) => [l.layer, l.size] as const)),
-    );
     const out: ImageLayerRecord[] = [];
     for (const [i, layer] of archive.layers.entries()) {
       const chainId = chain[i] as Digest;
       const id = digestHex(chainId);
-      const parent = out.at(-1)?.layer;
-      counter.layer++;
-      let size = known.get(id) ?? this.sizes.get(id) ?? 0;
-      if (!used.has(id) && !created.includes(id)) {
-        if (this.layers.exists(id)) await this.layers.remove(id);
-        created.push(id);
-        await this.layers.create(id, parent);
-        const start = counter.bytes;
-        size = await this.layers.applyDiff(id, parent, openLayer(layer), {
-          onProgress: (bytes) => {
-            counter.bytes = start + bytes;
-            onProgress?.({ phase: 'apply', ...counter });
-          },
-        });
-        counter.bytes = start + layer.file.uncompressedSize;
-        this.sizes.set(id, size);
+      run.progress.layer++;
+      if (!run.used.has(id) && !run.created.includes(id)) {
+        await this.applyLayer(id, out.at(-1)?.layer, layer, run);
       }
-      out.push({ chainId, diffId: layer.diffId, layer: id, size });
+      out.push({ chainId, diffId: layer.diffId, layer: id, size: run.sizes.get(id) ?? 0 });
     }
     return out;
   }
 
-  /** Sizes of layers created by the current load, for a second image that shares them. */
-  private readonly sizes = new Map<string, number>();
+  /** Layer `id` on `parent` with `layer`'s tar applied; a leftover of a crash is replaced. */
+  private async applyLayer(
+    id: string,
+    parent: string | undefined,
+    layer: ArchiveLayer,
+    run: LoadRun,
+  ): Promise<void> {
+    if (this.layers.exists(id)) await this.layers.remove(id);
+    run.created.push(id);
+    await this.layers.create(id, parent);
+    const start = run.progress.bytes;
+    const size = await this.layers.applyDiff(id, parent, openLayer(layer), {
+      onProgress: (bytes) => {
+        run.progress.bytes = start + bytes;
+        run.onProgress?.({ ...run.progress });
+      },
+    });
+    run.progress.bytes = start + layer.file.uncompressedSize;
+    run.sizes.set(id, size);
+  }
 
   private async writeLoaded(
     loaded: { archive: ArchiveImage; layers: ImageLayerRecord[]; created: number }[],
@@ -243,7 +267,6 @@ export class ImageStore {
       });
       out.push({ id: record.id, tags: [...archive.tags], layers: layers.length, created });
     }
-    this.sizes.clear();
     return out;
   }
 
