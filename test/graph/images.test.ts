@@ -173,6 +173,27 @@ describe('images and containers', () => {
       }
     });
 
+    const busy = await thinp(['--root', root, 'image', 'remove', 'busybox-test:1'], { cwd: dir });
+    assert.equal(busy.status, 1);
+    assert.match(
+      busy.stderr,
+      /^thinp: image [0-9a-f]{12} is used by container c1; remove the container first/,
+    );
+    const big = await d.handle.images.containers.create('mine:v1', {
+      name: 'big',
+      size: 768 * 1024 * 1024,
+    });
+    const bigRoot = await d.handle.images.containers.mount('big');
+    const df = await runToolOk(await requireTool('stat', 'coreutils'), [
+      '-f',
+      '-c',
+      '%b %S',
+      bigRoot,
+    ]);
+    const [blocks, blockSize] = df.trim().split(' ').map(Number);
+    assert.ok((blocks ?? 0) * (blockSize ?? 0) > 700 * 1024 * 1024, `a 768 MiB filesystem: ${df}`);
+    await d.handle.images.containers.unmount('big');
+    await d.handle.images.containers.remove('big');
     assert.equal((await cli(root, 'container', 'remove', 'c1')).trim(), 'c1');
     const removedMine = await cli(root, 'image', 'remove', 'mine:v1');
     assert.match(removedMine, /^Untagged: mine:v1\nDeleted: sha256:[0-9a-f]{64} \(1 layers\)\n$/);

@@ -162,7 +162,12 @@ export function addContainerCommands(program: Command, io: CliIo): void {
   );
   simple('remove', 'remove a container (deferred while mounted)', async (ops, ref) => {
     const r = await ops.removeContainer(ref);
-    return r.outcome === 'deferred' ? `${r.name}: removed once unmounted\n` : `${r.name}\n`;
+    if (r.outcome === 'removed') return `${r.name}\n`;
+    io.stderr.write(
+      `thinp: container '${r.name}' is mounted; its layers go once unmounted ` +
+        `('thinp layer unmount ${r.id}')\n`,
+    );
+    return `${r.name}\n`;
   });
   simple('diff', "the container's changes: A added, C changed, D deleted", async (ops, ref) =>
     (await ops.containerChanges(ref)).map((c) => `${'CAD'[c.kind]} ${c.path}\n`).join(''),
