@@ -179,7 +179,7 @@ describe('images and containers', () => {
       busy.stderr,
       /^thinp: image [0-9a-f]{12} is used by container c1; remove the container first/,
     );
-    const big = await d.handle.images.containers.create('mine:v1', {
+    await d.handle.images.containers.create('mine:v1', {
       name: 'big',
       size: 768 * 1024 * 1024,
     });
