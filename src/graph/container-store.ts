@@ -25,6 +25,7 @@ import { type ContainerRecord, containerLayers, type GraphRecords } from './imag
 import { checkTag, normalizeTag } from './image-ref.js';
 import { type ImageStore, resolveImage } from './image-store.js';
 import { setupInitLayer } from './init-layer.js';
+import { applyRecorded, removeRecorded } from './recorded-layers.js';
 
 export interface ContainerListing {
   id: string;
@@ -194,9 +195,10 @@ export class ContainerStore {
     try {
       if (this.layers.exists(id)) await this.layers.remove(id);
       await this.layers.create(id, parent);
-      return { size: await this.layers.applyDiff(id, parent, createReadStream(spool)), intent };
+      const tar = createReadStream(spool);
+      return { size: await applyRecorded(this.layers, this.records, id, parent, tar), intent };
     } catch (err) {
-      await this.layers.remove(id).catch(() => undefined);
+      await removeRecorded(this.layers, this.records, [id]).catch(() => undefined);
       await this.records.endIntent(intent);
       throw err;
     }

@@ -8,6 +8,7 @@
 import { removeContainerLayers } from './container-store.js';
 import type { ImageLayers } from './image-layers.js';
 import { type GraphRecords, layersInUse } from './image-records.js';
+import { removeRecorded } from './recorded-layers.js';
 
 export interface SettleReport {
   /** Operations a crash cut short, as "image load", "container create"... */
@@ -29,7 +30,7 @@ export function settleGraph(records: GraphRecords, layers: ImageLayers): Promise
     for (const { file, intent } of await records.intents()) {
       for (const layer of [...intent.layers].reverse()) {
         if (used.has(layer)) continue;
-        if ((await layers.remove(layer)) !== 'absent') report.removedLayers.push(layer);
+        report.removedLayers.push(...(await removeRecorded(layers, records, [layer])));
       }
       await records.endIntent(file);
       report.intents.push(intent.op);

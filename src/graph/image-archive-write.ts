@@ -5,7 +5,8 @@
  * reproduce the bytes it was loaded from, so each is spooled to a temporary file while its
  * digest and size are taken (a tar entry needs its size first), then copied into the output;
  * the config's rootfs.diff_ids are set to the digests actually written, which gives the image
- * a new id when a layer's bytes changed.
+ * a new id when a layer's bytes changed. A layer may come with the diffID its bytes should
+ * have and a fallback for when they do not (tar-split.ts replays, the diff falls back).
  */
 
 import { createHash } from 'node:crypto';
@@ -18,11 +19,23 @@ import tar from 'tar-stream';
 import { type ImageConfig, withDiffIds } from './image-config.js';
 import { type Digest, digestHex } from './image-digest.js';
 
+export type OpenTar = () => Promise<NodeJS.ReadableStream>;
+
+/**
+ * A layer's uncompressed tar, opened when it is written: `open` should give the bytes whose
+ * digest is `diffId`; when it fails or gives other bytes, `fallback` is written instead.
+ */
+export interface SaveLayer {
+  readonly open: OpenTar;
+  readonly diffId?: Digest;
+  readonly fallback?: OpenTar;
+}
+
 export interface SaveImage {
   readonly config: ImageConfig;
   readonly tags: readonly string[];
-  /** Each layer's uncompressed tar, bottom first, opened when it is written. */
-  readonly layers: readonly (() => Promise<NodeJS.ReadableStream>)[];
+  /** Bottom first. */
+  readonly layers: readonly (OpenTar | SaveLayer)[];
 }
 
 export interface SavedImage {
@@ -70,9 +83,12 @@ async function writeImage(
 ): Promise<SavedImage> {
   const diffIds: Digest[] = [];
   const layerFiles: string[] = [];
-  for (const open of image.layers) {
+  for (const layer of image.layers) {
     const file = path.join(spool, 'layer.tar');
-    const { digest, size } = await spoolLayer(await open(), file);
+    const { digest, size } = await spoolChecked(
+      typeof layer === 'function' ? { open: layer } : layer,
+      file,
+    );
     const name = `${digestHex(digest)}/layer.tar`;
     if (!done.has(name)) {
       await addDirectory(pack, digestHex(digest));
@@ -114,6 +130,21 @@ function repositoriesOf(saved: readonly SavedImage[]): Record<string, Record<str
 }
 
 // ---------------------------------------------------------------------------------------
+
+/** Spools `layer.open()`, or its fallback when that fails or its digest is not the one expected. */
+async function spoolChecked(
+  layer: SaveLayer,
+  file: string,
+): Promise<{ digest: Digest; size: number }> {
+  if (layer.fallback === undefined) return spoolLayer(await layer.open(), file);
+  try {
+    const spooled = await spoolLayer(await layer.open(), file);
+    if (layer.diffId === undefined || spooled.digest === layer.diffId) return spooled;
+  } catch {
+    // the fallback below writes the layer
+  }
+  return spoolLayer(await layer.fallback(), file);
+}
 
 async function spoolLayer(
   layer: NodeJS.ReadableStream,

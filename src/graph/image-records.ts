@@ -5,6 +5,7 @@
  *   ROOT/graph/images/<config hex>.json      an image: id, tags, config, layer chain
  *   ROOT/graph/containers/<id>.json          a container: name, image, size, state
  *   ROOT/graph/intents/<nonce>.json          layers an operation is creating or removing
+ *   ROOT/graph/tar-split/<layer>.split.gz    how to write a layer's tar again, byte for byte
  *
  * Intent first: before an operation creates or removes layers it writes an intent naming
  * them; records are written last; the intent is removed once the layers match the records.
@@ -75,10 +76,15 @@ export class GraphRecords {
 
   static async open(root: string): Promise<GraphRecords> {
     const dir = path.join(root, 'graph');
-    for (const sub of ['images', 'containers', 'intents', 'tmp']) {
+    for (const sub of ['images', 'containers', 'intents', 'tar-split', 'tmp']) {
       await mkdir(path.join(dir, sub), { recursive: true, mode: 0o700 });
     }
     return new GraphRecords(dir);
+  }
+
+  /** Where layer `layer`'s tar-split record is kept (tar-split.ts). */
+  splitFile(layer: string): string {
+    return path.join(this.dir, 'tar-split', `${layer}.split.gz`);
   }
 
   /** A folder for spooled archives and layers (same filesystem as the records). */

@@ -32,6 +32,7 @@ import {
   layersInUse,
 } from './image-records.js';
 import { parseImageRef } from './image-ref.js';
+import { applyRecorded, removeRecorded, savedLayer } from './recorded-layers.js';
 
 export type ImageProgress =
   | { phase: 'read'; bytes: number }
@@ -153,8 +154,8 @@ export class ImageStore {
       const toSave = chosen.map(({ image, tags }) => ({
         config: parseImageConfig(Buffer.from(image.config), `image ${shortId(image.id)}`),
         tags,
-        layers: image.layers.map(
-          (l, i) => () => this.layers.diff(l.layer, image.layers[i - 1]?.layer),
+        layers: image.layers.map((l, i) =>
+          savedLayer(this.layers, this.records, l.layer, image.layers[i - 1]?.layer, l.diffId),
         ),
       }));
       return writeDockerSave(out, toSave, this.records.tempDir, (bytes) =>
@@ -243,12 +244,17 @@ export class ImageStore {
     run.created.push(id);
     await this.layers.create(id, parent);
     const start = run.progress.bytes;
-    const size = await this.layers.applyDiff(id, parent, openLayer(layer), {
-      onProgress: (bytes) => {
+    const size = await applyRecorded(
+      this.layers,
+      this.records,
+      id,
+      parent,
+      openLayer(layer),
+      (bytes) => {
         run.progress.bytes = start + bytes;
         run.onProgress?.({ ...run.progress });
       },
-    });
+    );
     run.progress.bytes = start + layer.file.uncompressedSize;
     run.sizes.set(id, size);
   }
@@ -303,12 +309,8 @@ export class ImageStore {
   }
 
   /** Removes `ids` in order (top first); resolves with those that were there. */
-  private async removeLayers(ids: readonly string[]): Promise<string[]> {
-    const removed: string[] = [];
-    for (const id of ids) {
-      if ((await this.layers.remove(id)) !== 'absent') removed.push(id);
-    }
-    return removed;
+  private removeLayers(ids: readonly string[]): Promise<string[]> {
+    return removeRecorded(this.layers, this.records, ids);
   }
 }
 

@@ -50,7 +50,8 @@ describe('thinp image, as a process, through the daemon', () => {
       const again = await run(['image', 'load', '-i', 'piped.tar']);
       assert.deepEqual([again.status, again.stdout], [0, 'Loaded image: piped:1\n'], again.stderr);
       const [back] = JSON.parse((await run(['image', 'list', '--json'])).stdout);
-      assert.equal(back.id, savedId);
+      assert.equal(savedId, image.id, 'saved byte for byte: the same image id');
+      assert.equal(back.id, image.id);
       assert.equal((await run(['image', 'remove', back.id])).status, 0);
       assert.deepEqual(JSON.parse((await run(['layer', 'list', '--json'])).stdout), []);
     } finally {

@@ -163,6 +163,7 @@ describe('images and containers', () => {
       assert.equal(images.length, 1);
       const [image] = images;
       assert.deepEqual(image?.tags, ['mine:v1']);
+      assert.equal(image?.config.digest, committed, 'written byte for byte: the same image id');
       assert.equal(image?.layers.length, 4);
       const got = await unpackLayers(fresh('saved'), open(image as never), {
         root: false,
