@@ -3,6 +3,7 @@
  * intents): a container marked `removing` loses its layers and its record; then every layer
  * an open intent names that no record uses is removed, and the intent with it. Layers are
  * removed top first (the order intents list them in is bottom first, so it is reversed).
+ * Tar-split records a crash left half written go too.
  */
 
 import { removeContainerLayers } from './container-store.js';
@@ -35,6 +36,7 @@ export function settleGraph(records: GraphRecords, layers: ImageLayers): Promise
       await records.endIntent(file);
       report.intents.push(intent.op);
     }
+    await records.removeUnfinishedSplits();
     return report;
   });
 }

@@ -15,7 +15,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { listStateFiles, readStateFile, removeStateFile, writeStateFile } from '../driver/index.js';
 import { InternalError, Mutex } from '../util/index.js';
@@ -85,6 +85,14 @@ export class GraphRecords {
   /** Where layer `layer`'s tar-split record is kept (tar-split.ts). */
   splitFile(layer: string): string {
     return path.join(this.dir, 'tar-split', `${layer}.split.gz`);
+  }
+
+  /** Removes the tar-split records a crash left half written (`*.tmp`). */
+  async removeUnfinishedSplits(): Promise<void> {
+    const dir = path.join(this.dir, 'tar-split');
+    for (const name of await readdir(dir)) {
+      if (name.endsWith('.tmp')) await rm(path.join(dir, name), { force: true });
+    }
   }
 
   /** A folder for spooled archives and layers (same filesystem as the records). */

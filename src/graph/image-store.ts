@@ -9,7 +9,8 @@
  *   the records come last. A failure removes the layers this load created, and nothing else.
  * - remove: a tag of an image with other tags is only untagged; otherwise the record goes,
  *   then every layer of it that no other image or container uses.
- * - save: each layer's diff against the one below, as Docker's `docker save` layout.
+ * - save: each layer's tar replayed byte for byte from its tar-split record (so the image
+ *   keeps its id), or its diff against the one below; Docker's `docker save` layout.
  */
 
 import type { Readable, Writable } from 'node:stream';

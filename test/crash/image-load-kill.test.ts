@@ -68,6 +68,9 @@ describe('kill -9 during image load', () => {
         if (images.length === 0) assert.deepEqual(layers, [], 'no image, so no layer of it');
         else assert.deepEqual(layers, [...layerIds].sort(), 'the image and all its layers');
         assert.deepEqual(await readdir(path.join(root, 'graph', 'intents')), []);
+        const splits = (await readdir(path.join(root, 'graph', 'tar-split'))).sort();
+        const expected = images.length === 0 ? [] : layerIds.map((l) => `${l}.split.gz`).sort();
+        assert.deepEqual(splits, expected, 'a tar-split record for each layer, and no other');
         await client.removeImage('big:1').catch(() => undefined);
         assert.deepEqual(await client.listLayers(), []);
       } finally {
