@@ -4,6 +4,7 @@
  *     npm run bench -- metadata [--mappings N] [--cache-blocks N]   one benchmark
  *     npm run bench -- pool [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
+ *     npm run bench -- archive [--size BYTES]
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -13,6 +14,7 @@
 
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/util/index.js';
+import { DEFAULT_ARCHIVE_SIZE, runArchiveBench } from './archive.js';
 import { DEFAULT_DATA_SIZE, runDriverBench } from './driver.js';
 import {
   BenchOptionError,
@@ -75,6 +77,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     run: (options, command) =>
       runNbdBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
+  archive: {
+    describe:
+      `layer tars on directories: applyLayer vs tar -x and exportDiff vs tar -c on a ` +
+      `${DEFAULT_ARCHIVE_SIZE / 2 ** 20} MiB tree of small and large files; listChanges, diffSize`,
+    short: { size: 32 * 1024 * 1024 },
+    run: (options, command) =>
+      runArchiveBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
 };
 
 const USAGE = `usage: npm run bench -- [NAME...] [options]
@@ -91,6 +101,7 @@ Options:
   --cache-blocks N   metadata block cache of the pool under test (default: the engine's)
   --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G);
                      driver: the image's data layer (default ${DEFAULT_DATA_SIZE / 2 ** 20}M)
+                     archive: bytes of file content in the tree (default ${DEFAULT_ARCHIVE_SIZE / 2 ** 20}M)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
   --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})
   --results-dir DIR  where reports go (default bench/results)

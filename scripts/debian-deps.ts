@@ -51,10 +51,20 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       package: 'docker.io',
       why: "dockerd and docker: 'docker load' checks that 'thinp image save' writes what Docker reads",
     },
+    { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
+    { package: 'util-linux', why: 'blkid, which names the filesystem and UUID of a device' },
+    { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
   ],
   start: [
-    { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
-    { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },
+    { package: 'xfsprogs', why: 'mkfs.xfs and xfs_growfs for xfs base devices (the default)' },
+    {
+      package: 'e2fsprogs',
+      why: 'mkfs.ext4, tune2fs, resize2fs and e2fsck for ext4 base devices',
+    },
+    { package: 'libnbd-bin', why: 'nbdfuse, which attaches devices where the kernel has no nbd' },
+    { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
+    { package: 'util-linux', why: 'blkid, which names the filesystem and UUID of a device' },
   ],
 };
 

@@ -192,6 +192,15 @@ const BY_CODE: Record<string, ErrorMaker> = {
   IO: (m, hint) => new IoError('the daemon', 'request', m, { hint }),
 };
 
+/** A code this client does not know (a subclass's own): the class its status stands for. */
+const BY_STATUS: Record<number, ErrorMaker> = {
+  400: BY_CODE.BAD_INPUT as ErrorMaker,
+  404: BY_CODE.NOT_FOUND as ErrorMaker,
+  409: BY_CODE.BUSY as ErrorMaker,
+  503: BY_CODE.UNAVAILABLE as ErrorMaker,
+  507: BY_CODE.NO_SPACE as ErrorMaker,
+};
+
 /** The ThinpError an error response describes. */
 export function errorOf(status: number, text: string): ThinpError {
   let error: { code?: unknown; message?: unknown; hint?: unknown } | undefined;
@@ -202,7 +211,8 @@ export function errorOf(status: number, text: string): ThinpError {
   }
   const message = typeof error?.message === 'string' ? error.message : `HTTP ${status}: ${text}`;
   const hint = typeof error?.hint === 'string' ? error.hint : undefined;
-  const make = typeof error?.code === 'string' ? BY_CODE[error.code] : undefined;
+  const make =
+    (typeof error?.code === 'string' ? BY_CODE[error.code] : undefined) ?? BY_STATUS[status];
   return make?.(message, hint) ?? new InternalError(message, { hint });
 }
 

@@ -17,7 +17,7 @@
  * applied, but nothing outside it is ever touched.
  */
 
-import { createReadStream } from 'node:fs';
+import { createReadStream, lstatSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,7 +30,12 @@ import { listDir, removeTree } from './remove-tree.js';
 import { resolveDir, splitEntryName, symlinkStaysInside } from './root-path.js';
 import type { TarEntry } from './tar-entry.js';
 import { type EntryData, readTar } from './tar-reader.js';
-import { classifyName, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX } from './whiteouts.js';
+import {
+  classifyName,
+  WHITEOUT_LINK_DIR,
+  WHITEOUT_META_PREFIX,
+  WHITEOUT_OPAQUE,
+} from './whiteouts.js';
 
 export interface ApplyResult {
   /** The summed sizes of the entries' headers: the layer's size, as Docker counts it. */
@@ -51,7 +56,16 @@ interface Apply {
   /** Staging directory for `.wh..wh.plnk/` files, made on first use. */
   staging: string | undefined;
   staged: Map<string, TarEntry>;
+  /**
+   * Resolved parent directories by their entry components ("usr/lib"), so that each
+   * directory is looked up once. Cleared whenever this apply removes anything or makes a
+   * symbolic link, the only changes that can alter a resolution.
+   */
+  resolved: Map<string, string>;
 }
+
+/** Resolved directories kept at most (a layer with more starts afresh). */
+const DIR_CACHE_MAX = 10_000;
 
 /** Applies the tar read from `input` (uncompressed or gzip) to directory `rootText`. */
 export async function applyTar(rootText: string, input: Readable): Promise<ApplyResult> {
@@ -65,6 +79,7 @@ export async function applyTar(rootText: string, input: Readable): Promise<Apply
     dirs: [],
     staging: undefined,
     staged: new Map(),
+    resolved: new Map(),
   };
   try {
     await readTar(input, (entry, data) => applyEntry(state, entry, data));
@@ -88,20 +103,38 @@ async function applyEntry(state: Apply, entry: TarEntry, data: EntryData): Promi
   state.size += entry.size;
   const parts = splitEntryName(entry.name);
   if (parts.length === 0) return applyToRoot(state, entry, data);
-  if ((parts[0] as string).startsWith(WHITEOUT_META_PREFIX))
+  const rootOpaque = parts.length === 1 && parts[0] === WHITEOUT_OPAQUE;
+  if ((parts[0] as string).startsWith(WHITEOUT_META_PREFIX) && !rootOpaque) {
     return stageMeta(state, parts, entry, data);
+  }
   const base = parts[parts.length - 1] as string;
   const kind = classifyName(base);
   if (kind.kind === 'meta') return; // AUFS metadata below the top level: nothing to unpack
-  const dir = (await resolveDir(state.root, parts.slice(0, -1), entry.name, 'create')) as string;
-  if (kind.kind === 'opaque') return removeNotUnpacked(state, dir);
+  const dir = await parentDir(state, parts, entry);
+  if (kind.kind === 'opaque') {
+    state.resolved.clear();
+    return removeNotUnpacked(state, dir);
+  }
   if (kind.kind === 'whiteout') {
     if (kind.target === '' || kind.target === '.' || kind.target === '..') {
       throw new UnsafeEntryError(entry.name, `is a whiteout of '${kind.target}'`);
     }
+    state.resolved.clear();
     return removeTree(joinRaw(dir, kind.target));
   }
   await replaceWith(state, joinRaw(dir, base), parts, entry, data);
+}
+
+/** The resolved directory that holds entry `parts`, creating missing ones (cached). */
+async function parentDir(state: Apply, parts: string[], entry: TarEntry): Promise<string> {
+  const key = parts.slice(0, -1).join('/');
+  let dir = state.resolved.get(key);
+  if (dir === undefined) {
+    dir = (await resolveDir(state.root, parts.slice(0, -1), entry.name, 'create')) as string;
+    if (state.resolved.size >= DIR_CACHE_MAX) state.resolved.clear();
+    state.resolved.set(key, dir);
+  }
+  return dir;
 }
 
 /** A "." directory entry: the root's own metadata. Anything else there is refused. */
@@ -127,10 +160,12 @@ async function replaceWith(
       `is a symbolic link to '${entry.linkname}', outside the root`,
     );
   }
-  const existing = await lstat(fsPath(at)).catch(() => undefined);
+  const existing = lstatSync(fsPath(at), { throwIfNoEntry: false });
   if (existing !== undefined && !(existing.isDirectory() && entry.type === 'directory')) {
+    state.resolved.clear();
     await removeTree(at);
   }
+  if (entry.type === 'symlink') state.resolved.clear();
   if (linkTo !== undefined && 'staged' in linkTo) {
     // A link into .wh..wh.plnk/ becomes a copy of the staged file, with its header.
     const source = createReadStream(fsPath(linkTo.staged));
@@ -171,7 +206,7 @@ async function hardLinkTarget(state: Apply, entry: TarEntry): Promise<LinkTarget
   const dir = await resolveDir(state.root, parts.slice(0, -1), entry.name, 'undefined');
   if (dir === undefined) throw missing();
   const target = joinRaw(dir, parts[parts.length - 1] as string);
-  const stats = await lstat(fsPath(target)).catch(() => undefined);
+  const stats = lstatSync(fsPath(target), { throwIfNoEntry: false });
   if (stats === undefined) throw missing();
   if (stats.isDirectory()) {
     throw new BadArchiveError(`hard link to directory '${entry.linkname}'`, { entry: entry.name });
@@ -203,7 +238,7 @@ async function removeNotUnpacked(state: Apply, dir: string): Promise<void> {
     const at = joinRaw(dir, name);
     if (!state.unpacked.has(at)) {
       await removeTree(at);
-    } else if ((await lstat(fsPath(at))).isDirectory()) {
+    } else if (lstatSync(fsPath(at)).isDirectory()) {
       await removeNotUnpacked(state, at);
     }
   }

@@ -6,8 +6,11 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
+import type { ApplyResult } from './apply.js';
 import type { ChangeKind } from './changes.js';
 import { startWorker } from './worker-client.js';
+
+export type { ApplyResult } from './apply.js';
 
 export interface Change {
   /** Absolute within the layer, e.g. "/etc/passwd" (file names as UTF-8 text). */
@@ -18,13 +21,6 @@ export interface Change {
 export interface ApplyOptions {
   /** Called as the tar is read, with the bytes of the input consumed so far. */
   onProgress?: (bytesRead: number) => void;
-}
-
-export interface ApplyResult {
-  /** The summed sizes in the entries' headers (Docker's layer size). */
-  size: number;
-  /** Extended attributes the filesystem refused (ENOTSUP, EPERM), one line each. */
-  warnings: string[];
 }
 
 /**
@@ -63,6 +59,7 @@ function feed(
   const stdin = child.stdin as NodeJS.WritableStream & { on(e: 'error', f: () => void): void };
   stdin.on('error', () => undefined); // EPIPE when the worker gives up: its reply says why
   let total = 0;
+  let stopped = false;
   const state = { failed: false, stop: (): void => undefined, done: Promise.resolve() };
   state.done = new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer | string) => {
@@ -70,7 +67,9 @@ function feed(
       onProgress?.(total);
       if (!stdin.write(chunk)) {
         tar.pause();
-        stdin.once('drain', () => tar.resume());
+        stdin.once('drain', () => {
+          if (!stopped) tar.resume();
+        });
       }
     };
     const onEnd = () => {
@@ -82,6 +81,7 @@ function feed(
       reject(err);
     };
     state.stop = () => {
+      stopped = true;
       tar.off('data', onData);
       tar.off('end', onEnd);
       tar.off('error', onError);
@@ -91,6 +91,8 @@ function feed(
     tar.once('end', onEnd);
     tar.once('error', onError);
   });
+  // Observed by applyLayer's race; this keeps a late failure from going unhandled.
+  state.done.catch(() => undefined);
   return state;
 }
 

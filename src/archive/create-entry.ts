@@ -5,10 +5,23 @@
  * filesystem holds every namespace), chmod (never on a symbolic link; after chown, which
  * clears setuid bits), times (atime never before mtime). Directory times are the caller's
  * business: they are set once the whole layer is in.
+ *
+ * System calls are synchronous: this runs in the archive worker, a process of its own, where
+ * a thread-pool round trip per call would only cost time.
  */
 
-import { constants } from 'node:fs';
-import { chmod, lchown, link, lstat, mkdir, open, symlink } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  writeSync,
+} from 'node:fs';
 import { fsOps } from './native.js';
 import { fsPath } from './raw-name.js';
 import type { TarEntry, Timestamp } from './tar-entry.js';
@@ -33,18 +46,18 @@ export async function createEntry(entry: TarEntry, target: Target, data: EntryDa
   const path = fsPath(target.path);
   switch (entry.type) {
     case 'directory':
-      if (!(await lstat(path).catch(() => undefined))?.isDirectory()) {
-        await mkdir(path, { mode: entry.mode });
+      if (!lstatSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+        mkdirSync(path, { mode: entry.mode });
       }
       break;
     case 'file':
       await writeFile(path, entry.mode, data);
       break;
     case 'symlink':
-      await symlink(fsPath(entry.linkname), path);
+      symlinkSync(fsPath(entry.linkname), path);
       break;
     case 'link':
-      await link(fsPath(target.linkTo as string), path);
+      linkSync(fsPath(target.linkTo as string), path);
       break;
     case 'character-device':
       fsOps().mknod(path, S_IFCHR | entry.mode, entry.devmajor, entry.devminor);
@@ -56,31 +69,28 @@ export async function createEntry(entry: TarEntry, target: Target, data: EntryDa
       fsOps().mknod(path, S_IFIFO | entry.mode, 0, 0);
       break;
   }
-  await setMetadata(entry, target);
+  setMetadata(entry, target);
 }
 
 async function writeFile(path: Buffer, mode: number, data: EntryData): Promise<void> {
   const flags = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
-  const file = await open(path, flags, mode);
+  const fd = openSync(path, flags, mode);
   try {
     for await (const chunk of data) {
       const bytes = chunk as Buffer;
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await file.write(bytes, done, bytes.length - done);
-        done += bytesWritten;
-      }
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
     }
   } finally {
-    await file.close();
+    closeSync(fd);
   }
 }
 
-async function setMetadata(entry: TarEntry, target: Target): Promise<void> {
+function setMetadata(entry: TarEntry, target: Target): void {
   const path = fsPath(target.path);
   // A hard link to a symbolic link is a symbolic link: no chmod, no times (as Docker).
-  const isLink = entry.type === 'symlink' || (await lstat(path)).isSymbolicLink();
-  await lchown(path, entry.uid, entry.gid);
+  const isLink =
+    entry.type === 'symlink' || (entry.type === 'link' && lstatSync(path).isSymbolicLink());
+  lchownSync(path, entry.uid, entry.gid);
   for (const [name, value] of entry.xattrs) {
     try {
       fsOps().lsetxattr(path, fsPath(name), value);
@@ -91,7 +101,7 @@ async function setMetadata(entry: TarEntry, target: Target): Promise<void> {
     }
   }
   if (isLink && entry.type !== 'symlink') return;
-  if (!isLink) await chmod(path, entry.mode);
+  if (!isLink) chmodSync(path, entry.mode);
   if (entry.type !== 'directory') setTimes(target.path, entry.atime, entry.mtime);
 }
 

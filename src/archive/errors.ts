@@ -60,8 +60,11 @@ export interface WireError {
   op?: string;
 }
 
-/** `err` as JSON: the archive's own classes keep their fields, anything else is internal. */
-export function encodeError(err: unknown): WireError {
+/**
+ * `err` as JSON: the archive's own classes keep their fields; a failed system call (ENOSPC,
+ * EIO, EACCES...) becomes an IoError on `root`; anything else is internal.
+ */
+export function encodeError(err: unknown, root: string): WireError {
   const hint = (err as Partial<ThinpError>).hint;
   const base = { message: err instanceof Error ? err.message : String(err), hint };
   if (err instanceof UnsafeEntryError) {
@@ -74,6 +77,11 @@ export function encodeError(err: unknown): WireError {
     const prefix = `${err.device}: ${err.op} failed: `;
     const detail = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
     return { ...base, message: detail, kind: 'io', device: err.device, op: err.op };
+  }
+  const errno = err as NodeJS.ErrnoException;
+  if (typeof errno.code === 'string' && typeof errno.syscall === 'string') {
+    const hint = 'check the space and the health of the filesystem that holds it';
+    return { kind: 'io', message: errno.message, hint, device: root, op: errno.syscall };
   }
   const stack = err instanceof Error && err.stack !== undefined ? ` (${err.stack})` : '';
   return { ...base, message: `${base.message}${stack}`, kind: 'internal' };

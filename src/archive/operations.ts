@@ -4,6 +4,7 @@
  * are text paths; everything inside is raw (raw-name.ts).
  */
 
+import { lstatSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -41,7 +42,7 @@ export async function sizeHere(root: string, parent: string | undefined): Promis
   let size = 0n;
   for (const change of await changesHere(root, parent)) {
     if (change.kind === ChangeKinds.delete) continue;
-    const stats = await lstat(fsPath(joinRaw(rawRootPath, change.path.slice(1))), { bigint: true });
+    const stats = lstatSync(fsPath(joinRaw(rawRootPath, change.path.slice(1))), { bigint: true });
     if (stats.isDirectory()) continue;
     if (stats.nlink > 1n) {
       if (seen.has(stats.ino)) continue;

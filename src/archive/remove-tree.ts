@@ -1,28 +1,32 @@
 /**
  * `rm -rf` on raw names that never follows a symbolic link: a link is removed, not its
- * target. A missing path is not an error.
+ * target. A missing path is not an error. Synchronous system calls: only the archive worker
+ * (a process of its own) removes trees.
  */
 
-import { lstat, readdir, rmdir, unlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { fsPath, joinRaw } from './raw-name.js';
-import { ignoreMissing } from './root-path.js';
 
 export async function removeTree(path: string): Promise<void> {
-  const stats = await lstat(fsPath(path)).catch(ignoreMissing);
+  removeTreeSync(path);
+}
+
+function removeTreeSync(path: string): void {
+  const stats = lstatSync(fsPath(path), { throwIfNoEntry: false });
   if (stats === undefined) return;
-  if (!stats.isDirectory()) {
-    await unlink(fsPath(path)).catch(ignoreMissing);
-    return;
+  if (stats.isDirectory()) {
+    for (const child of readdirSync(fsPath(path), { encoding: 'buffer' })) {
+      removeTreeSync(joinRaw(path, child.toString('latin1')));
+    }
+    rmdirSync(fsPath(path));
+  } else {
+    unlinkSync(fsPath(path));
   }
-  for (const child of await readdir(fsPath(path), { encoding: 'buffer' })) {
-    await removeTree(joinRaw(path, child.toString('latin1')));
-  }
-  await rmdir(fsPath(path)).catch(ignoreMissing);
 }
 
 /** The raw names of the entries of directory `path`, sorted by bytes. */
 export async function listDir(path: string): Promise<string[]> {
-  const names = await readdir(fsPath(path), { encoding: 'buffer' });
+  const names = readdirSync(fsPath(path), { encoding: 'buffer' });
   return names.map((name) => name.toString('latin1')).sort(compareRaw);
 }
 

@@ -9,7 +9,7 @@
  * All names here are raw (see raw-name.ts).
  */
 
-import { lstat, mkdir, readlink } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readlinkSync } from 'node:fs';
 import { BadArchiveError, UnsafeEntryError } from './errors.js';
 import { fsPath, joinRaw } from './raw-name.js';
 
@@ -83,10 +83,10 @@ export async function resolveDir(
       continue;
     }
     const at = joinRaw(root, [...real, part].join('/'));
-    const stats = await lstat(fsPath(at)).catch(ignoreMissing);
+    const stats = lstatSync(fsPath(at), { throwIfNoEntry: false });
     if (stats === undefined) {
       if (missing === 'undefined') return undefined;
-      await mkdir(fsPath(at), { mode: 0o600 });
+      mkdirSync(fsPath(at), { mode: 0o600 });
       real.push(part);
     } else if (stats.isDirectory()) {
       real.push(part);
@@ -94,7 +94,7 @@ export async function resolveDir(
       if (++hops > MAX_SYMLINK_HOPS) {
         throw new UnsafeEntryError(entry, 'goes through too many levels of symbolic links');
       }
-      const target = (await readlink(fsPath(at), { encoding: 'buffer' })).toString('latin1');
+      const target = readlinkSync(fsPath(at), { encoding: 'buffer' }).toString('latin1');
       if (target.startsWith('/')) real.length = 0;
       pending.push(...target.split('/').reverse());
     } else {

@@ -108,6 +108,19 @@ export function readEntry(header: Header): TarEntry {
     throw new BadArchiveError(`the entry has ${what}, which a layer cannot hold`, { entry: name });
   }
   const pax = (header.pax ?? {}) as Record<string, string>;
+  if (name.includes('\0') || (header.linkname ?? '').includes('\0')) {
+    throw new BadArchiveError('the entry has a NUL byte in its name or link target', {
+      entry: name,
+    });
+  }
+  for (const key of Object.keys(pax)) {
+    if (
+      key.startsWith(XATTR_PREFIX) &&
+      (key.length === XATTR_PREFIX.length || key.includes('\0'))
+    ) {
+      throw new BadArchiveError(`the entry has a bad xattr record '${key}'`, { entry: name });
+    }
+  }
   if (Object.keys(pax).some((key) => key.startsWith('GNU.sparse.'))) {
     throw new BadArchiveError('GNU sparse files are not supported; make the tar without --sparse', {
       entry: name,

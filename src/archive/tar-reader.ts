@@ -33,8 +33,13 @@ export async function readTar(
 ): Promise<void> {
   installBinaryPax();
   const source = await decompressed(input);
-  const tar = extract({ filenameEncoding: 'latin1' } as WritableOptions);
+  // Old V7 headers (no ustar magic) are accepted, as Go's reader accepts them.
+  const tar = extract({ filenameEncoding: 'latin1', allowUnknownFormat: true } as WritableOptions);
   source.on('error', (err) => tar.destroy(asBadArchive(err) as Error));
+  let parseError: unknown;
+  tar.on('error', (err: unknown) => {
+    parseError ??= err;
+  });
   source.pipe(tar);
   try {
     for await (const data of tar) {
@@ -43,7 +48,9 @@ export async function readTar(
       data.resume();
     }
   } catch (err) {
-    throw asBadArchive(err);
+    // An entry's data ends early when the tar does: report why the tar ended.
+    await new Promise(setImmediate);
+    throw asBadArchive(err instanceof Error && 'hint' in err ? err : (parseError ?? err));
   } finally {
     source.unpipe(tar);
     source.destroy();

@@ -1,11 +1,11 @@
 /**
  * A directory tree as Docker's naive ChangesDirs sees it (collectFileInfoForChanges): for
  * every entry its lstat and its `security.capability` xattr, children by raw name. The walk
- * never follows a symbolic link and never leaves the tree.
+ * never follows a symbolic link and never leaves the tree. Synchronous system calls: only
+ * the archive worker (a process of its own) walks trees.
  */
 
-import type { BigIntStats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { type BigIntStats, lstatSync } from 'node:fs';
 import { fsOps } from './native.js';
 import { fsPath, joinRaw } from './raw-name.js';
 import { listDir } from './remove-tree.js';
@@ -27,7 +27,7 @@ export async function walkTree(root: string): Promise<TreeNode> {
 }
 
 async function visit(real: string, path: string): Promise<TreeNode> {
-  const stats = await lstat(fsPath(real), { bigint: true });
+  const stats = lstatSync(fsPath(real), { bigint: true });
   const node: TreeNode = { path, stats, capability: readCapability(real), children: new Map() };
   if (stats.isDirectory()) {
     for (const name of await listDir(real)) {

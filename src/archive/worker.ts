@@ -32,10 +32,11 @@ async function run(request: Request): Promise<Reply> {
 async function main(): Promise<void> {
   process.umask(0);
   let reply: Reply;
+  const request = JSON.parse(process.argv[2] ?? '{}') as Request;
   try {
-    reply = await run(JSON.parse(process.argv[2] ?? '') as Request);
+    reply = await run(request);
   } catch (err) {
-    reply = { ok: false, error: encodeError(err) };
+    reply = { ok: false, error: encodeError(err, `layer root ${request.root}`) };
   }
   writeSync(REPLY_FD, `${JSON.stringify(reply)}\n`);
   // Stop reading a tar the operation gave up on, so that the process can exit.

@@ -264,10 +264,16 @@ export class ThinLayerStore implements LayerStore {
       requireLayer(id, this.liveLayer(id));
       this.refuseForeign(id);
       this.requireAttacher(`applying a tar to layer ${id}`);
-      const users = this.counts.references(id) + this.set.openCount(id);
-      if (users > 0) {
-        throw new BusyError(`layer ${id} is in use (mounted or served ${users} times)`, {
-          hint: "unmount it ('thinp layer unmount') and let its NBD clients go, then apply",
+      const references = this.counts.references(id);
+      if (references > 0) {
+        throw new BusyError(`layer ${id} is mounted (${references} references)`, {
+          hint: "unmount it ('thinp layer unmount'), then apply",
+        });
+      }
+      const clients = this.set.openCount(id);
+      if (clients > 0) {
+        throw new BusyError(`layer ${id} is open by ${clients} NBD clients`, {
+          hint: 'disconnect them, then apply',
         });
       }
       const scratch = scratchName(id);

@@ -5,6 +5,8 @@
  */
 
 import { BadInputError } from '../util/index.js';
+import { MountError } from './errors.js';
+import { mountOn } from './mount-device.js';
 import { run, runOk } from './programs.js';
 import type { FsType, MountedFs } from './types.js';
 
@@ -68,8 +70,11 @@ export async function probeFilesystem(
 }
 
 /**
- * Grows the mounted filesystem to the size of its device (online): resize2fs on the device
- * for ext4, xfs_growfs on the mount point for xfs.
+ * Grows the mounted filesystem to the size of its device: resize2fs on the device for ext4,
+ * xfs_growfs on the mount point for xfs, both online. ext4's online resize needs
+ * CAP_SYS_RESOURCE, which containers often drop (resize2fs then says "Permission denied"):
+ * the filesystem is then unmounted, checked (e2fsck -f -p), grown offline and mounted again
+ * at the same place with the same options.
  */
 export async function growFilesystem(
   mounted: MountedFs,
@@ -83,6 +88,40 @@ export async function growFilesystem(
   }
   const device = mounted.attachment.devicePath;
   const o = { ...options, timeoutMs: 600_000 };
-  if (type === 'ext4') await runOk('resize2fs', [device], device, o);
-  else await runOk('xfs_growfs', [mounted.target], device, o);
+  if (type === 'xfs') {
+    await runOk('xfs_growfs', [mounted.target], device, o);
+    return;
+  }
+  const online = await run('resize2fs', [device], o);
+  if (online.status === 0) return;
+  if (!/Permission denied|Operation not permitted/.test(online.stderr)) {
+    await runOk('resize2fs', [device], device, o);
+  }
+  await growExt4Offline(mounted, o);
+}
+
+async function growExt4Offline(
+  mounted: MountedFs,
+  o: { searchPath?: string; timeoutMs: number },
+): Promise<void> {
+  const device = mounted.attachment.devicePath;
+  await runOk('umount', [mounted.target], mounted.target, {
+    ...o,
+    hint: `close what uses ${mounted.target}, then grow it again`,
+  });
+  // e2fsck exits 1 when it fixed something harmless (-p never asks), 0 when all was well.
+  const check = await run('e2fsck', ['-f', '-p', device], o);
+  if (check.status > 1) await runOk('e2fsck', ['-f', '-n', device], device, o);
+  const grown = await run('resize2fs', [device], o);
+  await mountOn(device, mounted.target, 'ext4', mounted.options, o.searchPath);
+  if (grown.status !== 0) {
+    throw new MountError(
+      device,
+      'resize2fs',
+      grown.stderr.trim() || `exit status ${grown.status}`,
+      {
+        hint: `run 'e2fsck -f ${device}' and 'resize2fs ${device}' by hand to see why`,
+      },
+    );
+  }
 }

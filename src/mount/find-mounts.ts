@@ -67,7 +67,12 @@ export async function findMounts(
     const mounted =
       record.target === undefined
         ? undefined
-        : new TrackedMount(attachment, record.target, record.fsType ?? 'ext4');
+        : new TrackedMount(
+            attachment,
+            record.target,
+            record.fsType ?? 'ext4',
+            record.mountOptions ?? [],
+          );
     found.push({
       stateFile,
       record,

@@ -9,12 +9,19 @@
  *   does not import `nbd/`; without it mounts do not survive a daemon restart.
  * - `mountDevice(attacher, exportName, target, fs)`, `makeFilesystem(devicePath, type, args)`,
  *   `probeFilesystem(devicePath)`, `growFilesystem(mounted)` (the type comes from `mounted`;
- *   a second argument is accepted and checked).
+ *   a second argument is accepted and checked). ext4 grows online, or, where the process
+ *   lacks CAP_SYS_RESOURCE (containers), by unmount + e2fsck + resize2fs + the same mount.
+ * - `MountedFs` also has `type` and `options` (the final -o list); `Attachment` has `readOnly`.
  * - `findMounts(stateDir)`: the argument is the state directory the attacher records into
  *   (ROOT/run/mounts), not a mount prefix; each entry is cross-checked with
- *   /proc/self/mountinfo, `losetup -J` and /proc/PID. `cleanupStale(found)` removes a stale one.
+ *   /proc/self/mountinfo, `losetup -J` and /proc/PID. `live` ones are adopted through their
+ *   `mounted.unmount()`/`attachment.detach()`; `cleanupStale(found)` removes any (lazily,
+ *   ending the relay and nbdfuse first, so it never waits on a daemon that is gone).
+ * - A plain `unmount()`/`detach()` while the daemon is away waits for it (the relay retries
+ *   for 5 minutes, then the pending I/O fails with EIO): after a crash, use `cleanupStale`.
  * - Errors: `MountError` (an `IoError`: a program failed; names the program, its stderr and
- *   the fix) and `MissingToolError` (a `NotFoundError`: names the Debian package).
+ *   the fix), `MissingToolError` (a `NotFoundError`: names the Debian package), `BusyError`
+ *   (export already attached; filesystem busy at unmount; detach while mounted).
  */
 
 export { chooseAttacher, pickAttacherKind } from './choose-attacher.js';

@@ -6,6 +6,7 @@
  */
 
 import { mkdir } from 'node:fs/promises';
+import { crashPoint } from '../util/index.js';
 import { MountError } from './errors.js';
 import { runOk } from './programs.js';
 import { writeRecord } from './state-file.js';
@@ -37,22 +38,34 @@ export async function mountDevice(
     await mkdir(target, { recursive: true });
     record.target = target;
     record.fsType = fs.type;
+    record.mountOptions = mountOptions(fs);
     await writeRecord(stateFile, record);
-    const options = mountOptions(fs);
-    const args = ['-t', fs.type, ...(options.length > 0 ? ['-o', options.join(',')] : [])];
-    await runOk('mount', [...args, record.devicePath, target], record.devicePath, {
-      searchPath,
-      hint: `check that ${exportName} holds a ${fs.type} filesystem and that the options are valid`,
-    });
-    const entries = await mountsAt(target);
-    if (!entries.some((e) => e.source === record.devicePath)) {
-      throw new MountError(record.devicePath, 'mount', `${target} is not in the mount table`);
-    }
+    await mountOn(record.devicePath, target, fs.type, mountOptions(fs), searchPath);
+    crashPoint('mount-mounted');
   } catch (err) {
     await teardown(record, stateFile, { searchPath }).catch((e) => {
       throw new AggregateError([err, e], `mounting ${exportName} failed, and so did cleanup`);
     });
     throw err;
   }
-  return new TrackedMount(attachment, target, fs.type);
+  return new TrackedMount(attachment, target, fs.type, mountOptions(fs));
+}
+
+/** `mount -t type -o options device target`, checked in the mount table. */
+export async function mountOn(
+  device: string,
+  target: string,
+  type: FsOptions['type'],
+  options: readonly string[],
+  searchPath: string | undefined,
+): Promise<void> {
+  const args = ['-t', type, ...(options.length > 0 ? ['-o', options.join(',')] : [])];
+  await runOk('mount', [...args, device, target], device, {
+    searchPath,
+    hint: `check that ${device} holds a ${type} filesystem and that the options are valid`,
+  });
+  const entries = await mountsAt(target);
+  if (!entries.some((e) => e.source === device)) {
+    throw new MountError(device, 'mount', `${target} is not in the mount table`);
+  }
 }

@@ -12,6 +12,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
+import { exportLock } from './export-lock.js';
 import { runOk } from './programs.js';
 import { readRecord, removeRecord, stateFileOf, writeRecord } from './state-file.js';
 import { processStart, waitFor } from './system.js';
@@ -41,8 +42,16 @@ export class NbdClientAttacher implements Attacher {
 
   constructor(private readonly options: AttacherOptions) {}
 
-  async attach(exportName: string, o: AttachOptions = {}): Promise<TrackedAttachment> {
+  attach(exportName: string, o: AttachOptions = {}): Promise<TrackedAttachment> {
     const stateFile = stateFileOf(this.options.stateDir, exportName);
+    return exportLock.run(stateFile, () => this.attachLocked(exportName, stateFile, o));
+  }
+
+  private async attachLocked(
+    exportName: string,
+    stateFile: string,
+    o: AttachOptions,
+  ): Promise<TrackedAttachment> {
     if ((await readRecord(stateFile)) !== undefined) {
       throw new BusyError(`export ${exportName} is already attached`, {
         hint: `detach it first; after a crash, clean it with findMounts/cleanupStale (${stateFile})`,

@@ -16,8 +16,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { BusyError } from '../util/index.js';
+import { BusyError, crashPoint } from '../util/index.js';
 import { MountError } from './errors.js';
+import { exportLock } from './export-lock.js';
 import { locate, runOk } from './programs.js';
 import { keyOf, readRecord, stateFileOf, writeRecord } from './state-file.js';
 import { childrenOf, processStart, waitFor } from './system.js';
@@ -33,9 +34,17 @@ export class NbdfuseAttacher implements Attacher {
 
   constructor(private readonly options: AttacherOptions) {}
 
-  async attach(exportName: string, o: AttachOptions = {}): Promise<TrackedAttachment> {
+  attach(exportName: string, o: AttachOptions = {}): Promise<TrackedAttachment> {
+    const stateFile = stateFileOf(this.options.stateDir, exportName);
+    return exportLock.run(stateFile, () => this.attachLocked(exportName, stateFile, o));
+  }
+
+  private async attachLocked(
+    exportName: string,
+    stateFile: string,
+    o: AttachOptions,
+  ): Promise<TrackedAttachment> {
     const { stateDir } = this.options;
-    const stateFile = stateFileOf(stateDir, exportName);
     const existing = await readRecord(stateFile);
     if (existing !== undefined) {
       throw new BusyError(`export ${exportName} is already attached (${existing.devicePath})`, {
@@ -57,6 +66,7 @@ export class NbdfuseAttacher implements Attacher {
     await writeRecord(stateFile, record);
     try {
       await this.startNbdfuse(record, stateFile);
+      crashPoint('mount-nbdfuse-started');
       await this.attachLoop(record, stateFile);
     } catch (err) {
       await teardown(record, stateFile, { searchPath: this.options.searchPath }).catch((e) => {
@@ -107,6 +117,7 @@ export class NbdfuseAttacher implements Attacher {
     record.pid = child.pid as number;
     record.pidStart = await processStart(record.pid);
     await writeRecord(stateFile, record);
+    crashPoint('mount-nbdfuse-spawned');
     const shown = await waitFor(
       async () =>
         exited ||
@@ -140,6 +151,7 @@ export class NbdfuseAttacher implements Attacher {
     if (!/^\/dev\/loop\d+$/.test(loop)) {
       throw new MountError(record.exportName, 'losetup', `unexpected output '${loop}'`);
     }
+    crashPoint('mount-loop-attached');
     record.devicePath = loop;
     await writeRecord(stateFile, record);
   }

@@ -21,6 +21,7 @@ export const PROGRAMS = {
   'mkfs.ext4': 'e2fsprogs',
   tune2fs: 'e2fsprogs',
   resize2fs: 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
   'mkfs.xfs': 'xfsprogs',
   xfs_growfs: 'xfsprogs',
 } as const;

@@ -4,7 +4,7 @@
  * recycled pid is never taken for ours). Reads only; nothing here changes the system.
  */
 
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from './programs.js';
 
@@ -125,4 +125,27 @@ export async function waitFor(
     if (Date.now() > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+/**
+ * The live processes in process group `pgid` that started no earlier than `minStart` (the
+ * group leader's start time, so that a recycled group id is not taken for ours). nbdfuse
+ * runs detached as a group leader, and the relay it forks stays in its group.
+ */
+export async function processGroup(pgid: number, minStart: string | undefined): Promise<number[]> {
+  const members: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z' || rest[0] === 'X' || Number(rest[2]) !== pgid) continue;
+    if (minStart !== undefined && Number(rest[19]) < Number(minStart)) continue;
+    members.push(Number(name));
+  }
+  return members;
 }

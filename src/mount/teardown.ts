@@ -4,7 +4,8 @@
  * process and the relay under it, the FUSE directory, and last nbdfuse's log and the state file. Every step
  * first looks whether its piece is still there, so a teardown that failed half way can run
  * again, and the same code cleans what a crashed daemon left (`lazy`: umount -l and
- * fusermount3 -z, for mounts whose device no longer answers).
+ * fusermount3 -z, for mounts whose device no longer answers; the relay and nbdfuse are ended
+ * first then, so nothing waits on a device that will never answer).
  */
 
 import { rm, rmdir } from 'node:fs/promises';
@@ -12,7 +13,7 @@ import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
 import { run, runOk } from './programs.js';
 import { removeRecord, writeRecord } from './state-file.js';
-import { loopBackingFile, mountsAt, processAlive, waitFor } from './system.js';
+import { loopBackingFile, mountsAt, processAlive, processGroup, waitFor } from './system.js';
 import type { AttachmentRecord } from './types.js';
 
 export interface TeardownOptions {
@@ -32,10 +33,13 @@ export async function unmountTarget(
   if (target === undefined) return;
   if ((await mountsAt(target)).length > 0) {
     const args = options.lazy === true ? ['-l', target] : [target];
-    await runOk('umount', args, target, {
-      searchPath: options.searchPath,
-      hint: `close what uses ${target} (lsof +D ${target}), then unmount again`,
-    });
+    const result = await run('umount', args, options);
+    if (result.status !== 0 && /busy/i.test(result.stderr)) {
+      throw new BusyError(`${target} is busy: something has a file open or its cwd there`, {
+        hint: `close what uses it (fuser -vm ${target} names it), then unmount again`,
+      });
+    }
+    if (result.status !== 0) await runOk('umount', args, target, options);
   }
   const gone = await waitFor(async () => (await mountsAt(target)).length === 0, STEP_TIMEOUT_MS);
   if (!gone) {
@@ -59,11 +63,19 @@ async function detachLoop(record: AttachmentRecord, options: TeardownOptions): P
   }
 }
 
-/** Ends a process (pid, start time) politely, then firmly; resolves once it is gone. */
-async function endProcess(pid: number | undefined, start: string | undefined, what: string) {
+/**
+ * Ends a process (pid, start time): waits for it to end by itself (`graceMs`), then asks
+ * politely, then firmly; resolves once it is gone.
+ */
+async function endProcess(
+  pid: number | undefined,
+  start: string | undefined,
+  what: string,
+  graceMs = 5_000,
+) {
   if (pid === undefined) return;
   const alive = () => processAlive(pid, start);
-  if (await waitFor(async () => !(await alive()), 5_000)) return;
+  if (await waitFor(async () => !(await alive()), graceMs)) return;
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     try {
       process.kill(pid, signal);
@@ -74,6 +86,30 @@ async function endProcess(pid: number | undefined, start: string | undefined, wh
   }
   throw new BusyError(`${what} (pid ${pid}) does not end, even on SIGKILL`, {
     hint: `look at it with 'ps -o pid,stat,wchan -p ${pid}'`,
+  });
+}
+
+/**
+ * Ends nbdfuse's process group (nbdfuse and the relay it forked, even one forked after the
+ * record was last written): waits `graceMs` for it to end by itself, then SIGTERM, SIGKILL.
+ */
+async function endGroup(record: AttachmentRecord, graceMs: number): Promise<void> {
+  const { pid, pidStart } = record;
+  if (pid === undefined || record.kind !== 'nbdfuse') return;
+  const empty = async () => (await processGroup(pid, pidStart)).length === 0;
+  if (await waitFor(empty, graceMs)) return;
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    for (const member of await processGroup(pid, pidStart)) {
+      try {
+        process.kill(member, signal);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (await waitFor(empty, 5_000)) return;
+  }
+  throw new BusyError(`nbdfuse's processes (group ${pid}) do not end, even on SIGKILL`, {
+    hint: `look at them with 'ps -o pid,stat,wchan,args -g ${pid}'`,
   });
 }
 
@@ -91,8 +127,7 @@ async function stopFuse(record: AttachmentRecord, options: TeardownOptions): Pro
       hint: `run 'fusermount3 -u -z ${fuseDir}'`,
     });
   }
-  await endProcess(record.pid, record.pidStart, 'nbdfuse');
-  await endProcess(record.relayPid, record.relayStart, 'the NBD relay');
+  await endGroup(record, 5_000);
   await rmdir(fuseDir).catch((err: { code?: unknown }) => {
     if (err.code !== 'ENOENT') throw err;
   });
@@ -114,10 +149,17 @@ export async function teardown(
   stateFile: string,
   options: TeardownOptions = {},
 ): Promise<void> {
+  if (options.lazy === true) {
+    // Leftovers: the relay may still be retrying a daemon that is gone, and every I/O on the
+    // device (even umount's) would wait for it. Ending the relay and nbdfuse first makes
+    // that I/O fail at once, so the lazy unmounts below never block.
+    await endGroup(record, 0);
+  }
   await unmountTarget(record, options);
   if (record.target !== undefined) {
     delete record.target;
     delete record.fsType;
+    delete record.mountOptions;
     await writeRecord(stateFile, record);
   }
   await detachLoop(record, options);

@@ -44,6 +44,8 @@ export class TrackedMount implements MountedFs {
     readonly attachment: TrackedAttachment,
     readonly target: string,
     readonly type: FsType,
+    /** The `-o` list it was mounted with, to mount it again the same way. */
+    readonly options: readonly string[],
   ) {}
 
   async unmount(): Promise<void> {

@@ -80,6 +80,8 @@ export interface FsOptions {
 export interface MountedFs {
   readonly target: string;
   readonly type: FsType;
+  /** The `-o` list it is mounted with (nouuid and ro included). */
+  readonly options: readonly string[];
   readonly attachment: Attachment;
   /** umount, then detach; each step verified. */
   unmount(): Promise<void>;
@@ -107,6 +109,8 @@ export interface AttachmentRecord {
   /** The filesystem mount, once made. */
   target?: string;
   fsType?: FsType;
+  /** The `-o` list it was mounted with. */
+  mountOptions?: string[];
 }
 
 /** One attachment found on the machine from its state file, checked against the system. */

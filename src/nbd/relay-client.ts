@@ -23,6 +23,7 @@
 import net from 'node:net';
 import { ByteReader } from './byte-reader.js';
 import { clientHandshake, type ExportInfo } from './client-handshake.js';
+import { ProtocolError } from './protocol-error.js';
 import { CMD, decodeSimpleReply, encodeRequest, NBD_ERRNO, SIMPLE_REPLY } from './wire.js';
 
 export interface RelayRequest {
@@ -79,14 +80,21 @@ export class RelayClient {
     this.log = options.log ?? (() => {});
   }
 
-  /** Connects (retrying for `firstMs`) and negotiates `name`. */
+  /**
+   * Connects (retrying for `firstMs` while the socket refuses) and negotiates `name`; a
+   * server that refuses the export fails it at once.
+   */
   static async open(
     socketPath: string,
     name: string,
     firstMs: number,
     options: RelayClientOptions = {},
   ): Promise<RelayClient> {
-    const { socket, reader, info } = await retry(() => connect(socketPath, name), firstMs);
+    const { socket, reader, info } = await retry(
+      () => connect(socketPath, name),
+      firstMs,
+      (err) => !(err instanceof ProtocolError),
+    );
     const client = new RelayClient(socketPath, name, info, options);
     client.attach(socket, reader);
     client.sending = true;
@@ -165,7 +173,7 @@ export class RelayClient {
         ack,
       });
       this.journalBytes += p.payload?.length ?? 0;
-      if (this.journalBytes > (this.options.journalLimit ?? 64 * 1024 * 1024)) {
+      if (this.journalBytes > (this.options.journalLimit ?? 32 * 1024 * 1024)) {
         this.journalBytes = 0; // one flush at a time: the next write past the limit asks again
         void this.request({ type: CMD.FLUSH, flags: 0, offset: 0, length: 0 });
       }
@@ -256,14 +264,21 @@ async function connect(socketPath: string, name: string) {
   }
 }
 
-/** `attempt` until it succeeds, backing off from 50 ms to 1 s; the last error after `forMs`. */
-async function retry<T>(attempt: () => Promise<T>, forMs: number): Promise<T> {
+/**
+ * `attempt` until it succeeds, backing off from 50 ms to 1 s; the last error after `forMs`,
+ * or at once when it is not `retryable`.
+ */
+async function retry<T>(
+  attempt: () => Promise<T>,
+  forMs: number,
+  retryable: (err: unknown) => boolean = () => true,
+): Promise<T> {
   const deadline = Date.now() + forMs;
   for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
     try {
       return await attempt();
     } catch (err) {
-      if (Date.now() + delay > deadline) throw err;
+      if (!retryable(err) || Date.now() + delay > deadline) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }

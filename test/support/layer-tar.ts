@@ -1,6 +1,7 @@
 /**
- * Layer tars built in memory with tar-stream, for tests that need exact control over the
- * entries (whiteouts, malicious names, PAX records):
+ * Layer tars built in memory, for tests that need exact control over the entries
+ * (whiteouts, malicious names, PAX records). Written with the archive layer's TarWriter, whose
+ * output GNU tar reads (test/peers/archive-gnu-tar.test.ts):
  *
  *     const tar = await buildTar([
  *       { name: 'etc/', type: 'directory' },
@@ -10,16 +11,15 @@
  *       { name: 'cap', content: 'x', pax: { 'SCHILY.xattr.security.capability': raw } },
  *     ]);
  *
- * PAX record values are raw strings (one char per byte), written byte for byte.
+ * Names are text (written as UTF-8) unless `raw`; PAX values are raw (one char per byte).
  */
 
-import { Readable } from 'node:stream';
-import { type Header, pack } from 'tar-stream';
-import { paxBody } from '../../src/archive/pax.js';
+import { PassThrough, Readable } from 'node:stream';
+import { TarWriter, type WriteType } from '../../src/archive/tar-writer.js';
 
 export interface TarSpec {
   name: string;
-  type?: Header['type'];
+  type?: WriteType;
   content?: string | Buffer;
   linkname?: string;
   mode?: number;
@@ -31,57 +31,43 @@ export interface TarSpec {
   devminor?: number;
   /** Extra PAX records written in a PAX header before the entry (raw values). */
   pax?: Record<string, string>;
+  /** Whether `name` and `linkname` are raw already (one char per byte). */
+  raw?: boolean;
 }
 
 /** The bytes of a tar holding `specs`, in order, with the end-of-archive blocks. */
 export async function buildTar(specs: readonly TarSpec[]): Promise<Buffer> {
-  const tar = pack();
+  const out = new PassThrough();
   const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of tar) chunks.push(chunk as Buffer);
-  })();
-  for (const spec of specs) await addEntry(tar, spec);
-  tar.finalize();
-  await collected;
-  return Buffer.concat(chunks);
-}
-
-async function addEntry(tar: ReturnType<typeof pack>, spec: TarSpec): Promise<void> {
-  const mtime = new Date((spec.mtime ?? 1_600_000_000) * 1000);
-  if (spec.pax !== undefined) {
-    const body = paxBody(Object.entries(spec.pax));
-    await write(tar, { name: 'PaxHeaders/x', type: 'pax-header' as Header['type'], mtime }, body);
+  out.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const tar = new TarWriter(out);
+  for (const spec of specs) {
+    const type = spec.type ?? 'file';
+    const content =
+      typeof spec.content === 'string'
+        ? Buffer.from(spec.content)
+        : (spec.content ?? Buffer.alloc(0));
+    const raw = (text: string) => (spec.raw === true ? text : Buffer.from(text).toString('latin1'));
+    const header = {
+      name: raw(spec.name),
+      type,
+      mode: spec.mode ?? (type === 'directory' ? 0o755 : 0o644),
+      uid: spec.uid ?? 0,
+      gid: spec.gid ?? 0,
+      size: content.length,
+      mtime: spec.mtime ?? 1_600_000_000,
+      linkname: raw(spec.linkname ?? ''),
+      devmajor: spec.devmajor ?? 0,
+      devminor: spec.devminor ?? 0,
+    };
+    await tar.entry(
+      header,
+      Object.entries(spec.pax ?? {}),
+      content.length > 0 ? [content] : undefined,
+    );
   }
-  const type = spec.type ?? 'file';
-  const content =
-    typeof spec.content === 'string'
-      ? Buffer.from(spec.content)
-      : (spec.content ?? Buffer.alloc(0));
-  const header: Header = {
-    name: spec.name,
-    type,
-    mode: spec.mode ?? (type === 'directory' ? 0o755 : 0o644),
-    uid: spec.uid ?? 0,
-    gid: spec.gid ?? 0,
-    mtime,
-    size: content.length,
-    linkname: spec.linkname ?? '',
-    uname: '',
-    gname: '',
-    devmajor: spec.devmajor ?? 0,
-    devminor: spec.devminor ?? 0,
-  };
-  await write(tar, header, content);
-}
-
-function write(
-  tar: ReturnType<typeof pack>,
-  header: Partial<Header> & { name: string },
-  body: Buffer,
-): Promise<void> {
-  return new Promise((resolve, reject) =>
-    tar.entry(header, body, (err) => (err ? reject(err) : resolve())),
-  );
+  await tar.end();
+  return Buffer.concat(chunks);
 }
 
 /** A stream of `bytes`, split into chunks of `chunk` bytes (to exercise every boundary). */
