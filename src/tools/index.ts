@@ -8,9 +8,18 @@ export * from './check/index.js';
 export { type DumpOptions, dumpMetadata } from './dump.js';
 export { createMetadataFile, openMetadataFile } from './metadata-file.js';
 export {
+  formatRepairReport,
+  type LostSpan,
+  nothingLost,
+  type RepairOptions,
+  type RepairReport,
+  repairMetadata,
+} from './repair/index.js';
+export {
   COMMIT_EVERY,
   type RestoreOptions,
   type RestoreSummary,
+  restoreEvents,
   restoreMetadata,
 } from './restore.js';
 export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
