@@ -51,7 +51,7 @@ export function requireOneOf(command: Command, names: readonly string[]): void {
 
 const AVAILABLE =
   "for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', " +
-  "'thinp dump', 'thinp restore' and 'thinp daemon' work; see 'thinp --help'";
+  "'thinp dump', 'thinp restore', 'thinp repair' and 'thinp daemon' work; see 'thinp --help'";
 
 /**
  * Gives `command` an action that checks its arguments and the configuration, then says

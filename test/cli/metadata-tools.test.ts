@@ -340,7 +340,3 @@ describe('thinp restore', () => {
     );
   });
 });
-
-test('repair is not built yet and says so', async () => {
-  assertFails(await cli('repair', '--metadata', 'x.meta'), 1, /'thinp repair' is not available/);
-});

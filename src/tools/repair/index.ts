@@ -36,6 +36,8 @@ export interface RepairOptions {
   /** In 512-byte sectors. */
   dataBlockSize?: number;
   nrDataBlocks?: number;
+  /** Used only when the superblock gives no usable value (the pool's configuration). */
+  fallback?: { dataBlockSize?: number; nrDataBlocks?: number };
 }
 
 /** Where the pool is read from. */
@@ -194,9 +196,18 @@ function poolFields(source: Source, options: RepairOptions, name: string): PoolF
     if (value !== undefined) inferred.push(`${what} ${value}, as given`);
     return value;
   };
+  const fallback = (what: string, value: number | undefined) => {
+    if (value !== undefined) inferred.push(`${what} ${value}, from the pool's configuration`);
+    return value;
+  };
   const dataBlockSize =
-    given('data block size', options.dataBlockSize) ?? usableBlockSize(sb?.dataBlockSize);
-  const nrDataBlocks = given('data blocks', options.nrDataBlocks) ?? sb?.dataSpaceMap.nrBlocks;
+    given('data block size', options.dataBlockSize) ??
+    usableBlockSize(sb?.dataBlockSize) ??
+    fallback('data block size', options.fallback?.dataBlockSize);
+  const nrDataBlocks =
+    given('data blocks', options.nrDataBlocks) ??
+    sb?.dataSpaceMap.nrBlocks ??
+    fallback('data blocks', options.fallback?.nrDataBlocks);
   const transactionId = given('transaction id', options.transactionId) ?? sb?.transId;
   if (dataBlockSize === undefined || nrDataBlocks === undefined) {
     const missing = [

@@ -5,9 +5,11 @@
  *
  * What counts as damage: a block whose checksum or location field is wrong, and a node
  * whose header or keys break the format (flags, value size, max entries, nr_entries, keys
- * out of order, a child beyond 2^53), a cycle, or a tree deeper than any real one. What does
- * not: a non-root node with fewer entries than a third, or keys outside the range the parent
- * gives — the entries are sound and are kept; the rebuilt tree is well formed again.
+ * out of order, a child beyond 2^53), a cycle, or a tree deeper than any real one. Keys
+ * outside the range the parent gives are not: the entries are sound and are kept; the
+ * rebuilt tree is well formed again. A non-root leaf with fewer entries than a third is read
+ * as it is, and it is damaged too: its entry count was cut, so the keys after its last entry,
+ * up to its parent's next key, are reported lost.
  */
 
 import { Node } from '../../pdata/index.js';
@@ -37,6 +39,8 @@ interface Bounds {
 export class SalvageWalker {
   /** Every damaged block met so far, with what is wrong with it. */
   readonly damaged = new Map<number, string>();
+  /** Blocks that cannot be read as nodes at all. */
+  private readonly unreadable = new Map<number, string>();
 
   constructor(private readonly reader: BlockReader) {}
 
@@ -65,6 +69,7 @@ export class SalvageWalker {
     }
     if (node.isLeaf) {
       onLeaf(node, loc);
+      if (path.size > 0) this.checkOccupancy(node, loc, bounds, lost);
       return;
     }
     path.add(loc);
@@ -83,19 +88,37 @@ export class SalvageWalker {
     path.delete(loc);
   }
 
+  /** A leaf cut short: the keys after its last entry are reported lost. */
+  private checkOccupancy(leaf: Node, loc: number, bounds: Bounds, lost: LostRange[]): void {
+    const n = leaf.nrEntries;
+    const least = Math.floor(leaf.maxEntries / 3);
+    if (n >= least) return;
+    const problem = `too few entries in btree node: ${n}, expected at least ${least}`;
+    this.damaged.set(loc, problem);
+    const begin = n > 0 ? leaf.key(n - 1) + 1 : bounds.lo;
+    if (bounds.hi !== undefined && begin >= bounds.hi) return;
+    lost.push({
+      begin,
+      end: bounds.hi,
+      block: loc,
+      problem: `${problem}; the entries after it are lost`,
+    });
+  }
+
   /** The node at `loc`, or what is wrong with it (recorded in `damaged`). */
   private async readNode(
     loc: number,
     valueSize: number,
     path: Set<number>,
   ): Promise<Node | string> {
-    const known = this.damaged.get(loc);
+    const known = this.unreadable.get(loc);
     if (known !== undefined) return known;
     if (path.has(loc)) return 'cycle: the btree node is its own ancestor';
     if (path.size >= MAX_DEPTH) return `the tree is deeper than ${MAX_DEPTH} levels`;
     const block = await this.reader.readChecked(loc, BLOCK_KIND.node);
     const problem = block.error ?? nodeProblem(new Node(block.buf as Buffer), valueSize, true);
     if (problem !== undefined) {
+      this.unreadable.set(loc, problem);
       this.damaged.set(loc, problem);
       return problem;
     }
