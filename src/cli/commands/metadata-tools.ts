@@ -110,7 +110,7 @@ function failOnProblems(file: string, report: CheckReport, ignoreNonFatal: boole
     {
       hint:
         fatal > 0
-          ? "restore the metadata from a dump with 'thinp restore', or repair it"
+          ? "restore the metadata from a dump with 'thinp restore', or repair it with 'thinp repair'"
           : 'non-fatal problems leave the pool usable: give --ignore-non-fatal-errors to accept them',
     },
   );

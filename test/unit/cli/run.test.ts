@@ -215,7 +215,7 @@ describe('user errors exit 1', () => {
   test('a command this build cannot carry out says so', async () => {
     assertUserError(
       await cli('layer', 'list'),
-      /^thinp: 'thinp layer list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', 'thinp dump', 'thinp restore' and 'thinp daemon' work/,
+      /^thinp: 'thinp layer list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', 'thinp dump', 'thinp restore', 'thinp repair' and 'thinp daemon' work/,
     );
   });
 
