@@ -7,18 +7,25 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { truncate } from 'node:fs/promises';
+import { open, readFile, rm, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { FileDevice } from '../../src/block/index.js';
+import { decodeSuperblock } from '../../src/thin/index.js';
 import { type RepairOptions, repairMetadata } from '../../src/tools/index.js';
-import { corruptFixtureNames, FIXTURE_DIR, unpackFixture } from '../support/fixtures.js';
+import {
+  corruptFixtureNames,
+  FIXTURE_DIR,
+  fixtureNames,
+  unpackFixture,
+} from '../support/fixtures.js';
 import { dumpMappings, pathedDevices } from '../support/metadata-paths.js';
 import { requirePeer, thinDump, thinRepair } from '../support/peers.js';
 import { assertRepaired } from '../support/repair-assertions.js';
 import { tempDir } from '../support/temp.js';
 
 const dir = await tempDir('thinp-repair-fixtures-');
+const BLOCK = 4096;
 
 /** Each corrupt fixture's base, from the fixtures' own record of how they were made. */
 function bases(): Map<string, string> {
@@ -121,4 +128,67 @@ describe('repair of the corrupt fixtures', () => {
       }
     });
   }
+});
+
+/** Zeroes block `block` of `file`. */
+async function zeroBlock(file: string, block: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    await handle.write(Buffer.alloc(BLOCK), 0, BLOCK, block * BLOCK);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function repairFile(file: string, options: RepairOptions = {}) {
+  const repaired = `${file}.repaired`;
+  await rm(repaired, { force: true });
+  const input = await FileDevice.open(file, { readOnly: true });
+  const output = await FileDevice.open(repaired, { create: { size: input.size } });
+  const report = await repairMetadata(input, output, options).finally(async () => {
+    await input.close();
+    await output.close();
+  });
+  return { repaired, report };
+}
+
+describe('repair of the sound fixtures with a damaged block', () => {
+  for (const name of fixtureNames()) {
+    test(`${name} without its superblock: the roots are found by a scan`, async () => {
+      const file = await unpackFixture(name, dir);
+      const original = await pathedDevices(file);
+      const sb = decodeSuperblock((await readFile(file)).subarray(0, BLOCK));
+      await zeroBlock(file, 0);
+      const { repaired, report } = await repairFile(file, {
+        transactionId: sb.transId,
+        dataBlockSize: sb.dataBlockSize,
+        nrDataBlocks: sb.dataSpaceMap.nrBlocks,
+      });
+      assert.equal(report.source, 'scan');
+      assert.equal(report.roots.mapping, original.length === 0 ? null : sb.dataMappingRoot);
+      await assertRepaired(original, new Set([0]), repaired, report);
+    });
+  }
+
+  test('many-devices: each node of its top-level and details trees, zeroed', async () => {
+    const pristine = await unpackFixture('many-devices', dir);
+    const original = await pathedDevices(pristine);
+    const nodes = new Set(original.flatMap((d) => [...d.topPath, ...d.detailsPath]));
+    assert.ok(nodes.size >= 5, 'both trees have internal nodes');
+    for (const block of nodes) {
+      const file = await unpackFixture('many-devices', dir);
+      await zeroBlock(file, block);
+      const { repaired, report } = await repairFile(file);
+      assert.deepEqual(
+        report.damagedBlocks.map((d) => d.block),
+        [block],
+      );
+      await assertRepaired(original, new Set([block]), repaired, report);
+      const detailsLost = original.filter((d) => d.detailsPath.includes(block)).map((d) => d.id);
+      assert.deepEqual(
+        report.lost.details.map((d) => d.id),
+        detailsLost,
+      );
+    }
+  });
 });
