@@ -16,4 +16,5 @@ export {
 export { type DockerInfo, dockerInfo, formatDockerInfo } from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { poolPresent } from './pool-files.js';
+export { recordedTransactionId } from './recorded-transaction.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';

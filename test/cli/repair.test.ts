@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { type CliResult, thinp } from '../support/cli.js';
@@ -149,5 +149,41 @@ describe('thinp repair', () => {
     for (const option of ['--in-place', '--yes', '--backup', '--data-block-size', '--json']) {
       assert.match(result.stdout, new RegExp(option));
     }
+  });
+});
+
+describe('thinp repair of the pool under the root', () => {
+  test('a lost superblock: sizes from the configuration, transaction id from the device set', async () => {
+    const root = path.join(cwd, 'root');
+    const opts = [
+      '--root',
+      root,
+      '--storage-opt',
+      'dm.loopmetadatasize=8M',
+      '--storage-opt',
+      'dm.loopdatasize=64M',
+    ];
+    const pool = (...args: string[]) => cli(...opts, ...args);
+    assert.equal((await pool('pool', 'create')).status, 0);
+    assert.equal((await pool('device', 'create', 'a', '--size', '1G')).status, 0);
+    assert.equal((await pool('device', 'create', 'b', '--origin', 'a')).status, 0);
+    const before = (await pool('device', 'list', '--json')).stdout;
+    const status = JSON.parse((await pool('pool', 'status', '--json')).stdout);
+    const metadata = path.join(root, 'devicemapper', 'metadata');
+    const handle = await open(metadata, 'r+');
+    await handle.write(Buffer.alloc(4096), 0, 4096, 0).finally(() => handle.close());
+
+    const result = await pool('repair', '--in-place', '--yes');
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /data block size 128, from the pool's configuration and state/);
+    assert.match(result.stdout, /data blocks 1024, from the pool's configuration and state/);
+    assert.match(
+      result.stdout,
+      new RegExp(`transaction id ${status.transactionId}, from the pool's configuration and state`),
+    );
+    assert.equal((await thinCheck(metadata)).status, 0);
+    const after = await pool('device', 'list', '--json');
+    assert.equal(after.stderr, '', 'no operation is rolled back');
+    assert.equal(after.stdout, before);
   });
 });

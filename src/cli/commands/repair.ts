@@ -10,6 +10,7 @@ import { chmod, copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import type { Config } from '../../config/index.js';
+import { recordedTransactionId } from '../../driver/index.js';
 import {
   type BlockDevice,
   createMetadataFile,
@@ -182,6 +183,7 @@ async function repairOptions(config: Config, options: RepairCliOptions): Promise
   const sectors = config.storage.blockSize / SECTOR;
   const data = await fileInfo(config.backing.dataFile);
   result.fallback = {
+    transactionId: await recordedTransactionId(config.layout.metadataDir),
     dataBlockSize: sectors,
     nrDataBlocks: data === undefined ? undefined : Math.floor(data.size / config.storage.blockSize),
   };

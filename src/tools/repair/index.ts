@@ -37,7 +37,7 @@ export interface RepairOptions {
   dataBlockSize?: number;
   nrDataBlocks?: number;
   /** Used only when the superblock gives no usable value (the pool's configuration). */
-  fallback?: { dataBlockSize?: number; nrDataBlocks?: number };
+  fallback?: { dataBlockSize?: number; nrDataBlocks?: number; transactionId?: number };
 }
 
 /** Where the pool is read from. */
@@ -68,7 +68,9 @@ export async function repairMetadata(
           detailsRoot: source.detailsRoot,
           nrDataBlocks: fields.nrDataBlocks,
         });
-  const transactionId = fields.transactionId ?? guessTransaction(pool);
+  // Unless given, no lower than a device's own: the pool's id never falls behind them.
+  const transactionId =
+    options.transactionId ?? Math.max(fields.transactionId ?? 0, guessTransaction(pool));
   const inferred = [...fields.inferred];
   if (fields.transactionId === undefined) {
     inferred.push(
@@ -197,7 +199,8 @@ function poolFields(source: Source, options: RepairOptions, name: string): PoolF
     return value;
   };
   const fallback = (what: string, value: number | undefined) => {
-    if (value !== undefined) inferred.push(`${what} ${value}, from the pool's configuration`);
+    if (value !== undefined)
+      inferred.push(`${what} ${value}, from the pool's configuration and state`);
     return value;
   };
   const dataBlockSize =
@@ -208,7 +211,10 @@ function poolFields(source: Source, options: RepairOptions, name: string): PoolF
     given('data blocks', options.nrDataBlocks) ??
     sb?.dataSpaceMap.nrBlocks ??
     fallback('data blocks', options.fallback?.nrDataBlocks);
-  const transactionId = given('transaction id', options.transactionId) ?? sb?.transId;
+  const transactionId =
+    given('transaction id', options.transactionId) ??
+    sb?.transId ??
+    fallback('transaction id', options.fallback?.transactionId);
   if (dataBlockSize === undefined || nrDataBlocks === undefined) {
     const missing = [
       dataBlockSize === undefined ? '--data-block-size SECTORS' : '',
