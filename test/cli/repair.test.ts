@@ -120,6 +120,15 @@ describe('thinp repair', () => {
     );
   });
 
+  test('says that the held metadata snapshot is not carried over', async () => {
+    const held = await unpackFixture('held-root', fixtures);
+    const result = await cli('repair', '--metadata', held, '-o', 'held.repaired');
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^lost: nothing$/m);
+    assert.match(result.stdout, /^dropped: the held metadata snapshot \(block 8\)/m);
+    assert.equal((await thinCheck(path.join(cwd, 'held.repaired'))).status, 0);
+  });
+
   test('usage errors', async () => {
     const damaged = await unpackFixture('corrupt/node-flags-zero', fixtures);
     assertFails(await cli('repair', '--metadata', damaged), 2, /needs -o FILE or --in-place --yes/);

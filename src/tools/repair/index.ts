@@ -71,32 +71,37 @@ export async function repairMetadata(
   // Unless given, no lower than a device's own: the pool's id never falls behind them.
   const transactionId =
     options.transactionId ?? Math.max(fields.transactionId ?? 0, guessTransaction(pool));
-  const inferred = [...fields.inferred];
   if (fields.transactionId === undefined) {
-    inferred.push(
+    fields.inferred.push(
       `transaction id ${transactionId}, the highest of the devices' (give --transaction-id to set it)`,
     );
   }
-  const time = Math.min(TIME_LIMIT - 1, Math.max(source.sb?.time ?? 0, pool.maxTime));
-  await restoreEvents(
-    imageEvents(pool, {
-      transactionId,
-      time,
-      dataBlockSize: fields.dataBlockSize,
-      nrDataBlocks: fields.nrDataBlocks,
-    }),
-    output,
-  );
+  const state = {
+    transactionId,
+    time: Math.min(TIME_LIMIT - 1, Math.max(source.sb?.time ?? 0, pool.maxTime)),
+    dataBlockSize: fields.dataBlockSize,
+    nrDataBlocks: fields.nrDataBlocks,
+  };
+  await restoreEvents(imageEvents(pool, state), output);
   return {
     source: source.kind,
     superblockProblem: source.superblockProblem,
-    transactionId,
-    time,
-    dataBlockSize: fields.dataBlockSize,
-    nrDataBlocks: fields.nrDataBlocks,
-    inferred,
+    ...state,
+    inferred: fields.inferred,
     roots: { mapping: source.mappingRoot ?? null, details: source.detailsRoot ?? null },
     scannedNodes: source.scannedNodes,
+    ...losses(pool),
+    droppedHeldRoot:
+      source.sb !== undefined && source.sb.heldRoot !== 0 ? source.sb.heldRoot : null,
+    damagedBlocks: [...walker.damaged]
+      .sort((a, b) => a[0] - b[0])
+      .map(([block, problem]) => ({ block, problem })),
+  };
+}
+
+/** What the salvaged pool kept and lost, as the report says it. */
+function losses(pool: SalvagedPool): Pick<RepairReport, 'kept' | 'lost'> {
+  return {
     kept: {
       devices: pool.devices.length,
       mappings: pool.devices.reduce((sum, d) => sum + d.mappings, 0),
@@ -113,9 +118,6 @@ export async function repairMetadata(
         .filter((d) => d.lost.length > 0)
         .map((d) => ({ device: d.id, ranges: mergeSpans(d.lost.map(toSpan)) })),
     },
-    damagedBlocks: [...walker.damaged]
-      .sort((a, b) => a[0] - b[0])
-      .map(([block, problem]) => ({ block, problem })),
   };
 }
 

@@ -39,6 +39,8 @@ export interface RepairReport {
     /** Per kept device, the vblock ranges lost. */
     mappings: { device: number; ranges: LostSpan[] }[];
   };
+  /** The held metadata snapshot's block, which a repair does not carry over; null if none. */
+  droppedHeldRoot: number | null;
   /** Every damaged block met, with what is wrong with it. */
   damagedBlocks: { block: number; problem: string }[];
 }
@@ -98,6 +100,11 @@ export function formatRepairReport(report: RepairReport, output: string): string
     }
   }
   if (nothingLost(report)) lines.push('lost: nothing');
+  if (report.droppedHeldRoot !== null) {
+    lines.push(
+      `dropped: the held metadata snapshot (block ${report.droppedHeldRoot}); reserve a new one if it is needed`,
+    );
+  }
   lines.push(`wrote: ${output}`);
   return `${lines.join('\n')}\n`;
 }

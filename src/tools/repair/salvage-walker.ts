@@ -36,6 +36,14 @@ interface Bounds {
   hi: number | undefined;
 }
 
+/** One walk: the tree's leaf value size, the visitor, the nodes above, the ranges lost. */
+interface Walk {
+  valueSize: number;
+  onLeaf: LeafEntries;
+  path: Set<number>;
+  lost: LostRange[];
+}
+
 export class SalvageWalker {
   /** Every damaged block met so far, with what is wrong with it. */
   readonly damaged = new Map<number, string>();
@@ -49,43 +57,37 @@ export class SalvageWalker {
    * for each readable leaf in key order. Returns the key ranges lost to damage.
    */
   async walk(root: number, valueSize: number, onLeaf: LeafEntries): Promise<LostRange[]> {
-    const lost: LostRange[] = [];
-    await this.reach(root, valueSize, onLeaf, { lo: 0, hi: undefined }, new Set(), lost);
-    return lost;
+    const walk: Walk = { valueSize, onLeaf, path: new Set(), lost: [] };
+    await this.reach(walk, root, { lo: 0, hi: undefined });
+    return walk.lost;
   }
 
-  private async reach(
-    loc: number,
-    valueSize: number,
-    onLeaf: LeafEntries,
-    bounds: Bounds,
-    path: Set<number>,
-    lost: LostRange[],
-  ): Promise<void> {
-    const node = await this.readNode(loc, valueSize, path);
+  private async reach(walk: Walk, loc: number, bounds: Bounds): Promise<void> {
+    const node = await this.readNode(loc, walk.valueSize, walk.path);
     if (typeof node === 'string') {
-      lost.push({ begin: bounds.lo, end: bounds.hi, block: loc, problem: node });
+      walk.lost.push({ begin: bounds.lo, end: bounds.hi, block: loc, problem: node });
       return;
     }
     if (node.isLeaf) {
-      onLeaf(node, loc);
-      if (path.size > 0) this.checkOccupancy(node, loc, bounds, lost);
+      walk.onLeaf(node, loc);
+      if (walk.path.size > 0) this.checkOccupancy(node, loc, bounds, walk.lost);
       return;
     }
-    path.add(loc);
+    walk.path.add(loc);
     const n = node.nrEntries;
     for (let i = 0; i < n; i++) {
       const child = valueU64(node, i);
       const lo = i === 0 ? bounds.lo : node.key(i);
       const hi = i + 1 < n ? node.key(i + 1) : bounds.hi;
       if (child === undefined) {
-        this.damaged.set(loc, `child ${i} lies beyond 2^53`);
-        lost.push({ begin: lo, end: hi, block: loc, problem: `child ${i} lies beyond 2^53` });
+        const problem = `child ${i} lies beyond 2^53`;
+        this.damaged.set(loc, problem);
+        walk.lost.push({ begin: lo, end: hi, block: loc, problem });
         continue;
       }
-      await this.reach(child, valueSize, onLeaf, { lo, hi }, path, lost);
+      await this.reach(walk, child, { lo, hi });
     }
-    path.delete(loc);
+    walk.path.delete(loc);
   }
 
   /** A leaf cut short: the keys after its last entry are reported lost. */

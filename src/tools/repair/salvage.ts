@@ -91,12 +91,7 @@ export async function salvagePool(
   for (const device of devices) {
     if (device.detailsLost) device.details = { transaction: 0, creationTime: 0, snapTime: maxTime };
   }
-  const lostDevices: LostDevice[] = [];
-  for (const id of [...details.keys()].sort((a, b) => a - b)) {
-    if (subtrees.has(id)) continue;
-    const range = lostDeviceRanges.find((r) => within(id, r));
-    if (range !== undefined) lostDevices.push({ id, block: range.block, problem: range.problem });
-  }
+  const lostDevices = devicesLost(details, subtrees, lostDeviceRanges);
   return {
     devices,
     lostDevices,
@@ -104,6 +99,21 @@ export async function salvagePool(
     lostDetailsRanges,
     maxTime,
   };
+}
+
+/** Devices with details but no entry in the top-level tree, where that entry was lost. */
+function devicesLost(
+  details: Map<number, KeptDetails>,
+  subtrees: Map<number, number | undefined>,
+  lostRanges: LostRange[],
+): LostDevice[] {
+  const lost: LostDevice[] = [];
+  for (const id of [...details.keys()].sort((a, b) => a - b)) {
+    if (subtrees.has(id)) continue;
+    const range = lostRanges.find((r) => within(id, r));
+    if (range !== undefined) lost.push({ id, block: range.block, problem: range.problem });
+  }
+  return lost;
 }
 
 function within(key: number, range: LostRange): boolean {
