@@ -29,7 +29,7 @@ const dir = await tempDir('thinp-repair-damage-');
 const BLOCK = 4096;
 const META_SIZE = 4 * 1024 * 1024;
 const DATA_BLOCKS = 8192;
-const RUNS = 20;
+const RUNS = 15;
 
 interface PoolShape {
   origin: number[];
