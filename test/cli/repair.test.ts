@@ -5,7 +5,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdir, open, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { type CliResult, thinp } from '../support/cli.js';
@@ -64,11 +64,20 @@ describe('thinp repair', () => {
     ]);
   });
 
-  test('says "lost: nothing" when only the space maps were damaged', async () => {
+  test('says "lost: nothing" when only the space maps were damaged; --metadata-size', async () => {
     const damaged = await unpackFixture('corrupt/meta-bitmap-csum', fixtures);
-    const result = await cli('repair', '--metadata', damaged, '-o', 'bitmap.repaired');
+    const result = await cli(
+      'repair',
+      '--metadata',
+      damaged,
+      '-o',
+      'bitmap.repaired',
+      '--metadata-size',
+      '16M',
+    );
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /^lost: nothing$/m);
+    assert.equal((await stat(path.join(cwd, 'bitmap.repaired'))).size, 16 * 1024 * 1024);
   });
 
   test('a lost superblock needs the data sizes, and then scans for the roots', async () => {

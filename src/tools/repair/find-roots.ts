@@ -22,7 +22,7 @@ import { nodeProblem, valueU64 } from '../check/node-checks.js';
 
 const MAPPING_VALUE_SIZE = 8;
 /** Blocks read at once while scanning. */
-const SCAN_CHUNK = 256;
+const SCAN_CHUNK = 1024;
 
 /** What a scan keeps of one sound node. */
 interface Scanned {
@@ -65,9 +65,11 @@ export async function findRoots(reader: BlockReader): Promise<FoundRoots> {
 async function scanNodes(reader: BlockReader): Promise<Map<number, Scanned>> {
   const nodes = new Map<number, Scanned>();
   const total = reader.deviceBlocks;
+  // One buffer for the whole scan: a summary keeps no view into it.
+  const buffer = Buffer.allocUnsafe(SCAN_CHUNK * METADATA_BLOCK_SIZE);
   for (let first = 0; first < total; first += SCAN_CHUNK) {
     const count = Math.min(SCAN_CHUNK, total - first);
-    const chunk = Buffer.alloc(count * METADATA_BLOCK_SIZE);
+    const chunk = buffer.subarray(0, count * METADATA_BLOCK_SIZE);
     await reader.device.read(chunk, first * METADATA_BLOCK_SIZE);
     for (let i = 0; i < count; i++) {
       const buf = chunk.subarray(i * METADATA_BLOCK_SIZE, (i + 1) * METADATA_BLOCK_SIZE);
