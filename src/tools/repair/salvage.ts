@@ -8,8 +8,9 @@
  * safe (created at time 0, snapshotted at the pool's time, so that the kernel copies before
  * it writes over any block); a device whose mapping tree root cannot be read is kept empty
  * (as thin_repair keeps it), with all its vblocks reported lost; a mapping to a data block
- * beyond the data device is dropped and reported; a vblock reached twice (a node whose keys
- * stray out of its parent's range) keeps its first mapping.
+ * beyond the data device, and a device whose id is beyond 2^24 - 1, are dropped and
+ * reported; a vblock reached twice (a node whose keys stray out of its parent's range) keeps
+ * its first mapping.
  */
 
 import type { Node } from '../../pdata/index.js';
@@ -79,8 +80,13 @@ export async function salvagePool(
   );
   let maxTime = 0;
   const devices: SalvagedDevice[] = [];
+  const badIds: LostDevice[] = [];
   for (const [id, root] of [...subtrees].sort((a, b) => a[0] - b[0])) {
-    if (id >= THIN_ID_LIMIT) continue;
+    if (id >= THIN_ID_LIMIT) {
+      const problem = `device id ${id} is beyond the largest, ${THIN_ID_LIMIT - 1}`;
+      badIds.push({ id, block: undefined, problem });
+      continue;
+    }
     const device = await salvageDevice(walker, id, root, roots.nrDataBlocks);
     const known = details.get(id);
     device.detailsLost = known === undefined;
@@ -91,7 +97,7 @@ export async function salvagePool(
   for (const device of devices) {
     if (device.detailsLost) device.details = { transaction: 0, creationTime: 0, snapTime: maxTime };
   }
-  const lostDevices = devicesLost(details, subtrees, lostDeviceRanges);
+  const lostDevices = [...devicesLost(details, subtrees, lostDeviceRanges), ...badIds];
   return {
     devices,
     lostDevices,
