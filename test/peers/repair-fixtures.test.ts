@@ -12,7 +12,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { FileDevice } from '../../src/block/index.js';
 import { decodeSuperblock } from '../../src/thin/index.js';
-import { type RepairOptions, repairMetadata } from '../../src/tools/index.js';
+import { nothingLost, type RepairOptions, repairMetadata } from '../../src/tools/index.js';
 import {
   corruptFixtureNames,
   FIXTURE_DIR,
@@ -154,6 +154,15 @@ async function repairFile(file: string, options: RepairOptions = {}) {
 
 describe('repair of the sound fixtures with a damaged block', () => {
   for (const name of fixtureNames()) {
+    test(`${name} as it is: everything is kept, nothing is said lost`, async () => {
+      const file = await unpackFixture(name, dir);
+      const original = await pathedDevices(file);
+      const { repaired, report } = await repairFile(file);
+      assert.deepEqual(report.damagedBlocks, []);
+      assert.equal(nothingLost(report), true, JSON.stringify(report));
+      await assertRepaired(original, new Set(), repaired, report);
+    });
+
     test(`${name} without its superblock: the roots are found by a scan`, async () => {
       const file = await unpackFixture(name, dir);
       const original = await pathedDevices(file);
