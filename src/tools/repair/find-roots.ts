@@ -29,8 +29,13 @@ interface Scanned {
   internal: boolean;
   /** Leaf value size (8 for internal nodes). */
   valueSize: number;
+  entries: number;
+  /**
+   * Keys and values, kept only where they may matter: internal nodes' children, and the
+   * entries of 8-byte leaves that may belong to a top-level tree (ids below 2^24, values
+   * that are block locations). Empty otherwise, so that a scan of a large pool stays small.
+   */
   keys: number[];
-  /** Internal: child locations; 8-byte leaves: the values when they may be locations. */
   values: (number | undefined)[];
   /** 8-byte leaves: the highest mapping time, read as block_time. */
   maxTime: number;
@@ -73,14 +78,14 @@ async function scanNodes(reader: BlockReader): Promise<Map<number, Scanned>> {
     await reader.device.read(chunk, first * METADATA_BLOCK_SIZE);
     for (let i = 0; i < count; i++) {
       const buf = chunk.subarray(i * METADATA_BLOCK_SIZE, (i + 1) * METADATA_BLOCK_SIZE);
-      const scanned = scanBlock(buf, first + i);
+      const scanned = scanBlock(buf, first + i, total);
       if (scanned !== undefined) nodes.set(first + i, scanned);
     }
   }
   return nodes;
 }
 
-function scanBlock(buf: Buffer, loc: number): Scanned | undefined {
+function scanBlock(buf: Buffer, loc: number, total: number): Scanned | undefined {
   if (buf.readUInt32LE(0) === 0 && buf.readUInt32LE(4) === 0) return undefined;
   if (headerProblem(buf, loc, BLOCK_KIND.node) !== undefined) return undefined;
   const node = new Node(buf);
@@ -88,37 +93,54 @@ function scanBlock(buf: Buffer, loc: number): Scanned | undefined {
   const valueSize = node.valueSize;
   if (!internal && valueSize !== MAPPING_VALUE_SIZE && valueSize !== DETAILS_SIZE) return undefined;
   if (nodeProblem(node, valueSize, true) !== undefined) return undefined;
-  const keys: number[] = [];
-  const values: (number | undefined)[] = [];
-  let maxTime = 0;
-  const details: Scanned['details'] = valueSize === DETAILS_SIZE ? [] : undefined;
-  for (let i = 0; i < node.nrEntries; i++) {
-    keys.push(node.key(i));
-    if (details !== undefined) {
-      try {
-        const d = decodeDetails(node.value(i));
-        details.push({
-          id: node.key(i),
-          transaction: d.transactionId,
-          time: Math.max(d.creationTime, d.snapshottedTime),
-          mapped: d.mappedBlocks,
-        });
-      } catch {
-        // A field beyond 2^53: not a details record the kernel wrote.
-      }
-    } else {
-      values.push(valueU64(node, i));
-      if (!internal) maxTime = Math.max(maxTime, decodeBlockTime(node.value(i)).time);
-    }
-  }
-  return {
+  const scanned: Scanned = {
     internal,
     valueSize: internal ? MAPPING_VALUE_SIZE : valueSize,
-    keys,
-    values,
-    maxTime,
-    details,
+    entries: node.nrEntries,
+    keys: [],
+    values: [],
+    maxTime: 0,
   };
+  if (valueSize === DETAILS_SIZE) scanned.details = detailsOf(node);
+  else if (internal || mayBeTopLevel(node, total)) {
+    for (let i = 0; i < node.nrEntries; i++) {
+      scanned.keys.push(node.key(i));
+      scanned.values.push(valueU64(node, i));
+    }
+  }
+  if (!internal && valueSize === MAPPING_VALUE_SIZE) {
+    for (let i = 0; i < node.nrEntries; i++) {
+      scanned.maxTime = Math.max(scanned.maxTime, decodeBlockTime(node.value(i)).time);
+    }
+  }
+  return scanned;
+}
+
+/** Whether an 8-byte leaf may be a top-level leaf: ids below 2^24, values on the device. */
+function mayBeTopLevel(leaf: Node, total: number): boolean {
+  for (let i = 0; i < leaf.nrEntries; i++) {
+    const value = valueU64(leaf, i);
+    if (leaf.key(i) >= THIN_ID_LIMIT || value === undefined || value >= total) return false;
+  }
+  return true;
+}
+
+function detailsOf(leaf: Node): Scanned['details'] {
+  const details: NonNullable<Scanned['details']> = [];
+  for (let i = 0; i < leaf.nrEntries; i++) {
+    try {
+      const d = decodeDetails(leaf.value(i));
+      details.push({
+        id: leaf.key(i),
+        transaction: d.transactionId,
+        time: Math.max(d.creationTime, d.snapshottedTime),
+        mapped: d.mappedBlocks,
+      });
+    } catch {
+      // A field beyond 2^53: not a details record the kernel wrote.
+    }
+  }
+  return details;
 }
 
 interface TopSummary {
@@ -155,7 +177,7 @@ class TreeSummaries {
     let result: Leaf8 | undefined;
     if (node === undefined || node.valueSize !== MAPPING_VALUE_SIZE || depth > 32)
       result = undefined;
-    else if (!node.internal) result = { mappings: node.keys.length, maxTime: node.maxTime };
+    else if (!node.internal) result = { mappings: node.entries, maxTime: node.maxTime };
     else result = this.sumChildren(node, (child) => this.mapping(child, depth + 1));
     this.mappingTrees.set(loc, result ?? null);
     return result;
@@ -183,6 +205,7 @@ class TreeSummaries {
       node === undefined ||
       node.valueSize !== MAPPING_VALUE_SIZE ||
       node.keys.length === 0 ||
+      node.keys.length !== node.entries ||
       depth > 32
     ) {
       result = undefined;
@@ -242,7 +265,7 @@ class TreeSummaries {
         child === undefined ? undefined : this.details(child, depth + 1),
       );
       result = mergeDetails(parts);
-    } else if (node.details !== undefined && node.details.length === node.keys.length) {
+    } else if (node.details !== undefined && node.details.length === node.entries) {
       const devices = new Map<number, number>();
       let maxTransaction = 0;
       let maxTime = 0;
