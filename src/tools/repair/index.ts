@@ -113,12 +113,21 @@ function losses(pool: SalvagedPool): Pick<RepairReport, 'kept' | 'lost'> {
         problem: d.problem,
       })),
       deviceRanges: pool.lostDeviceRanges.map(toSpan),
-      details: pool.devices.filter((d) => d.detailsLost).map((d) => ({ id: d.id })),
+      details: pool.devices.filter((d) => d.detailsLost).map((d) => detailsLoss(pool, d.id)),
       mappings: pool.devices
         .filter((d) => d.lost.length > 0)
         .map((d) => ({ device: d.id, ranges: mergeSpans(d.lost.map(toSpan)) })),
     },
   };
+}
+
+/** Where the details of device `id` were lost: the damaged range that held them, if any. */
+function detailsLoss(pool: SalvagedPool, id: number): RepairReport['lost']['details'][number] {
+  const range = pool.lostDetailsRanges.find(
+    (r) => id >= r.begin && (r.end === undefined || id < r.end),
+  );
+  if (range === undefined) return { id, block: null, problem: 'the details tree holds no entry' };
+  return { id, block: range.block ?? null, problem: range.problem };
 }
 
 function emptyPool(): SalvagedPool {

@@ -34,8 +34,8 @@ export interface RepairReport {
     devices: { id: number; block: number | null; problem: string }[];
     /** Ranges of device ids lost from the top-level tree where no device is known. */
     deviceRanges: LostSpan[];
-    /** Kept devices whose details were lost (and were made up). */
-    details: { id: number }[];
+    /** Kept devices whose details were lost (and were made up), and where they were. */
+    details: { id: number; block: number | null; problem: string }[];
     /** Per kept device, the vblock ranges lost. */
     mappings: { device: number; ranges: LostSpan[] }[];
   };
@@ -89,8 +89,9 @@ export function formatRepairReport(report: RepairReport, output: string): string
     lines.push(`lost: any device with id in ${span(r)} (${where})`);
   }
   for (const d of report.lost.details) {
+    const where = d.block === null ? d.problem : `damaged block ${d.block}: ${d.problem}`;
     lines.push(
-      `lost: the details of device ${d.id} (kept with creation time 0, snapshot time ${report.time})`,
+      `lost: the details of device ${d.id} (${where}); kept with creation time 0, snapshot time ${report.time}`,
     );
   }
   for (const { device, ranges } of report.lost.mappings) {
