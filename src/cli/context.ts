@@ -50,8 +50,9 @@ export function requireOneOf(command: Command, names: readonly string[]): void {
 }
 
 const AVAILABLE =
-  "for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp check', " +
-  "'thinp dump', 'thinp restore', 'thinp repair' and 'thinp daemon' work; see 'thinp --help'";
+  "for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp layer', " +
+  "'thinp check', 'thinp dump', 'thinp restore', 'thinp repair' and 'thinp daemon' work; " +
+  "see 'thinp --help'";
 
 /**
  * Gives `command` an action that checks its arguments and the configuration, then says

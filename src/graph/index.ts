@@ -5,4 +5,17 @@
  * util.
  */
 
-export {};
+export type { Change, ChangeKind } from '../archive/index.js';
+export { BaseDeviceMismatchError } from './base-device.js';
+export { checkLayerId } from './layer-ids.js';
+export { ID_FILE, ROOTFS } from './layer-root.js';
+export type {
+  ApplyLayerOptions,
+  CreateLayerOptions,
+  LayerListing,
+  LayerMetadata,
+  LayerStore,
+  RemoveLayerOutcome,
+} from './layer-store.js';
+export { type GraphLog, type LayerStoreOptions, ThinLayerStore } from './thin-layer-store.js';
+export type { FilesystemTools, TreeTools } from './tools.js';

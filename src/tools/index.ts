@@ -15,13 +15,7 @@ export {
   type RepairReport,
   repairMetadata,
 } from './repair/index.js';
-export {
-  COMMIT_EVERY,
-  type RestoreOptions,
-  type RestoreSummary,
-  restoreEvents,
-  restoreMetadata,
-} from './restore.js';
+export { type RestoreSummary, restoreEvents, restoreMetadata } from './restore.js';
 export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
 export { type DumpSink, DumpWriter, formatDumpXml } from './xml/dump-writer.js';
 export type {
