@@ -51,9 +51,15 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       package: 'docker.io',
       why: "dockerd and docker: 'docker load' checks that 'thinp image save' writes what Docker reads",
     },
-    { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
-    { package: 'util-linux', why: 'blkid, which names the filesystem and UUID of a device' },
     { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
+    {
+      package: 'mount',
+      why: 'losetup: loop devices over sparse files, the block devices of direct mode',
+    },
+    {
+      package: 'util-linux',
+      why: 'blkid and wipefs: direct-lvm refuses a device that holds a filesystem, and wipes it when forced',
+    },
   ],
   start: [
     { package: 'xfsprogs', why: 'mkfs.xfs and xfs_growfs for xfs base devices (the default)' },
@@ -64,7 +70,10 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     { package: 'libnbd-bin', why: 'nbdfuse, which attaches devices where the kernel has no nbd' },
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
     { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
-    { package: 'util-linux', why: 'blkid, which names the filesystem and UUID of a device' },
+    {
+      package: 'util-linux',
+      why: 'blkid (filesystem and UUID of a device) and wipefs (dm.directlvm_device_force)',
+    },
   ],
 };
 

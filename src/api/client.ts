@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import type { DeviceListing, DockerInfo, RemoveOutcome } from '../driver/index.js';
+import type { DeviceListing, DockerInfo, PoolDeviceUse, RemoveOutcome } from '../driver/index.js';
 import type { Change, LayerListing, LayerMetadata, RemoveLayerOutcome } from '../graph/index.js';
 import type { PoolStatus } from '../pool/index.js';
 import {
@@ -42,6 +42,7 @@ export class ApiClient implements StorageOperations {
 
   poolStatus = (): Promise<PoolStatus> => this.invoke('poolStatus');
   resizePool = (sizes: PoolSizes): Promise<PoolStatus> => this.invoke('resizePool', sizes);
+  poolDevices = (): Promise<PoolDeviceUse[]> => this.invoke('poolDevices');
   info = (): Promise<DockerInfo> => this.invoke('info');
   listDevices = (): Promise<DeviceListing[]> => this.invoke('listDevices');
   createDevice = (name: string, spec: DeviceSpec): Promise<CreatedDevice> =>

@@ -9,11 +9,13 @@
 import type { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import {
+  type AutoextendState,
   type DeviceListing,
   type DeviceSet,
   type DockerInfo,
   deviceListingJson,
   dockerInfo,
+  type PoolDeviceUse,
   poolStatusJson,
   type RemoveOutcome,
 } from '../driver/index.js';
@@ -46,6 +48,8 @@ export interface EngineContext {
   /** Opens (or hands back) the images and containers; without it, their operations are refused. */
   images?: () => Promise<ImagesAndContainers>;
   events?: EventHub;
+  /** The daemon's autoextend state, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -85,6 +89,12 @@ export class StorageEngine implements StorageOperations {
 
   async resizePool(sizes: PoolSizes): Promise<PoolStatus> {
     const { set } = this.ctx;
+    if (sizes.addDevice !== undefined) {
+      await set.addPoolDevice(sizes.addDevice);
+      const dataBlocks = set.status().data.totalBlocks;
+      this.ctx.events?.publish({ type: 'deviceAdded', path: sizes.addDevice, dataBlocks });
+      this.ctx.onChange?.('pool-device-added', { path: sizes.addDevice, dataBlocks });
+    }
     if (sizes.dataSize !== undefined) await set.resizeData(sizes.dataSize);
     if (sizes.metadataSize !== undefined) await set.resizeMetadata(sizes.metadataSize);
     const status = set.status();
@@ -97,8 +107,12 @@ export class StorageEngine implements StorageOperations {
     return poolStatusJson(status);
   }
 
+  async poolDevices(): Promise<PoolDeviceUse[]> {
+    return this.ctx.set.heldBy();
+  }
+
   info(): Promise<DockerInfo> {
-    return dockerInfo(this.ctx.config, this.ctx.set);
+    return dockerInfo(this.ctx.config, this.ctx.set, this.ctx.autoextend);
   }
 
   // -------------------------------------------------------------------------------------

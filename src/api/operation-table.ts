@@ -6,7 +6,8 @@
  * cannot disagree.
  *
  *     GET    /pool                      poolStatus
- *     POST   /pool/resize               resizePool        {dataSize?, metadataSize?}
+ *     POST   /pool/resize               resizePool        {dataSize?, metadataSize?, addDevice?}
+ *     GET    /pool/devices              poolDevices
  *     GET    /info                      info
  *     GET    /devices                   listDevices
  *     POST   /devices                   createDevice      {name, size} | {name, origin}  → 201
@@ -56,18 +57,34 @@ export const OPERATIONS: OperationTable = {
       const body = objectBody(req, 'POST /pool/resize');
       const dataSize = sizeField(body, 'dataSize');
       const metadataSize = sizeField(body, 'metadataSize');
-      if (dataSize === undefined && metadataSize === undefined) {
-        throw new BadInputError('POST /pool/resize needs "dataSize" or "metadataSize"', {
-          hint: 'send {"dataSize": "200G"}',
+      const addDevice = body.addDevice;
+      if (addDevice !== undefined && (typeof addDevice !== 'string' || addDevice === '')) {
+        throw new BadInputError('"addDevice" must be the path of a block device', {
+          hint: 'send {"addDevice": "/dev/sdc"}',
         });
+      }
+      if (dataSize === undefined && metadataSize === undefined && addDevice === undefined) {
+        throw new BadInputError(
+          'POST /pool/resize needs "dataSize", "metadataSize" or "addDevice"',
+          { hint: 'send {"dataSize": "200G"} or {"addDevice": "/dev/sdc"}' },
+        );
       }
       return [
         {
           ...(dataSize === undefined ? {} : { dataSize }),
           ...(metadataSize === undefined ? {} : { metadataSize }),
+          ...(addDevice === undefined ? {} : { addDevice }),
         },
       ];
     },
+  },
+  poolDevices: {
+    method: 'GET',
+    path: '/pool/devices',
+    body: 'none',
+    reply: 'json',
+    encode: none,
+    decode: () => [],
   },
   info: {
     method: 'GET',

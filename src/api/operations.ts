@@ -10,7 +10,7 @@
  */
 
 import type { Readable } from 'node:stream';
-import type { DeviceListing, DockerInfo, RemoveOutcome } from '../driver/index.js';
+import type { DeviceListing, DockerInfo, PoolDeviceUse, RemoveOutcome } from '../driver/index.js';
 import type { Change, LayerListing, LayerMetadata, RemoveLayerOutcome } from '../graph/index.js';
 import type { PoolStatus } from '../pool/index.js';
 import type { ImageOperations } from './image-operations.js';
@@ -18,6 +18,8 @@ import type { ImageOperations } from './image-operations.js';
 export interface PoolSizes {
   dataSize?: number;
   metadataSize?: number;
+  /** A block device to add to the data space (direct-lvm). */
+  addDevice?: string;
 }
 
 /** A new device: an empty one of a size, or a snapshot of an origin. */
@@ -43,8 +45,10 @@ export const MAX_DATA_REQUEST = 32 * 1024 * 1024;
 
 export interface StorageOperations extends ImageOperations {
   poolStatus(): Promise<PoolStatus>;
-  /** Grows the data and/or metadata space; resolves with the new status. */
+  /** Grows the data and/or metadata space, or adds a device; resolves with the new status. */
   resizePool(sizes: PoolSizes): Promise<PoolStatus>;
+  /** The devices that hold the pool: path, uuid, size, data, metadata and free bytes. */
+  poolDevices(): Promise<PoolDeviceUse[]>;
   info(): Promise<DockerInfo>;
 
   listDevices(): Promise<DeviceListing[]>;

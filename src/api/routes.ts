@@ -12,7 +12,7 @@
 
 import { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
-import type { DeviceSet } from '../driver/index.js';
+import type { AutoextendState, DeviceSet } from '../driver/index.js';
 import type { ImagesAndContainers, ThinLayerStore } from '../graph/index.js';
 import { BadInputError, NotFoundError } from '../util/index.js';
 import { StorageEngine } from './engine.js';
@@ -30,6 +30,8 @@ export interface ApiContext {
   images?: () => Promise<ImagesAndContainers>;
   events: EventHub;
   commits: CommitStats;
+  /** The daemon's autoextend state, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
   /** Called after each change the API made, for the daemon's log. */
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -133,6 +135,7 @@ async function metrics(ctx: ApiContext): Promise<ApiResponse> {
     devices: await ctx.set.list(),
     counters: ctx.set.pool.counters,
     commits: ctx.commits,
+    ...(ctx.autoextend === undefined ? {} : { autoextend: ctx.autoextend }),
   });
   return { status: 200, text, contentType: METRICS_CONTENT_TYPE };
 }

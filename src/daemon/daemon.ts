@@ -25,7 +25,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
-import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
+import { Autoextender, DeviceSet, poolPresent, RootLock } from '../driver/index.js';
 import {
   type ImagesAndContainers,
   openImagesAndContainers,
@@ -33,6 +33,7 @@ import {
 } from '../graph/index.js';
 import { chooseAttacher } from '../mount/index.js';
 import { type ListenAddress, NbdServer, relayCommand } from '../nbd/index.js';
+import { UnavailableError } from '../util/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
@@ -99,6 +100,7 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   };
   if (await poolPresent(config)) {
     const set = await DeviceSet.open(config, { pool });
+    await refuseNeedsCheck(config, set);
     const r = set.recovered;
     if (r !== undefined) log('recovered', { ...r }, 'warn');
     for (const name of set.finishedRemovals) log('deferred-removal-finished', { device: name });
@@ -107,6 +109,23 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   const set = await DeviceSet.create(config, { pool });
   log('pool-created', { root: config.root, mode: set.files.mode, ...set.status().data });
   return set;
+}
+
+/**
+ * A pool whose metadata failed (needs_check set) is not served: like LVM's activation, the
+ * daemon refuses it and names the command that checks it.
+ */
+async function refuseNeedsCheck(config: Config, set: DeviceSet): Promise<void> {
+  if (!set.status().needsCheck) return;
+  await set.close();
+  throw new UnavailableError(
+    `the pool at ${config.root} needs a check: its metadata failed earlier (needs_check is set)`,
+    {
+      hint:
+        `run 'thinp --root ${config.root} check' to see the damage, then ` +
+        `'thinp --root ${config.root} repair' (or restore the metadata from a dump)`,
+    },
+  );
 }
 
 async function serve(
@@ -123,6 +142,8 @@ async function serve(
   const commits = new CommitStats();
   const detach = watchPool(set, events, commits, log);
   undo.unshift(async () => detach());
+  const autoextend = startAutoextend(set, events, log);
+  undo.unshift(() => autoextend.stop());
 
   const exports = new DeviceExports(set, (name) => log('device-opened', { device: name }));
   undo.unshift(() => exports.releaseAll());
@@ -143,6 +164,7 @@ async function serve(
     events,
     commits,
     onChange,
+    autoextend: autoextend.state,
     images: async () => images,
   };
   const onError = (err: unknown, req: { method: string; path: string }) =>
@@ -258,6 +280,40 @@ function watchPool(
     unsubscribe();
     detachCommits();
     detachEvents();
+  };
+}
+
+/**
+ * Autoextend (driver/autoextend.ts), checked on the pool's low-water and out-of-space
+ * events (with dm.no_space_policy=queue, writes that ran out wait for the growth), after
+ * every commit and once now; its events go to the hub and the log. `stop()` detaches it and waits
+ * for a growth under way.
+ */
+function startAutoextend(set: DeviceSet, events: EventHub, log: DaemonLog) {
+  const autoextender = new Autoextender(
+    set,
+    (e) => {
+      events.publish(e);
+      const { type, ...fields } = e;
+      if (type === 'autoextend') log('pool-autoextend', fields);
+      else log('pool-autoextend-exhausted', fields, 'warn');
+    },
+    (err) => log('autoextend-error', { error: err }, 'error'),
+  );
+  const check = () => void autoextender.check();
+  set.pool.on('lowWater', check);
+  set.pool.on('outOfSpace', check);
+  set.pool.on('commit', check);
+  const first = autoextender.check();
+  return {
+    state: autoextender.state,
+    stop: async () => {
+      set.pool.off('lowWater', check);
+      set.pool.off('outOfSpace', check);
+      set.pool.off('commit', check);
+      await first;
+      await autoextender.idle();
+    },
   };
 }
 

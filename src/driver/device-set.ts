@@ -50,6 +50,7 @@ import {
 import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
+import { checkNewDevice, deviceSize } from './direct-lvm.js';
 import { checkGrowth, checkMinFreeSpace } from './free-space.js';
 import {
   createPoolFiles,
@@ -58,6 +59,7 @@ import {
   type PoolFiles,
   removePoolFiles,
 } from './pool-files.js';
+import { PoolSpace } from './pool-space.js';
 import { ReplaceLog } from './replace-log.js';
 import { readStateFile, writeStateFile } from './state-files.js';
 import {
@@ -66,9 +68,13 @@ import {
   decodeDeviceSet,
   encodeDeviceSet,
   encodePoolConfig,
+  type PoolConfigRecord,
   type ReplaceRecord,
 } from './state-records.js';
 import { type OpenTransaction, TransactionLog } from './transaction.js';
+import type { GroupDeviceUse as PoolDeviceUse, VolumeGroup } from './volume-group.js';
+
+export type { PoolDeviceUse };
 
 /** A device as the set knows it. */
 export interface DeviceEntry {
@@ -144,6 +150,14 @@ export class DeviceSet {
   readonly finishedReplacements: string[] = [];
   private readonly data: OpenedPoolFiles['data'];
   private readonly metadataDevice: OpenedPoolFiles['metadata'];
+  /** Direct-lvm mode: the devices of the pool and the division of their space. */
+  readonly group: VolumeGroup | undefined;
+  /** dm.thinpooldev: the root whose pool this is, and the release of its lock. */
+  private readonly adopted: OpenedPoolFiles['adopted'];
+  /** The devices under the pool, and how they grow. */
+  private readonly space: PoolSpace;
+  /** thinp.json as last written or read. */
+  private poolRecord: PoolConfigRecord | undefined;
   private readonly devices: DeviceTable;
   private readonly users = new Map<string, number>();
   private readonly changes = new Mutex();
@@ -159,6 +173,15 @@ export class DeviceSet {
     this.files = { mode: files.mode, dataFile: files.dataFile, metadataFile: files.metadataFile };
     this.data = files.data;
     this.metadataDevice = files.metadata;
+    this.group = files.group;
+    this.poolRecord = files.record;
+    this.space = new PoolSpace(
+      pool,
+      { data: files.data, metadata: files.metadata },
+      files.group,
+      this.files,
+    );
+    this.adopted = files.adopted;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
     this.replacements = new ReplaceLog(config.layout.metadataDir);
@@ -173,27 +196,29 @@ export class DeviceSet {
     const files = await createPoolFiles(config);
     let pool: ThinPool;
     try {
-      pool = await ThinPool.create(files.data, files.metadata, {
-        blockSize: config.storage.blockSize,
-        ...poolOptions(config, options),
-      });
+      pool =
+        files.adopted === undefined
+          ? await ThinPool.create(files.data, files.metadata, {
+              blockSize: config.storage.blockSize,
+              ...poolOptions(config, options),
+            })
+          : await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
-      if (files.mode === 'loop') await removePoolFiles(files);
+      if (files.adopted !== undefined) await files.adopted.release();
+      else if (files.mode === 'loop') await removePoolFiles(files);
+      else await files.group?.erase();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
     await mkdir(config.layout.metadataDir, { recursive: true, mode: 0o700 });
     await set.saveDeviceSet();
-    await writeStateFile(
-      config.layout.poolConfigFile,
-      encodePoolConfig({
-        ...set.files,
-        blockSize: pool.blockSize,
-        created: new Date().toISOString(),
-        version: THINP_VERSION,
-      }),
-    );
+    await set.savePoolConfig({
+      ...set.files,
+      blockSize: pool.blockSize,
+      created: new Date().toISOString(),
+      version: THINP_VERSION,
+    });
     return set;
   }
 
@@ -205,10 +230,14 @@ export class DeviceSet {
       pool = await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
+      await files.adopted?.release();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
     try {
+      if (files.record !== undefined && files.group !== undefined) {
+        await set.notePaths(files.record);
+      }
       await set.load();
     } catch (err) {
       await set.close().catch(() => undefined);
@@ -218,6 +247,7 @@ export class DeviceSet {
   }
 
   private async load(): Promise<void> {
+    if (this.group !== undefined && this.pool.mode !== 'ro') await this.space.finishExtensions();
     const dir = this.config.layout.metadataDir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, DEVICE_SET_FILE);
@@ -431,19 +461,27 @@ export class DeviceSet {
     });
   }
 
-  /** Grows the data space to `bytes` (the data file grows with it). */
+  /** Grows the data space to `bytes` (pool-space.ts says how, by mode). */
   resizeData(bytes: number): Promise<void> {
-    return this.change(async () => {
-      checkGrowth('data space', this.data.size, bytes);
-      await this.pool.resizeData(bytes);
-    });
+    return this.change(() => this.space.resize('data', bytes));
   }
 
-  /** Grows the metadata space to `bytes` (the metadata file grows with it). */
+  /** Grows the metadata space to `bytes`. */
   resizeMetadata(bytes: number): Promise<void> {
+    return this.change(() => this.space.resize('metadata', bytes));
+  }
+
+  /** Grows `space` by up to `bytes` into what is free; the bytes added (autoextend.ts). */
+  extendSpace(space: 'data' | 'metadata', bytes: number): Promise<number> {
+    return this.change(() => this.space.extend(space, bytes));
+  }
+
+  /** Direct-lvm mode: adds the block device `path` to the data space; the bytes added. */
+  addPoolDevice(path: string): Promise<number> {
     return this.change(async () => {
-      checkGrowth('metadata space', this.metadataDevice.size, bytes);
-      await this.pool.resizeMetadata(bytes);
+      const added = await this.space.addDevice(path, this.config.storage.directLvmDeviceForce);
+      await this.savePoolConfig(this.poolRecord as PoolConfigRecord);
+      return added;
     });
   }
 
@@ -534,6 +572,11 @@ export class DeviceSet {
     return this.pool.status();
   }
 
+  /** The devices that hold the pool, and how much of each is data, metadata and free. */
+  heldBy(): PoolDeviceUse[] {
+    return this.space.heldBy();
+  }
+
   /** Devices whose removal waits for them to be released. */
   get deferredDeletedCount(): number {
     return this.devices.deferredCount;
@@ -548,6 +591,7 @@ export class DeviceSet {
         await this.pool.close();
       } finally {
         await Promise.all([this.data.close(), this.metadataDevice.close()]);
+        await this.adopted?.release();
       }
     });
   }
@@ -641,6 +685,34 @@ export class DeviceSet {
     throw new NoSpaceError('metadata', `all ${THIN_ID_LIMIT} thin device ids are in use`, {
       hint: 'remove devices you no longer need',
     });
+  }
+
+  /** Writes thinp.json: `record`, with the direct-lvm setup and devices as they are now. */
+  private savePoolConfig(record: PoolConfigRecord): Promise<void> {
+    const group = this.group;
+    const { storage } = this.config;
+    const directLvm =
+      group === undefined
+        ? undefined
+        : {
+            poolUuid: group.poolUuid,
+            device: record.directLvm?.device ?? this.files.dataFile,
+            thinpPercent: record.directLvm?.thinpPercent ?? storage.thinpPercent,
+            thinpMetaPercent: record.directLvm?.thinpMetaPercent ?? storage.thinpMetaPercent,
+            devices: group.devices.map((d) => ({ uuid: d.uuid, path: d.path })),
+          };
+    const { directLvm: _old, thinPoolDev: _theirs, ...rest } = record;
+    const adopted = this.adopted === undefined ? {} : { thinPoolDev: this.adopted.root };
+    this.poolRecord =
+      directLvm === undefined ? { ...rest, ...adopted } : { ...rest, directLvm, ...adopted };
+    return writeStateFile(this.config.layout.poolConfigFile, encodePoolConfig(this.poolRecord));
+  }
+
+  /** Records where the devices of a direct-lvm pool are attached now, if that changed. */
+  private async notePaths(record: PoolConfigRecord): Promise<void> {
+    const now = (this.group as VolumeGroup).devices.map((d) => `${d.uuid}=${d.path}`).join(',');
+    const was = (record.directLvm?.devices ?? []).map((d) => `${d.uuid}=${d.path}`).join(',');
+    if (now !== was) await this.savePoolConfig(record);
   }
 
   private saveDeviceSet(): Promise<void> {

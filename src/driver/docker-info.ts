@@ -16,6 +16,7 @@
 import { stat, statfs } from 'node:fs/promises';
 import type { Config, Filesystem } from '../config/index.js';
 import { type Bytes, formatHumanSize, THINP_VERSION } from '../util/index.js';
+import type { AutoextendState } from './autoextend.js';
 import type { DeviceSet } from './device-set.js';
 
 export interface DockerInfo {
@@ -41,14 +42,25 @@ export interface DockerInfo {
   dataLoopFile: string | undefined;
   metadataLoopFile: string | undefined;
   libraryVersion: string;
+  /** thinp: direct-lvm mode, the devices that hold the pool. */
+  poolDevices?: string;
+  /** thinp: what the daemon's autoextend does, and a space it can no longer grow. */
+  autoextend?: string;
   /** Whether the pool exists (the fields that need it are undefined until it does). */
   pool: 'created' | 'not created';
 }
 
 const METADATA_BLOCK = 4096;
 
-/** The section for `config`'s pool: `set` open, or undefined when there is no pool yet. */
-export async function dockerInfo(config: Config, set?: DeviceSet): Promise<DockerInfo> {
+/**
+ * The section for `config`'s pool: `set` open, or undefined when there is no pool yet;
+ * `autoextend` is the daemon's, when one runs.
+ */
+export async function dockerInfo(
+  config: Config,
+  set?: DeviceSet,
+  autoextend?: Readonly<AutoextendState>,
+): Promise<DockerInfo> {
   const { storage, backing } = config;
   const loop = backing.kind === 'loop' ? backing : undefined;
   const devices = backing.kind === 'devices' ? backing : undefined;
@@ -75,7 +87,23 @@ export async function dockerInfo(config: Config, set?: DeviceSet): Promise<Docke
       pool: 'not created',
     };
   }
-  return { ...common, ...baseFields(set), ...(await poolFields(config, set)) };
+  const held = set.group?.devices.map((d) => d.path).join(', ');
+  return {
+    ...common,
+    ...baseFields(set),
+    ...(await poolFields(config, set)),
+    ...(held === undefined ? {} : { poolDevices: held }),
+    ...(autoextend === undefined ? {} : { autoextend: describeAutoextend(autoextend) }),
+  };
+}
+
+/** "at 80% by 20%", or "off", and any space past the threshold that cannot grow. */
+export function describeAutoextend(a: Readonly<AutoextendState>): string {
+  if (!a.enabled) return 'off (dm.thinp_autoextend_threshold=100)';
+  const stuck = (['data', 'metadata'] as const).filter((space) => a.exhausted[space]);
+  const policy = `at ${a.threshold}% by ${a.percent}%`;
+  if (stuck.length === 0) return policy;
+  return `${policy}; ${stuck.join(' and ')} past ${a.threshold}% with nothing left to grow into`;
 }
 
 /** The name of the storage driver's base device in the device set (Docker's hash ""). */
@@ -183,6 +211,8 @@ export function dockerInfoPairs(info: DockerInfo): [string, string][] {
     ['Data loop file', info.dataLoopFile],
     ['Metadata loop file', info.metadataLoopFile],
     ['Library Version', info.libraryVersion],
+    ['Pool Devices', info.poolDevices],
+    ['Autoextend', info.autoextend],
     ['Pool Status', info.pool === 'not created' ? 'not created' : undefined],
   ];
   return fields.filter((f): f is [string, string] => f[1] !== undefined);

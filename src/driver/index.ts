@@ -6,6 +6,12 @@
  */
 
 export {
+  type AutoextendEvent,
+  Autoextender,
+  type AutoextendState,
+  type Space,
+} from './autoextend.js';
+export {
   type BaseFilesystemRecord,
   type DeviceEntry,
   type DeviceListing,
@@ -13,6 +19,7 @@ export {
   type DeviceSetOptions,
   type HeldDevice,
   type NewDeviceOptions,
+  type PoolDeviceUse,
   type RecoveredTransaction,
   type RemoveOutcome,
 } from './device-set.js';
@@ -25,6 +32,7 @@ export {
   formatDockerInfo,
 } from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
-export { poolPresent } from './pool-files.js';
+export { openPoolMetadata, poolPresent } from './pool-files.js';
+export { recordedTransactionId } from './recorded-transaction.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';
 export { listStateFiles, readStateFile, removeStateFile, writeStateFile } from './state-files.js';

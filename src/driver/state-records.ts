@@ -8,7 +8,7 @@
  * | metadata/deviceset-metadata    | next_device_id, BaseDeviceUUID, BaseDeviceFilesystem                |
  * | metadata/transaction-metadata  | open_transaction_id, device_hash, device_id                         |
  * | metadata/replace-metadata      | name, replacement, old_device_id, initialized (+ origin, parent), while a replacement runs |
- * | thinp.json                     | mode, blockSize, created, dataFile, metadataFile, version           |
+ * | thinp.json                     | mode, blockSize, created, dataFile, metadataFile, version (+ directLvm) |
  *
  * Decoders trust nothing: a missing or mistyped field is a BadInputError naming the file.
  */
@@ -55,6 +55,20 @@ export interface TransactionRecord {
   deviceId: number;
 }
 
+export type PoolMode = 'loop' | 'devices' | 'direct-lvm';
+
+/**
+ * How a direct-lvm pool was set up (Docker's setup-config.json): the options that decided
+ * its layout, which may not change later, and where its devices were last attached.
+ */
+export interface DirectLvmRecord {
+  poolUuid: string;
+  device: string;
+  thinpPercent: number;
+  thinpMetaPercent: number;
+  devices: Array<{ uuid: string; path: string }>;
+}
+
 /** The intent of `DeviceSet.replaceDevice`: `name` takes `replacement`'s thin device. */
 export interface ReplaceRecord {
   name: string;
@@ -67,8 +81,6 @@ export interface ReplaceRecord {
   parent: string | undefined;
 }
 
-export type PoolMode = 'loop' | 'devices';
-
 export interface PoolConfigRecord {
   mode: PoolMode;
   blockSize: number;
@@ -78,6 +90,9 @@ export interface PoolConfigRecord {
   metadataFile: string;
   /** The thinp version that created the pool. */
   version: string;
+  directLvm?: DirectLvmRecord;
+  /** dm.thinpooldev: the root whose pool this root uses (its devices are that root's). */
+  thinPoolDev?: string;
 }
 
 type Json = Record<string, unknown>;
@@ -175,14 +190,38 @@ export function encodePoolConfig(r: PoolConfigRecord): Json {
 export function decodePoolConfig(file: string, json: unknown): PoolConfigRecord {
   const o = object(file, json);
   const mode = o.mode;
-  if (mode !== 'loop' && mode !== 'devices') throw bad(file, 'mode', "'loop' or 'devices'");
+  if (mode !== 'loop' && mode !== 'devices' && mode !== 'direct-lvm') {
+    throw bad(file, 'mode', "'loop', 'devices' or 'direct-lvm'");
+  }
+  const directLvm = mode === 'direct-lvm' ? decodeDirectLvm(file, o.directLvm) : undefined;
+  const thinPoolDev = o.thinPoolDev === undefined ? undefined : text(file, o, 'thinPoolDev');
   return {
+    ...(thinPoolDev === undefined ? {} : { thinPoolDev }),
+    ...(directLvm === undefined ? {} : { directLvm }),
     mode,
     blockSize: count(file, o, 'blockSize'),
     created: text(file, o, 'created', ''),
     dataFile: text(file, o, 'dataFile'),
     metadataFile: text(file, o, 'metadataFile'),
     version: text(file, o, 'version', ''),
+  };
+}
+
+function decodeDirectLvm(file: string, json: unknown): DirectLvmRecord {
+  const o = object(file, json);
+  const devices = o.devices;
+  if (!Array.isArray(devices) || devices.length === 0) {
+    throw bad(file, 'directLvm.devices', 'a list of {uuid, path}');
+  }
+  return {
+    poolUuid: text(file, o, 'poolUuid'),
+    device: text(file, o, 'device'),
+    thinpPercent: count(file, o, 'thinpPercent'),
+    thinpMetaPercent: count(file, o, 'thinpMetaPercent'),
+    devices: devices.map((d) => {
+      const e = object(file, d);
+      return { uuid: text(file, e, 'uuid'), path: text(file, e, 'path') };
+    }),
   };
 }
 
