@@ -1,9 +1,22 @@
-# The native addon (native/fallocate.c): built by node-gyp when npm installs this package.
+# The native addons, one target per concern, built by node-gyp when npm installs this package:
+# thinp_native (native/fallocate.c): hole punching in files (loop mode);
+# thinp_fs (native/fs-ops.c): mknod, xattrs and nanosecond lutimes for the archive worker;
+# thinp_blkdev (native/blkdev.c): block-device size, discard and zeroing ioctls (direct mode).
 {
   "targets": [
     {
       "target_name": "thinp_native",
       "sources": ["native/fallocate.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    },
+    {
+      "target_name": "thinp_fs",
+      "sources": ["native/fs-ops.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    },
+    {
+      "target_name": "thinp_blkdev",
+      "sources": ["native/blkdev.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
     }
   ]

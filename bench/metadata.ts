@@ -3,13 +3,16 @@
  * lookups, commit latency, snapshots, memory and disk use), then thinp's offline tools
  * against thin-provisioning-tools on the same XML and the same files, in the same run.
  *
- *     npm run bench -- metadata [--mappings N] [--cache-blocks N]
+ *     npm run bench -- metadata [--mappings N] [--cache-blocks N] [--scale-mappings N]
+ *
+ * The long run (`npm run bench -- metadata`) ends with the tools and scattered lookups at
+ * 10,000,000 mappings in a process of its own (metadata-scale.ts), with its peak RSS.
  */
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +27,7 @@ import {
   restoreMetadata,
 } from '../src/tools/index.js';
 import { findOnPath } from '../src/util/index.js';
+import { runScaleBench, SCALE_RSS_LIMIT, type ScaleResults } from './metadata-scale.js';
 import { mulberry32, permutation } from './random.js';
 import {
   type Align,
@@ -61,6 +65,11 @@ export interface MetadataBenchOptions {
   mappings?: number;
   /** The block cache of the pool under test (default: the engine's own default). */
   cacheBlocks?: number;
+  /**
+   * Mappings of the scale run (tools and scattered lookups in a process of its own); 0 or
+   * absent for none. `npm run bench -- metadata` runs 10,000,000.
+   */
+  scaleMappings?: number;
   /** Where the report goes (default bench/results). */
   resultsDir?: string;
   /** Parent of the scratch folder holding the metadata files (default the system's temp). */
@@ -137,6 +146,8 @@ export interface MetadataBenchResult {
   roundTripIdentical: boolean;
   /** thin_check passes the file that thinp's restore wrote. */
   thinpRestorePassesThinCheck: boolean;
+  /** The scale run, when there was one. */
+  scale: ScaleResults | undefined;
   seconds: number;
 }
 
@@ -166,6 +177,12 @@ export async function runMetadataBench(
       `--cache-blocks ${options.cacheBlocks}: give a whole number of at least 16`,
     );
   }
+  const scaleN = options.scaleMappings;
+  if (scaleN !== undefined && scaleN !== 0 && (!Number.isSafeInteger(scaleN) || scaleN < 100)) {
+    throw new BenchOptionError(
+      `--scale-mappings ${scaleN}: give 0 (no scale run) or a whole number of at least 100`,
+    );
+  }
   const log = options.log ?? (() => {});
   const started = new Date();
   const t0 = performance.now();
@@ -177,9 +194,22 @@ export async function runMetadataBench(
   try {
     const engine = await engineBench(dir, n, options.cacheBlocks, log);
     const peer = await peerBench(dir, n, peers, commands, engine.memory, log);
+    const scaleMappings = options.scaleMappings ?? 0;
+    let scale: ScaleResults | undefined;
+    if (scaleMappings > 0) {
+      log(`scale: ${formatCount(scaleMappings)} mappings in a process of its own`);
+      scale = await runScaleBench(tempParent, scaleMappings);
+      commands.push(
+        `# scale run, a process of its own: ${formatCount(scaleMappings)} mappings`,
+        ...scale.commands,
+      );
+    }
     const seconds = (performance.now() - t0) / 1000;
     const machine = await machineInfo(dir);
-    const results = resultSections(n, options.cacheBlocks, engine, peer);
+    const results = [
+      ...resultSections(n, options.cacheBlocks, engine, peer),
+      ...(scale === undefined ? [] : scaleSections(scale)),
+    ];
     const text = results.map((s) => `${s.heading}\n\n${s.body}`).join('\n\n');
     const report = renderReport({
       title: `thinp metadata benchmark: ${formatCount(n)} mappings`,
@@ -187,7 +217,7 @@ export async function runMetadataBench(
       machine,
       commands,
       results,
-      notes: notes(n, options.cacheBlocks, peer, seconds),
+      notes: [...notes(n, options.cacheBlocks, peer, seconds), ...scaleNotes(scale)],
     });
     const reportPath = await writeReport(
       options.resultsDir ?? DEFAULT_RESULTS_DIR,
@@ -195,7 +225,7 @@ export async function runMetadataBench(
       started,
       report,
     );
-    return { reportPath, text, mappings: n, ...engine, ...peer, seconds };
+    return { reportPath, text, mappings: n, ...engine, ...peer, scale, seconds };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -205,13 +235,14 @@ function defaultCommand(options: MetadataBenchOptions): string {
   const parts = ['npm run bench -- metadata'];
   if (options.mappings !== undefined) parts.push(`--mappings ${options.mappings}`);
   if (options.cacheBlocks !== undefined) parts.push(`--cache-blocks ${options.cacheBlocks}`);
+  if (options.scaleMappings !== undefined) parts.push(`--scale-mappings ${options.scaleMappings}`);
   return parts.join(' ');
 }
 
-type Peers = Record<(typeof PEER_PROGRAMS)[number], string>;
+export type Peers = Record<(typeof PEER_PROGRAMS)[number], string>;
 
 /** The peer's programs, or a `MissingPeerError` naming every missing one. */
-async function findPeers(): Promise<Peers> {
+export async function findPeers(): Promise<Peers> {
   const found = await Promise.all(PEER_PROGRAMS.map((p) => findOnPath(p, PEER_SEARCH_PATH)));
   const missing = PEER_PROGRAMS.filter((_, i) => found[i] === undefined);
   if (missing.length > 0) {
@@ -236,7 +267,7 @@ interface EngineResults {
 }
 
 /** Enough metadata space for `mappings` mappings at any leaf fill, with room to shadow. */
-function metadataFileSize(mappings: number): number {
+export function metadataFileSize(mappings: number): number {
   const bytes = Math.max(64 << 20, mappings * 256);
   return Math.ceil(bytes / (1 << 20)) * (1 << 20);
 }
@@ -385,7 +416,7 @@ function latency(changes: number, times: number[]): CommitLatency {
   };
 }
 
-async function memorySample(after: string, file: string): Promise<MemorySample> {
+export async function memorySample(after: string, file: string): Promise<MemorySample> {
   const st = await stat(file);
   return {
     after,
@@ -404,7 +435,7 @@ function scatter(i: number): number {
 // ---------------------------------------------------------------------------------------
 // The peer: thin-provisioning-tools against thinp's tools, same XML, same files
 
-interface PeerResults {
+export interface PeerResults {
   peer: PeerTiming[];
   peerFiles: FileUse[];
   xml: { bytes: number; runs: number; mappings: number };
@@ -413,7 +444,7 @@ interface PeerResults {
   thinpRestorePassesThinCheck: boolean;
 }
 
-async function peerBench(
+export async function peerBench(
   dir: string,
   n: number,
   peers: Peers,
@@ -468,11 +499,8 @@ async function peerBench(
   });
   peer.push(timing('dump', (performance.now() - start) / 1000, peerDumpSeconds));
   commands.push(`# thinp, in-process: dumpMetadata(${peerMeta}) > ${thinpDump}`);
-  const [peerText, thinpText, xmlText] = await Promise.all(
-    [peerDump, thinpDump, xmlFile].map((f) => readFile(f)),
-  );
-  const dumpsIdentical = peerText !== undefined && thinpText?.equals(peerText) === true;
-  const roundTripIdentical = xmlText !== undefined && peerText?.equals(xmlText) === true;
+  const dumpsIdentical = await sameBytes(peerDump, thinpDump);
+  const roundTripIdentical = await sameBytes(peerDump, xmlFile);
   memory.push(await memorySample('peer dump (thinp.meta)', thinpMeta));
 
   log('peer: check');
@@ -506,6 +534,28 @@ async function peerBench(
     roundTripIdentical,
     thinpRestorePassesThinCheck: verify.status === 0,
   };
+}
+
+/** Whether two files hold the same bytes, compared a chunk at a time. */
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [fa, fb] = await Promise.all([open(a, 'r'), open(b, 'r')]);
+  try {
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== sb.size) return false;
+    const ba = Buffer.alloc(1 << 20);
+    const bb = Buffer.alloc(1 << 20);
+    for (let at = 0; at < sa.size; at += ba.length) {
+      const [ra, rb] = await Promise.all([
+        fa.read(ba, 0, ba.length, at),
+        fb.read(bb, 0, bb.length, at),
+      ]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
 }
 
 function timing(operation: string, thinpSeconds: number, peerSeconds: number): PeerTiming {
@@ -731,25 +781,7 @@ function resultSections(
     },
     {
       heading: `thinp vs thin-provisioning-tools (same XML: ${formatCount(peer.xml.mappings)} mappings, ${XML_DEVICES} devices, ${formatCount(peer.xml.runs)} runs, ${formatBytes(peer.xml.bytes)})`,
-      body: markdownTable(
-        [
-          'operation',
-          'thinp',
-          'thinp mappings/s',
-          'thin-provisioning-tools',
-          'peer mappings/s',
-          'thinp ÷ peer (time)',
-        ],
-        peer.peer.map((p) => [
-          p.operation,
-          formatSeconds(p.thinpSeconds),
-          formatRate(n / p.thinpSeconds),
-          formatSeconds(p.peerSeconds),
-          formatRate(n / p.peerSeconds),
-          formatRatio(p.ratio),
-        ]),
-        ['left', RIGHT, RIGHT, RIGHT, RIGHT, RIGHT],
-      ),
+      body: peerTable(n, peer.peer),
     },
     {
       heading: 'Restored metadata files',
@@ -794,7 +826,7 @@ function notes(
       'the V8 heap at that moment (no forced GC). "file allocated" is stat blocks × 512 of the ' +
       `engine's metadata file; its apparent size is fixed at format time. "blocks used" is the ` +
       "metadata space map's count of 4 KiB blocks in use. " +
-      `${cacheBlocks === undefined ? "The block cache is the engine's default (BlockManager: 1,024 blocks, 4 MiB, when this was written); a tree of N mappings has about N/150 to N/250 leaves, so random access to a bigger tree mostly misses it and reads the file (from the page cache)." : `The block cache holds ${formatCount(cacheBlocks)} blocks.`} ` +
+      `${cacheBlocks === undefined ? "The block cache is the engine's default: it follows the metadata in use (the blocks in use and a quarter more, re-sized at every commit), from 1,024 blocks (4 MiB) up to 16,384 (64 MiB)." : `The block cache holds ${formatCount(cacheBlocks)} blocks.`} ` +
       'A sparse file never shrinks, so "file allocated" is the high-water mark of blocks ever ' +
       'written, not the blocks in use. The peer rows sample the file thinp restored (thinp.meta).',
     `Peer: one thin_dump XML written by thinp's DumpWriter (${formatCount(n)} mappings over ` +
@@ -804,11 +836,84 @@ function notes(
       'spawn to exit (process start included); thinp times are in-process wall time. Every ' +
       'file is in the page cache for both tools. Mappings/s is mappings ÷ seconds; "thinp ÷ ' +
       'peer" is thinp seconds ÷ peer seconds, so above 1 means thinp is slower.',
-    `restoreMetadata uses its own block cache (the engine default) and commits every 50,000 ` +
-      'mappings; checkMetadata checks the data space map and the superblock fields too, which ' +
+    'restoreMetadata builds the pool in one transaction, bottom-up (leaves packed full and ' +
+      'written as they fill, the upper levels, the space maps and the superblock at the end); ' +
+      'checkMetadata checks the data space map and the superblock fields too, which ' +
       'thin_check 0.9.0 does not.',
     `thin_dump and thinp's dump printed identical bytes: ${yesNo(peer.dumpsIdentical)}. ` +
       `The dump is byte for byte the generated XML: ${yesNo(peer.roundTripIdentical)}. ` +
       `thin_check accepts the file thinp restored: ${yesNo(peer.thinpRestorePassesThinCheck)}.`,
+  ];
+}
+
+function peerTable(n: number, peer: PeerTiming[]): string {
+  return markdownTable(
+    [
+      'operation',
+      'thinp',
+      'thinp mappings/s',
+      'thin-provisioning-tools',
+      'peer mappings/s',
+      'thinp ÷ peer (time)',
+    ],
+    peer.map((p) => [
+      p.operation,
+      formatSeconds(p.thinpSeconds),
+      formatRate(n / p.thinpSeconds),
+      formatSeconds(p.peerSeconds),
+      formatRate(n / p.peerSeconds),
+      formatRatio(p.ratio),
+    ]),
+    ['left', RIGHT, RIGHT, RIGHT, RIGHT, RIGHT],
+  );
+}
+
+function scaleSections(scale: ScaleResults): ReportSection[] {
+  const n = scale.mappings;
+  return [
+    {
+      heading: `At ${formatCount(n)} mappings, a process of its own: thinp vs thin-provisioning-tools (same XML: ${XML_DEVICES} devices, ${formatCount(scale.xml.runs)} runs, ${formatBytes(scale.xml.bytes)})`,
+      body: peerTable(n, scale.peer),
+    },
+    {
+      heading: `At ${formatCount(n)} mappings: scattered lookups with the default cache`,
+      body: markdownTable(
+        ['pass', 'lookups', 'mapped', 'seconds', 'per second', 'blocks read per lookup'],
+        scale.lookups.map((l) => [
+          l.pass,
+          formatCount(l.lookups),
+          formatCount(l.hits),
+          formatSeconds(l.seconds),
+          formatRate(l.lookups / l.seconds),
+          l.readsPerLookup.toFixed(3),
+        ]),
+        ['left', RIGHT, RIGHT, RIGHT, RIGHT, RIGHT],
+      ),
+    },
+    {
+      heading: `At ${formatCount(n)} mappings: memory`,
+      body: markdownTable(
+        ['after', 'max RSS', 'heap used', 'file allocated', 'file apparent size'],
+        scale.memory.map((m) => [
+          m.after,
+          formatBytes(m.maxRssBytes),
+          formatBytes(m.heapUsedBytes),
+          formatBytes(m.fileAllocatedBytes),
+          formatBytes(m.fileApparentBytes),
+        ]),
+        ['left', RIGHT, RIGHT, RIGHT, RIGHT],
+      ),
+    },
+  ];
+}
+
+function scaleNotes(scale: ScaleResults | undefined): string[] {
+  if (scale === undefined) return [];
+  const yesNo = (b: boolean): string => (b ? 'yes' : 'NO');
+  return [
+    `Scale run: ${formatCount(scale.mappings)} mappings, in a child process (bench/metadata-scale.ts) so that its peak RSS is its own: the same restore, dump and check against the peer as above on an XML of that size, then ${formatCount(scale.lookups[0]?.lookups ?? 0)} lookups at random vblocks of random devices (below each device's highest mapped vblock; most are mapped), twice with the same seed, through PoolMetadata.lookup on the pool thinp restored, opened with the default cache. ` +
+      `The cache sized itself from the metadata in use: ${formatCount(scale.cache.capacityBlocks)} blocks (${formatBytes(scale.cache.capacityBlocks * 4096)}) for ${formatCount(scale.cache.metadataBlocksUsed)} blocks in use; it held ${formatCount(scale.cache.cachedBlocks)} at the end. "blocks read per lookup" counts metadata blocks read from the file (the page cache) per lookup.`,
+    `Scale run peak RSS: ${formatBytes(scale.maxRssBytes)} (limit ${formatBytes(SCALE_RSS_LIMIT)}: ${yesNo(scale.maxRssBytes <= SCALE_RSS_LIMIT)}). ` +
+      `thin_dump and thinp's dump identical: ${yesNo(scale.dumpsIdentical)}; the dump is the generated XML: ${yesNo(scale.roundTripIdentical)}; thin_check accepts thinp's restore: ${yesNo(scale.thinpRestorePassesThinCheck)}.`,
   ];
 }

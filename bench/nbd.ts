@@ -881,10 +881,10 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
     const tChain = performance.now();
     for (let k = 1; k <= maxDepth; k++) {
       ctx.commands.push(
-        `# in-process: new ApiClient('${daemon.api.socketPath}').createSnapshot('chain${k}', 'chain${k - 1}')`,
+        `# in-process: new ApiClient('${daemon.api.socketPath}').createDevice('chain${k}', { origin: 'chain${k - 1}' })`,
         `qemu-io -f raw '${uri(`chain${k}`)}' -c 'write -q -P PATTERN OFFSET 4k' …   # the same offsets as qcow2 level ${k}`,
       );
-      await daemon.api.createSnapshot(`chain${k}`, `chain${k - 1}`);
+      await daemon.api.createDevice(`chain${k}`, { origin: `chain${k - 1}` });
       const writes = qemuIoWrites(levelOffsets(ctx.size, blocksPerLevel, 0xc4a1 + k), k);
       await runOk(ctx, ctx.tools['qemu-io'], ['-f', 'raw', uri(`chain${k}`), ...writes], {
         record: false,
@@ -903,10 +903,11 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
 
     ctx.log(`thinp: ${formatCount(ctx.snapshots)} snapshots of vol`);
     ctx.commands.push(
-      `# in-process, timed: for i in 1..${ctx.snapshots}: await new ApiClient('${daemon.api.socketPath}').createSnapshot('snap' + i, 'vol')`,
+      `# in-process, timed: for i in 1..${ctx.snapshots}: await new ApiClient('${daemon.api.socketPath}').createDevice('snap' + i, { origin: 'vol' })`,
     );
     const t = performance.now();
-    for (let i = 1; i <= ctx.snapshots; i++) await daemon.api.createSnapshot(`snap${i}`, 'vol');
+    for (let i = 1; i <= ctx.snapshots; i++)
+      await daemon.api.createDevice(`snap${i}`, { origin: 'vol' });
     snapshots.unshift({
       target: 'thinp (control API, one request each)',
       count: ctx.snapshots,

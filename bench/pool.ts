@@ -16,6 +16,10 @@ import { promisify } from 'node:util';
 import { FileDevice, nativeStatus } from '../src/block/index.js';
 import { type ThinDevice, ThinPool } from '../src/pool/index.js';
 import { BenchOptionError } from './metadata.js';
+import { type DirectRow, runDirectPhase } from './pool-direct.js';
+
+export type { DirectRow } from './pool-direct.js';
+
 import { mulberry32, permutation } from './random.js';
 import {
   type Align,
@@ -185,6 +189,8 @@ export interface PoolBenchResult {
   newBlocksAreZero: boolean;
   /** The untimed fills: seconds to write the whole `size` through each, with the flush. */
   fill: { fileSeconds: number; poolSeconds: number };
+  /** Direct mode: the pool on a loop device next to loop mode and raw fio. */
+  direct: DirectRow[];
   seconds: number;
 }
 
@@ -267,6 +273,7 @@ interface RunResults {
   end: PoolEnd;
   newBlocksAreZero: boolean;
   fill: { fileSeconds: number; poolSeconds: number };
+  direct: DirectRow[];
 }
 
 /** Thin device ids. */
@@ -281,8 +288,9 @@ const DEV = {
 
 /** Data file size: room for every phase's allocations, with slack. Sparse. */
 function dataFileSize(size: number): number {
-  // mapped (1) + fresh random (2 spans, at most) + sequential (2) + copies (2) + chain (1).
-  return (2 * FRESH_SPAN_FACTOR + 8) * size;
+  // mapped (1) + fresh random (2 spans, at most) + sequential (2) + copies (2) + chain (1)
+  // + the direct-mode phase's sequential writes (2).
+  return (2 * FRESH_SPAN_FACTOR + 10) * size;
 }
 
 /** Metadata file size: enough for the chain's shadowed trees; sparse, so it costs nothing. */
@@ -461,6 +469,18 @@ async function bench(
         );
       }
 
+      // Direct mode: the same engine on a loop device, next to this pool and raw fio.
+      const direct = await runDirectPhase({
+        dir,
+        size,
+        seconds,
+        depths,
+        loopPool: pool,
+        mappedId: DEV.mapped,
+        commands,
+        log,
+      });
+
       // Snapshot creation: batches of snapshots of the mapped device, last because ten
       // thousand devices make every later lookup of device details a little deeper.
       const snapshots: SnapshotTiming[] = [];
@@ -507,6 +527,7 @@ async function bench(
         end,
         newBlocksAreZero: pool.newBlocksAreZero,
         fill: { fileSeconds, poolSeconds },
+        direct,
       };
     } finally {
       await pool.close();
@@ -578,7 +599,7 @@ interface PhaseSpec {
 }
 
 /** The byte offsets of a run, one per operation; `undefined` once there are none left. */
-interface Positions {
+export interface Positions {
   next(): number | undefined;
   /** Offsets left, or Infinity. */
   remaining(): number;
@@ -597,7 +618,7 @@ interface Side {
  * time (A B, B A, A B…), so a change in the machine's load during the run falls on both
  * sides alike; writes run A then B, each once, so each ends with its one flush.
  */
-async function interleaved(a: Side, b: Side): Promise<[Measurement, Measurement]> {
+export async function interleaved(a: Side, b: Side): Promise<[Measurement, Measurement]> {
   const rounds = a.spec.write || b.spec.write ? 1 : READ_ROUNDS;
   const partsA: Slice[] = [];
   const partsB: Slice[] = [];
@@ -756,7 +777,7 @@ async function runWorkers(
 }
 
 /** Writes all of `target` with 1 MiB writes, then flushes; resolves with the seconds. */
-async function fillWhole(target: Target, size: number): Promise<number> {
+export async function fillWhole(target: Target, size: number): Promise<number> {
   const start = performance.now();
   const positions = sequentialPositions(size, LARGE_IO, false);
   await runWorkers(
@@ -771,7 +792,7 @@ async function fillWhole(target: Target, size: number): Promise<number> {
 }
 
 /** Offsets 0, step, 2·step… below `size`; from 0 again at the end when `wrap`. */
-function sequentialPositions(size: number, step: number, wrap: boolean): Positions {
+export function sequentialPositions(size: number, step: number, wrap: boolean): Positions {
   let next = 0;
   const count = Math.floor(size / step);
   let handed = 0;
@@ -812,7 +833,7 @@ function blockPositions(blocks: number, seed: number, wrap: boolean): Positions 
 }
 
 /** Every 4 KiB slot of `slots`, in shuffled order, round and round: no two alike in flight. */
-function slotPositions(slots: number, seed: number): Positions {
+export function slotPositions(slots: number, seed: number): Positions {
   const order = permutation(slots, seed);
   let i = 0;
   return {
@@ -825,7 +846,7 @@ function slotPositions(slots: number, seed: number): Positions {
 }
 
 /** Uniformly random `step`-aligned offsets among `slots` (reads: repeats are harmless). */
-function randomPositions(slots: number, step: number, seed: number): Positions {
+export function randomPositions(slots: number, step: number, seed: number): Positions {
   const rng = mulberry32(seed);
   return {
     next: () => Math.floor(rng() * slots) * step,
@@ -889,6 +910,32 @@ function resultSections(size: number, qd: number, run: RunResults): ReportSectio
           formatRatio(p.ratio),
         ]),
         ['left', RIGHT, ...MEASUREMENT_ALIGN, RIGHT, RIGHT, RIGHT],
+      ),
+    },
+    {
+      heading: `Direct mode: the pool on a loop device (BlockDevDevice regions) vs loop mode, and fio on the raw device`,
+      body: markdownTable(
+        [
+          'workload',
+          'queue depth',
+          'loop mode IOPS',
+          'direct IOPS',
+          'direct p99',
+          'direct ÷ loop',
+          'fio raw IOPS',
+          'direct ÷ raw',
+        ],
+        run.direct.map((r) => [
+          r.workload,
+          String(r.queueDepth),
+          formatRate(r.loop.iops),
+          formatRate(r.direct.iops),
+          formatSeconds(r.direct.p99),
+          formatRatio(r.direct.iops / r.loop.iops),
+          formatRate(r.raw.iops),
+          formatRatio(r.direct.iops / r.raw.iops),
+        ]),
+        ['left', RIGHT, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT],
       ),
     },
     {
@@ -1066,6 +1113,13 @@ function notes(
       `${formatBytes(BLOCK_SIZE)} block (read 64 KiB, write 64 KiB, remap). The snapshot ` +
       'runs continue one shuffled order across queue depths, so each write hits a block that ' +
       'is still shared; "copies" counts the copies the pool made in the run.',
+    'Direct mode: a sparse file on the same disk attached as a loop device; the pool engine ' +
+      'opens its metadata and data as BlockDevDevice regions of it (buffered I/O, fdatasync ' +
+      'at commit, as in dm.datadev/dm.directlvm_device), and runs the same workloads as the ' +
+      'loop-mode pool above, the two interleaved as above. "fio raw" is fio (libaio, O_DIRECT, ' +
+      'the same block size and queue depth, writes ending with fsync) on a region of the same ' +
+      'loop device that no pool uses, written whole beforehand: the block device with no ' +
+      'pool at all. Timed fio runs last the phase time rounded to whole seconds (at least 1).',
     'Pool counters ("commits", "copies") are the pool’s own (ThinPool.counters) over the run: ' +
       'the timer’s commits plus the final flush.',
   ];

@@ -1,9 +1,10 @@
 /**
  * The benchmarks' entry point.
  *
- *     npm run bench -- metadata [--mappings N] [--cache-blocks N]   one benchmark
+ *     npm run bench -- metadata [--mappings N] [--cache-blocks N] [--scale-mappings N]
  *     npm run bench -- pool [--size BYTES] [--seconds S] [--queue-depth N]
  *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
+ *     npm run bench -- archive [--size BYTES]
  *     npm run bench                                                  every one, short
  *
  * Each prints its tables to stdout, progress to stderr, and writes a Markdown report to
@@ -13,18 +14,22 @@
 
 import { parseArgs } from 'node:util';
 import { parseSize } from '../src/util/index.js';
+import { DEFAULT_ARCHIVE_SIZE, runArchiveBench } from './archive.js';
+import { DEFAULT_DATA_SIZE, runDriverBench } from './driver.js';
 import {
   BenchOptionError,
   DEFAULT_MAPPINGS,
   MissingPeerError,
   runMetadataBench,
 } from './metadata.js';
+import { DEFAULT_SCALE_MAPPINGS } from './metadata-scale.js';
 import { runNbdBench } from './nbd.js';
 import { DEFAULT_QUEUE_DEPTH, DEFAULT_SECONDS, DEFAULT_SIZE, runPoolBench } from './pool.js';
 
 interface BenchOptions {
   mappings?: number;
   cacheBlocks?: number;
+  scaleMappings?: number;
   size?: number;
   seconds?: number;
   queueDepth?: number;
@@ -44,10 +49,16 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     describe:
       `PoolMetadata inserts, lookups, commit latency, snapshots and memory on ` +
       `${DEFAULT_MAPPINGS.toLocaleString('en-US')} mappings; restore, dump and check against ` +
-      'thin-provisioning-tools on the same XML',
-    short: { mappings: 50_000 },
+      'thin-provisioning-tools on the same XML; then the tools and scattered lookups at ' +
+      `${DEFAULT_SCALE_MAPPINGS.toLocaleString('en-US')} mappings in a process of its own, with its peak RSS`,
+    short: { mappings: 50_000, scaleMappings: 0 },
     run: (options, command) =>
-      runMetadataBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+      runMetadataBench({
+        ...options,
+        scaleMappings: options.scaleMappings ?? DEFAULT_SCALE_MAPPINGS,
+        command,
+        log: (line) => process.stderr.write(`${line}\n`),
+      }),
   },
   pool: {
     describe:
@@ -58,6 +69,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     run: (options, command) =>
       runPoolBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
+  driver: {
+    describe:
+      `image load, container create, mount, commit and remove (an image with a ` +
+      `${DEFAULT_DATA_SIZE / 2 ** 20} MiB data layer) against plain directories and overlayfs`,
+    short: { size: 16 * 1024 * 1024 },
+    run: (options, command) =>
+      runDriverBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
   nbd: {
     describe:
       'the daemon over NBD vs qemu-nbd (qcow2) and nbdkit (raw file), with fio at queue depth ' +
@@ -65,6 +84,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     short: { size: 256 * 1024 * 1024, seconds: 3 },
     run: (options, command) =>
       runNbdBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
+  archive: {
+    describe:
+      `layer tars on directories: applyLayer vs tar -x and exportDiff vs tar -c on a ` +
+      `${DEFAULT_ARCHIVE_SIZE / 2 ** 20} MiB tree of small and large files; listChanges, diffSize`,
+    short: { size: 32 * 1024 * 1024 },
+    run: (options, command) =>
+      runArchiveBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
 };
 
@@ -80,7 +107,11 @@ Without a name, every benchmark runs in a short version.
 Options:
   --mappings N       mappings per phase (metadata: default ${DEFAULT_MAPPINGS.toLocaleString('en-US')})
   --cache-blocks N   metadata block cache of the pool under test (default: the engine's)
-  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G)
+  --scale-mappings N metadata: mappings of the scale run (default ${DEFAULT_SCALE_MAPPINGS.toLocaleString('en-US')}; 0: none;
+                     the short run has none)
+  --size BYTES       pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G);
+                     driver: the image's data layer (default ${DEFAULT_DATA_SIZE / 2 ** 20}M)
+                     archive: bytes of file content in the tree (default ${DEFAULT_ARCHIVE_SIZE / 2 ** 20}M)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
   --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})
   --results-dir DIR  where reports go (default bench/results)
@@ -121,6 +152,9 @@ function flagsOf(options: BenchOptions): string {
   const flags: string[] = [];
   if (options.mappings !== undefined) flags.push(`--mappings ${options.mappings}`);
   if (options.cacheBlocks !== undefined) flags.push(`--cache-blocks ${options.cacheBlocks}`);
+  if (options.scaleMappings !== undefined) {
+    flags.push(`--scale-mappings ${options.scaleMappings}`);
+  }
   if (options.size !== undefined) flags.push(`--size ${options.size}`);
   if (options.seconds !== undefined) flags.push(`--seconds ${options.seconds}`);
   if (options.queueDepth !== undefined) flags.push(`--queue-depth ${options.queueDepth}`);
@@ -140,6 +174,10 @@ function parse(argv: readonly string[]): { names: string[]; options: BenchOption
   const cacheBlocks = parseCount('--cache-blocks', values['cache-blocks']);
   if (mappings !== undefined) options.mappings = mappings;
   if (cacheBlocks !== undefined) options.cacheBlocks = cacheBlocks;
+  const scale = values['scale-mappings'];
+  if (scale !== undefined) {
+    options.scaleMappings = scale === '0' ? 0 : parseCount('--scale-mappings', scale);
+  }
   const size = parseBytes('--size', values.size);
   const seconds = parseSecondsFlag('--seconds', values.seconds);
   const queueDepth = parseCount('--queue-depth', values['queue-depth']);
@@ -165,6 +203,7 @@ function parseBenchArgs(argv: readonly string[]) {
     options: {
       mappings: { type: 'string' },
       'cache-blocks': { type: 'string' },
+      'scale-mappings': { type: 'string' },
       size: { type: 'string' },
       seconds: { type: 'string' },
       'queue-depth': { type: 'string' },

@@ -43,10 +43,37 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       why: 'mkfs.ext4 and e2fsck: a kernel filesystem on a device attached with nbdfuse',
     },
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    {
+      package: 'busybox-static',
+      why: 'a static /bin/busybox: the programs of the test images, run in a container with chroot',
+    },
+    {
+      package: 'docker.io',
+      why: "dockerd and docker: 'docker load' checks that 'thinp image save' writes what Docker reads",
+    },
+    { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
+    {
+      package: 'mount',
+      why: 'losetup: loop devices over sparse files, the block devices of direct mode',
+    },
+    {
+      package: 'util-linux',
+      why: 'blkid and wipefs: direct-lvm refuses a device that holds a filesystem, and wipes it when forced',
+    },
   ],
   start: [
-    { package: 'xfsprogs', why: 'mkfs.xfs for xfs base devices (the default filesystem)' },
-    { package: 'e2fsprogs', why: 'mkfs.ext4 for ext4 base devices' },
+    { package: 'xfsprogs', why: 'mkfs.xfs and xfs_growfs for xfs base devices (the default)' },
+    {
+      package: 'e2fsprogs',
+      why: 'mkfs.ext4, tune2fs, resize2fs and e2fsck for ext4 base devices',
+    },
+    { package: 'libnbd-bin', why: 'nbdfuse, which attaches devices where the kernel has no nbd' },
+    { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    { package: 'mount', why: 'losetup, mount and umount: layers mounted as kernel filesystems' },
+    {
+      package: 'util-linux',
+      why: 'blkid (filesystem and UUID of a device) and wipefs (dm.directlvm_device_force)',
+    },
   ],
 };
 

@@ -4,6 +4,7 @@
  * 8601); subscribers get the events published after they subscribed, in order.
  */
 
+import type { AutoextendEvent } from '../driver/index.js';
 import type { ThinPool } from '../pool/index.js';
 
 export type ThinpEvent =
@@ -12,7 +13,9 @@ export type ThinpEvent =
   | { type: 'mode'; mode: string }
   | { type: 'deviceCreated'; name: string; origin?: string }
   | { type: 'deviceRemoved'; name: string; outcome: 'removed' | 'deferred' }
-  | { type: 'poolResized'; dataBlocks: number; metadataBlocks: number };
+  | { type: 'poolResized'; dataBlocks: number; metadataBlocks: number }
+  | { type: 'deviceAdded'; path: string; dataBlocks: number }
+  | AutoextendEvent;
 
 export type StampedEvent = ThinpEvent & { time: string };
 

@@ -5,7 +5,7 @@
  * pool's 'commit' events.
  */
 
-import type { DeviceListing } from '../driver/index.js';
+import type { AutoextendState, DeviceListing } from '../driver/index.js';
 import type { IoCounters, PoolStatus, ThinPool } from '../pool/index.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -35,6 +35,8 @@ export interface MetricsSnapshot {
   devices: readonly DeviceListing[];
   counters: Readonly<IoCounters>;
   commits: Readonly<Pick<CommitStats, 'count' | 'totalMs' | 'maxMs'>>;
+  /** The daemon's autoextend, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
 }
 
 interface Family {
@@ -95,6 +97,26 @@ function families(s: MetricsSnapshot): Family[] {
     c('thinp_commit_duration_seconds_sum', 'Time spent committing.', s.commits.totalMs / 1000),
     c('thinp_commit_duration_seconds_count', 'Commits timed.', s.commits.count),
     g('thinp_commit_duration_seconds_max', 'The slowest commit.', s.commits.maxMs / 1000),
+    ...autoextendFamilies(s.autoextend),
+  ];
+}
+
+function autoextendFamilies(a: Readonly<AutoextendState> | undefined): Family[] {
+  if (a === undefined) return [];
+  const spaces = ['data', 'metadata'] as const;
+  return [
+    {
+      name: 'thinp_autoextend_total',
+      type: 'counter',
+      help: 'Growths of a space by autoextend.',
+      samples: spaces.map((space) => ({ labels: { space }, value: a.extensions[space] })),
+    },
+    {
+      name: 'thinp_autoextend_exhausted',
+      type: 'gauge',
+      help: '1 while a space is past the autoextend threshold with nothing left to grow into.',
+      samples: spaces.map((space) => ({ labels: { space }, value: a.exhausted[space] ? 1 : 0 })),
+    },
   ];
 }
 

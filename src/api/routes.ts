@@ -1,32 +1,37 @@
 /**
  * The control API's resources, as a function from a parsed request to a response, with no
- * HTTP in sight (server.ts does the wire, tests call `route` directly):
+ * HTTP in sight (server.ts does the wire, tests call `route` directly). Every resource but
+ * two is an operation of the table (operation-table.ts), carried out by a StorageEngine on
+ * the daemon's device set and layer store:
  *
- *     GET    /pool          the pool's status, as `thinp pool status --json`
- *     POST   /pool/resize   {dataSize} or {metadataSize} in bytes (or "10G"); the new status
- *     GET    /info          Docker's devicemapper section, as `thinp info --json`
- *     GET    /devices       as `thinp device list --json`
- *     POST   /devices       {name, size} or {name, origin}: 201 and the device
- *     DELETE /devices/NAME  {outcome: 'removed' | 'deferred'}
- *     GET    /metrics       Prometheus text
- *     GET|PUT /devices/NAME/data, POST /devices/NAME/flush: raw bytes (device-data.ts)
+ *     GET /metrics   Prometheus text
+ *     GET /events    (streamed by server.ts)
  *
- * `GET /events` streams, so server.ts serves it. Failures are thrown as `ThinpError`s; the
- * server maps them with `toHttpStatus`.
+ * Failures are thrown as `ThinpError`s; the server maps them with `toHttpStatus`.
  */
 
+import { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
-import { type DeviceSet, deviceListingJson, dockerInfo, poolStatusJson } from '../driver/index.js';
-import { BadInputError, NotFoundError, parseSize } from '../util/index.js';
+import type { AutoextendState, DeviceSet } from '../driver/index.js';
+import type { ImagesAndContainers, ThinLayerStore } from '../graph/index.js';
+import { BadInputError, NotFoundError } from '../util/index.js';
+import { StorageEngine } from './engine.js';
 import type { EventHub } from './events.js';
 import { type CommitStats, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { matchPath, OPERATIONS, type OperationSpec, type WireRequest } from './operation-table.js';
+import type { OperationName } from './operations.js';
 
-/** What the routes work on: the daemon's open device set and its observers. */
+/** What the routes work on: the daemon's open device set, layer store and observers. */
 export interface ApiContext {
   config: Config;
   set: DeviceSet;
+  layers?: ThinLayerStore;
+  /** The images and containers on the layer store (image-operations.ts). */
+  images?: () => Promise<ImagesAndContainers>;
   events: EventHub;
   commits: CommitStats;
+  /** The daemon's autoextend state, when it runs one. */
+  autoextend?: Readonly<AutoextendState>;
   /** Called after each change the API made, for the daemon's log. */
   onChange?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -37,114 +42,91 @@ export interface ApiRequest {
   path: string;
   /** The parsed JSON body, or undefined when there was none. */
   body: unknown;
+  query?: URLSearchParams;
+  /** The body as a stream, for operations that stream it (a tar). */
+  raw?: Readable;
+  /** The body read whole, for operations that take bytes. */
+  bytes?: Buffer;
 }
 
 export type ApiResponse =
   | { status: number; json: unknown }
-  | { status: number; text: string; contentType: string };
+  | { status: number; text: string; contentType: string }
+  | { status: number; bytes: Buffer }
+  | { status: number; stream: Readable }
+  | { status: 204; empty: true };
 
-type Handler = (ctx: ApiContext, req: ApiRequest, param: string) => Promise<ApiResponse>;
-
-interface Route {
-  method: string;
-  pattern: RegExp;
-  handler: Handler;
+/** An operation of the table and its path parameters. */
+export interface FoundOperation {
+  name: OperationName;
+  spec: OperationSpec<OperationName>;
+  params: string[];
 }
 
-const ROUTES: readonly Route[] = [
-  {
-    method: 'GET',
-    pattern: /^\/pool$/,
-    handler: async (ctx) => ok(poolStatusJson(ctx.set.status())),
-  },
-  { method: 'POST', pattern: /^\/pool\/resize$/, handler: resizePool },
-  { method: 'GET', pattern: /^\/info$/, handler: async (ctx) => ok(await info(ctx)) },
-  { method: 'GET', pattern: /^\/devices$/, handler: listDevices },
-  { method: 'POST', pattern: /^\/devices$/, handler: createDevice },
-  { method: 'DELETE', pattern: /^\/devices\/([^/]+)$/, handler: removeDevice },
-  { method: 'GET', pattern: /^\/metrics$/, handler: metrics },
-];
+const ENGINES = new WeakMap<ApiContext, StorageEngine>();
 
-/** Runs the route `req` names; NotFoundError for an unknown path, BadInputError for a bad method. */
-export async function route(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
-  const matches = ROUTES.map((r) => ({ r, m: r.pattern.exec(req.path) })).filter((x) => x.m);
-  if (matches.length === 0) {
-    throw new NotFoundError(`there is no resource ${req.path}`, {
-      hint: 'see GET /pool, /info, /devices, /metrics, /events',
+function engineOf(ctx: ApiContext): StorageEngine {
+  let engine = ENGINES.get(ctx);
+  if (engine === undefined) {
+    engine = new StorageEngine(ctx);
+    ENGINES.set(ctx, engine);
+  }
+  return engine;
+}
+
+/**
+ * The operation `method path` names; NotFoundError for an unknown path, BadInputError for
+ * a method the path does not take.
+ */
+export function findOperation(method: string, path: string): FoundOperation {
+  const matches: FoundOperation[] = [];
+  for (const name of Object.keys(OPERATIONS) as OperationName[]) {
+    const spec = OPERATIONS[name] as OperationSpec<OperationName>;
+    const params = matchPath(spec, path);
+    if (params !== undefined) matches.push({ name, spec, params });
+  }
+  const allowed = [...new Set(matches.map((m) => m.spec.method))];
+  if (path === '/metrics') allowed.push('GET');
+  if (allowed.length === 0) {
+    throw new NotFoundError(`there is no resource ${path}`, {
+      hint: 'see GET /pool, /info, /devices, /layers, /metrics, /events',
     });
   }
-  const hit = matches.find((x) => x.r.method === req.method);
+  const hit = matches.find((m) => m.spec.method === method);
   if (hit === undefined) {
-    const allowed = matches.map((x) => x.r.method).join(', ');
-    throw new BadInputError(`${req.method} is not allowed on ${req.path}`, {
-      hint: `use ${allowed}`,
+    throw new BadInputError(`${method} is not allowed on ${path}`, {
+      hint: `use ${allowed.join(', ')}`,
     });
   }
-  return hit.r.handler(ctx, req, hit.m?.[1] ?? '');
+  return hit;
 }
 
-// ---------------------------------------------------------------------------------------
-
-function ok(json: unknown, status = 200): ApiResponse {
-  return { status, json };
-}
-
-function info(ctx: ApiContext): Promise<unknown> {
-  return dockerInfo(ctx.config, ctx.set);
-}
-
-async function listDevices(ctx: ApiContext): Promise<ApiResponse> {
-  return ok((await ctx.set.list()).map(deviceListingJson));
-}
-
-async function createDevice(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
-  const body = objectBody(req);
-  const name = stringField(body, 'name', true) as string;
-  const origin = stringField(body, 'origin', false);
-  const size = sizeField(body, 'size');
-  if ((origin === undefined) === (size === undefined)) {
-    throw new BadInputError('POST /devices needs exactly one of "size" and "origin"', {
-      hint: 'send {"name": "scratch", "size": "10G"} or {"name": "snap", "origin": "scratch"}',
-    });
+/** Runs the resource `req` names. */
+export async function route(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
+  if (req.path === '/metrics' && req.method === 'GET') return metrics(ctx);
+  const { name, spec, params } = findOperation(req.method, req.path);
+  const wire: WireRequest = {
+    params,
+    query: req.query ?? new URLSearchParams(),
+    json: req.body,
+    raw: req.raw ?? Readable.from([]),
+    bytes: req.bytes ?? Buffer.alloc(0),
+  };
+  const args = spec.decode(wire);
+  const engine = engineOf(ctx) as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const result = await (engine[name] as (...a: unknown[]) => Promise<unknown>).apply(engine, args);
+  switch (spec.reply) {
+    case 'none':
+      return { status: 204, empty: true };
+    case 'bytes':
+      return { status: 200, bytes: result as Buffer };
+    case 'stream':
+      return { status: 200, stream: result as Readable };
+    default: {
+      const json = spec.toJson === undefined ? result : spec.toJson(result as never, args);
+      return { status: spec.status ?? 200, json };
+    }
   }
-  const entry =
-    origin === undefined
-      ? await ctx.set.createDevice(name, size as number)
-      : await ctx.set.createSnapshot(name, origin);
-  ctx.events.publish({ type: 'deviceCreated', name, ...(origin === undefined ? {} : { origin }) });
-  ctx.onChange?.('device-created', { device: name, id: entry.id, size: entry.size, origin });
-  return ok(
-    { name: entry.name, id: entry.id, size: entry.size, origin: entry.origin ?? null },
-    201,
-  );
-}
-
-async function removeDevice(ctx: ApiContext, _req: ApiRequest, name: string): Promise<ApiResponse> {
-  const outcome = await ctx.set.removeDevice(name);
-  ctx.events.publish({ type: 'deviceRemoved', name, outcome });
-  ctx.onChange?.('device-removed', { device: name, outcome });
-  return ok({ name, outcome });
-}
-
-async function resizePool(ctx: ApiContext, req: ApiRequest): Promise<ApiResponse> {
-  const body = objectBody(req);
-  const dataSize = sizeField(body, 'dataSize');
-  const metadataSize = sizeField(body, 'metadataSize');
-  if (dataSize === undefined && metadataSize === undefined) {
-    throw new BadInputError('POST /pool/resize needs "dataSize" or "metadataSize"', {
-      hint: 'send {"dataSize": "200G"}',
-    });
-  }
-  if (dataSize !== undefined) await ctx.set.resizeData(dataSize);
-  if (metadataSize !== undefined) await ctx.set.resizeMetadata(metadataSize);
-  const status = ctx.set.status();
-  ctx.events.publish({
-    type: 'poolResized',
-    dataBlocks: status.data.totalBlocks,
-    metadataBlocks: status.metadata.totalBlocks,
-  });
-  ctx.onChange?.('pool-resized', { dataSize, metadataSize });
-  return ok(poolStatusJson(status));
 }
 
 async function metrics(ctx: ApiContext): Promise<ApiResponse> {
@@ -153,43 +135,7 @@ async function metrics(ctx: ApiContext): Promise<ApiResponse> {
     devices: await ctx.set.list(),
     counters: ctx.set.pool.counters,
     commits: ctx.commits,
+    ...(ctx.autoextend === undefined ? {} : { autoextend: ctx.autoextend }),
   });
   return { status: 200, text, contentType: METRICS_CONTENT_TYPE };
-}
-
-// ---------------------------------------------------------------------------------------
-// Request bodies
-
-function objectBody(req: ApiRequest): Record<string, unknown> {
-  const body = req.body;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new BadInputError(`${req.method} ${req.path} needs a JSON object body`, {
-      hint: 'send Content-Type: application/json and an object',
-    });
-  }
-  return body as Record<string, unknown>;
-}
-
-function stringField(
-  body: Record<string, unknown>,
-  key: string,
-  required: boolean,
-): string | undefined {
-  const value = body[key];
-  if (value === undefined && !required) return undefined;
-  if (typeof value !== 'string' || value === '') {
-    throw new BadInputError(`"${key}" must be a non-empty string`, { hint: `give "${key}"` });
-  }
-  return value;
-}
-
-/** A size in bytes, given as a number or as a text such as "10G". */
-function sizeField(body: Record<string, unknown>, key: string): number | undefined {
-  const value = body[key];
-  if (value === undefined) return undefined;
-  if (typeof value === 'string') return parseSize(value);
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
-  throw new BadInputError(`"${key}" must be a size in bytes or a text such as "10G"`, {
-    hint: `give "${key}": 10737418240 or "10G"`,
-  });
 }

@@ -4,8 +4,13 @@
  * or, for metrics only, a TCP port.
  *
  * Contracts:
- * - every response is JSON, except `GET /metrics` (Prometheus text) and `GET /events`
- *   (newline-delimited JSON, one event a line, until the client or the server goes);
+ * - every response is JSON, except `GET /metrics` (Prometheus text), `GET /events`
+ *   (newline-delimited JSON, one event a line, until the client or the server goes), and
+ *   the operations whose table entry says bytes or a stream (device data, layer tars);
+ * - a request body is read as its operation says: JSON (at most 1 MiB), bytes (at most
+ *   MAX_DATA_REQUEST), or handed on as a stream (a layer tar of any size);
+ * - a streamed reply that fails part-way is cut off (the connection is destroyed), so a
+ *   client never takes half a tar for a whole one;
  * - every failure is `{"error": {"code", "message", "hint"}}` with `toHttpStatus`'s status;
  * - `close()` stops accepting, ends the event streams, lets requests in progress finish,
  *   then resolves.
@@ -14,9 +19,9 @@
 import { chmod } from 'node:fs/promises';
 import http from 'node:http';
 import { BadInputError, NotFoundError, ThinpError } from '../util/index.js';
-import { matchDataPath, serveDeviceData } from './device-data.js';
 import { toHttpStatus } from './http-status.js';
-import { type ApiContext, type ApiResponse, route } from './routes.js';
+import { MAX_DATA_REQUEST } from './operations.js';
+import { type ApiContext, type ApiResponse, findOperation, route } from './routes.js';
 
 /** The largest request body accepted. */
 const MAX_BODY = 1024 * 1024;
@@ -85,14 +90,16 @@ export class ApiServer {
         this.streamEvents(res);
         return;
       }
-      const data = matchDataPath(path);
-      if (data !== undefined && this.options.metricsOnly !== true) {
-        const query = new URL(req.url ?? '/', 'http://thinp').searchParams;
-        await serveDeviceData(this.ctx.set, data, req, res, query);
-        return;
-      }
-      const body = await readJsonBody(req);
-      send(res, await route(this.ctx, { method, path, body }));
+      const query = new URL(req.url ?? '/', 'http://thinp').searchParams;
+      const kind = path === '/metrics' ? 'none' : findOperation(method, path).spec.body;
+      const request = { method, path, query, body: undefined as unknown };
+      if (kind === 'json') request.body = await readJsonBody(req);
+      const bytes = kind === 'bytes' ? await readBody(req, MAX_DATA_REQUEST) : undefined;
+      const raw = kind === 'raw' ? req : undefined;
+      send(
+        res,
+        await route(this.ctx, { ...request, ...(bytes && { bytes }), ...(raw && { raw }) }),
+      );
     } catch (err) {
       this.options.onError?.(err, { method, path });
       sendError(res, err);
@@ -115,22 +122,28 @@ export class ApiServer {
 
 // ---------------------------------------------------------------------------------------
 
-/** The body as JSON, or undefined when empty. */
-async function readJsonBody(req: http.IncomingMessage): Promise<unknown> {
+/** The whole body, refused past `limit` bytes. */
+async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY) {
-      throw new BadInputError(`the request body is over ${MAX_BODY} bytes`, {
-        hint: 'send less',
+    if (size > limit) {
+      throw new BadInputError(`the request body is over ${limit} bytes`, {
+        hint: 'send less in one request',
       });
     }
     chunks.push(chunk);
   }
-  if (size === 0) return undefined;
+  return Buffer.concat(chunks, size);
+}
+
+/** The body as JSON, or undefined when empty. */
+async function readJsonBody(req: http.IncomingMessage): Promise<unknown> {
+  const body = await readBody(req, MAX_BODY);
+  if (body.length === 0) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw new BadInputError('the request body is not JSON', {
       hint: 'send a JSON object',
@@ -143,6 +156,25 @@ function send(res: http.ServerResponse, r: ApiResponse): void {
   if ('text' in r) {
     res.writeHead(r.status, { 'content-type': r.contentType });
     res.end(r.text);
+    return;
+  }
+  if ('empty' in r) {
+    res.writeHead(204).end();
+    return;
+  }
+  if ('bytes' in r) {
+    res.writeHead(r.status, {
+      'content-type': 'application/octet-stream',
+      'content-length': r.bytes.length,
+    });
+    res.end(r.bytes);
+    return;
+  }
+  if ('stream' in r) {
+    res.writeHead(r.status, { 'content-type': 'application/x-tar' });
+    r.stream.on('error', () => res.destroy());
+    r.stream.pipe(res);
+    res.on('close', () => r.stream.destroy());
     return;
   }
   const text = `${JSON.stringify(r.json)}\n`;

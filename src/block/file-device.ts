@@ -3,6 +3,7 @@
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
 import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
 
 /** The largest write of zeros when discard falls back to writing them. */
@@ -268,24 +269,4 @@ async function openHandle(path: string, flags: string): Promise<FileHandle> {
     }
     throw fsError(path, flags === 'wx+' ? 'create' : 'open', err);
   }
-}
-
-function errnoCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/** An `IoError` for a failed fs call, its message carrying the errno and the range. */
-function fsError(
-  device: string,
-  op: string,
-  err: unknown,
-  offset?: number,
-  length?: number,
-): IoError {
-  const code = errnoCode(err);
-  const message = err instanceof Error ? err.message : String(err);
-  const reason = code === undefined || message.startsWith(code) ? message : `${code}: ${message}`;
-  const range = offset === undefined ? '' : ` (${length} bytes at offset ${offset})`;
-  return new IoError(device, op, `${reason}${range}`, { cause: err });
 }

@@ -1,15 +1,23 @@
 /**
- * Commands that open a root's pool do so under the root's exclusive lock (DESIGN §4: with
- * no daemon running, commands open the pool directly, one at a time). A stale lock left by
- * a killed process is taken over, and the command says so on stderr; so is an operation
- * that a crash cut short and the opening rolled back.
+ * How a command reaches the pool: `withOperations` hands it StorageOperations, which are
+ * the running daemon's (ApiClient over ROOT/thinp.sock) or, with no daemon, a StorageEngine
+ * on the pool opened here under the root's exclusive lock (DESIGN §4: commands then open
+ * the pool directly, one at a time; those that need served devices, such as mounts, say
+ * to start the daemon). A command is written once, against the interface. A stale lock
+ * left by a killed process is taken over, and the command says so on stderr; so is an
+ * operation that a crash cut short and the opening rolled back or finished.
  */
 
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ApiClient, isDaemonRunning } from '../api/index.js';
+import { ApiClient, isDaemonRunning, StorageEngine, type StorageOperations } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { DeviceSet, RootLock } from '../driver/index.js';
+import {
+  type ImagesAndContainers,
+  openImagesAndContainers,
+  ThinLayerStore,
+} from '../graph/index.js';
 import { NotFoundError } from '../util/index.js';
 import { commandConfig, commandPath } from './context.js';
 import type { CliIo } from './io.js';
@@ -48,20 +56,30 @@ export async function withDeviceSet<T>(
 }
 
 /**
- * Runs `daemon` with a client of the root's daemon when one answers on ROOT/thinp.sock
- * (the root lock is then the daemon's), else `direct` on the device set as withDeviceSet.
+ * Runs `fn` with the operations of the daemon serving the root when one answers on
+ * ROOT/thinp.sock (the root lock is then the daemon's), else with a local engine on the
+ * device set and layer store opened under the root lock.
  */
-export async function viaDaemonOr<T>(
+export async function withOperations<T>(
   self: Command,
   io: CliIo,
-  daemon: (client: ApiClient) => Promise<T>,
-  direct: (set: DeviceSet, config: Config) => Promise<T>,
+  fn: (ops: StorageOperations, config: Config) => Promise<T>,
 ): Promise<T> {
   const config = await commandConfig(self, io);
   const client = await daemonClient(config);
-  if (client !== undefined) return daemon(client);
+  if (client !== undefined) return fn(client, config);
   await requireRoot(config);
-  return withRootLock(self, io, config, () => useDeviceSet(io, config, direct));
+  return withRootLock(self, io, config, () =>
+    useDeviceSet(io, config, async (set) => {
+      const layers = await ThinLayerStore.open({ config, set });
+      let images: Promise<ImagesAndContainers> | undefined;
+      const openImages = () => {
+        images ??= openImagesAndContainers(config.root, layers);
+        return images;
+      };
+      return fn(new StorageEngine({ config, set, layers, images: openImages }), config);
+    }),
+  );
 }
 
 /** A client of the daemon serving `config.root`, if one is running. */
@@ -112,5 +130,8 @@ function reportRecovery(io: CliIo, set: DeviceSet): void {
   }
   for (const name of set.finishedRemovals) {
     io.stderr.write(`thinp: finished the deferred removal of device '${name}'\n`);
+  }
+  for (const name of set.finishedReplacements) {
+    io.stderr.write(`thinp: finished replacing the content of device '${name}' (cut short)\n`);
   }
 }

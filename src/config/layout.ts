@@ -15,6 +15,8 @@ export interface RootLayout {
   metadataDir: string;
   /** Mount points of layers and containers. */
   mountDir: string;
+  /** Records of the attachments under mounts, so a restarted daemon finds them. */
+  mountStateDir: string;
   /** Pool configuration as created: mode, block size, devices, options. */
   poolConfigFile: string;
   /** Control API socket, while the daemon runs. */
@@ -30,6 +32,7 @@ export function rootLayout(root: string): RootLayout {
     metadataLoopFile: path.join(root, 'devicemapper', 'metadata'),
     metadataDir: path.join(root, 'metadata'),
     mountDir: path.join(root, 'mnt'),
+    mountStateDir: path.join(root, 'run', 'mounts'),
     poolConfigFile: path.join(root, 'thinp.json'),
     controlSocket: path.join(root, 'thinp.sock'),
     nbdSocket: path.join(root, 'nbd.sock'),

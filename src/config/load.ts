@@ -6,6 +6,7 @@
  * a ConfigError that names the option, where it came from, and the fix.
  */
 
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   BadInputError,
@@ -279,16 +280,22 @@ function chooseBacking(values: Partial<StorageOptions>, layout: RootLayout): Poo
 }
 
 /**
- * Defaults that depend on other things: the filesystem is xfs when mkfs.xfs is installed,
- * else ext4; blocks are discarded on removal in loop mode only unless asked (as Docker);
+ * Defaults that depend on other things: the filesystem is xfs when mkfs.xfs is installed
+ * and the kernel lists xfs in /proc/filesystems (Docker's rule), else ext4; blocks are discarded on removal in loop mode only unless asked (as Docker);
  * deferred deletion follows deferred removal unless it is given.
  */
+async function xfsUsable(env: NodeJS.ProcessEnv): Promise<boolean> {
+  if ((await findOnPath('mkfs.xfs', env.PATH)) === undefined) return false;
+  const listed = await readFile('/proc/filesystems', 'utf8').catch(() => '');
+  return listed.split('\n').some((line) => line.trim().split(/\s+/).at(-1) === 'xfs');
+}
+
 async function resolveDefaults(
   values: Partial<StorageOptions>,
   backing: PoolBacking,
   env: NodeJS.ProcessEnv,
 ): Promise<StorageOptions> {
-  const fs: Filesystem = values.fs ?? ((await findOnPath('mkfs.xfs', env.PATH)) ? 'xfs' : 'ext4');
+  const fs: Filesystem = values.fs ?? ((await xfsUsable(env)) ? 'xfs' : 'ext4');
   const merged = { ...STATIC_DEFAULTS, ...values };
   return {
     ...merged,

@@ -99,7 +99,7 @@ export const OPTIONS: OptionTable = {
   metadataDev: pathOption('dm.metadatadev', 'direct mode: block device for metadata'),
   thinPoolDev: nameOption(
     'dm.thinpooldev',
-    'direct mode: an existing pool, described in thinp.json',
+    'direct mode: the pool of another root (its absolute path)',
   ),
   directLvmDevice: pathOption('dm.directlvm_device', 'direct mode: one block device thinp divides'),
   directLvmDeviceForce: booleanOption(

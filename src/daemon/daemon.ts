@@ -6,8 +6,15 @@
  * 2. open the device set, creating the pool when the root has none, with the pool's commit
  *    timer at one second and the free-space sweep on open;
  * 3. remove sockets a killed daemon left (the lock proves nobody serves them), then serve
- *    NBD on ROOT/nbd.sock plus the addresses given, the control API on ROOT/thinp.sock
- *    (mode 0600), and metrics on a TCP address if given.
+ *    NBD on ROOT/nbd.sock plus the addresses given;
+ * 4. open the layer store (graph/), which mounts through an attacher to that NBD socket:
+ *    it adopts the mounts a previous daemon left (they outlive it: nbdfuse reaches the
+ *    daemon through a reconnecting relay), cleans up stale ones, checks the base device;
+ * 5. serve the control API on ROOT/thinp.sock (mode 0600), and metrics on a TCP address if
+ *    given.
+ *
+ * Layers stay mounted when the daemon stops (Docker keeps containers running across a
+ * restart of its storage driver); `handle.layers.cleanup()` unmounts them all.
  *
  * `stop()` undoes it in reverse: stop accepting and let in-flight NBD requests finish and
  * the API's requests complete, release the devices, close the device set (which commits),
@@ -18,8 +25,15 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
-import { DeviceSet, poolPresent, RootLock } from '../driver/index.js';
-import { type ListenAddress, NbdServer } from '../nbd/index.js';
+import { Autoextender, DeviceSet, poolPresent, RootLock } from '../driver/index.js';
+import {
+  type ImagesAndContainers,
+  openImagesAndContainers,
+  ThinLayerStore,
+} from '../graph/index.js';
+import { chooseAttacher } from '../mount/index.js';
+import { type ListenAddress, NbdServer, relayCommand } from '../nbd/index.js';
+import { UnavailableError } from '../util/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
@@ -41,6 +55,10 @@ export interface DaemonOptions {
 export interface DaemonHandle {
   config: Config;
   deviceSet: DeviceSet;
+  /** The storage driver's layers, mounted through this daemon's NBD server. */
+  layers: ThinLayerStore;
+  /** Images and containers on those layers (their operations are the API's). */
+  images: ImagesAndContainers;
   /** Where NBD is served: ROOT/nbd.sock first, then the addresses given (ports bound). */
   nbdAddresses: ListenAddress[];
   controlSocket: string;
@@ -82,6 +100,7 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   };
   if (await poolPresent(config)) {
     const set = await DeviceSet.open(config, { pool });
+    await refuseNeedsCheck(config, set);
     const r = set.recovered;
     if (r !== undefined) log('recovered', { ...r }, 'warn');
     for (const name of set.finishedRemovals) log('deferred-removal-finished', { device: name });
@@ -90,6 +109,23 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
   const set = await DeviceSet.create(config, { pool });
   log('pool-created', { root: config.root, mode: set.files.mode, ...set.status().data });
   return set;
+}
+
+/**
+ * A pool whose metadata failed (needs_check set) is not served: like LVM's activation, the
+ * daemon refuses it and names the command that checks it.
+ */
+async function refuseNeedsCheck(config: Config, set: DeviceSet): Promise<void> {
+  if (!set.status().needsCheck) return;
+  await set.close();
+  throw new UnavailableError(
+    `the pool at ${config.root} needs a check: its metadata failed earlier (needs_check is set)`,
+    {
+      hint:
+        `run 'thinp --root ${config.root} check' to see the damage, then ` +
+        `'thinp --root ${config.root} repair' (or restore the metadata from a dump)`,
+    },
+  );
 }
 
 async function serve(
@@ -106,6 +142,8 @@ async function serve(
   const commits = new CommitStats();
   const detach = watchPool(set, events, commits, log);
   undo.unshift(async () => detach());
+  const autoextend = startAutoextend(set, events, log);
+  undo.unshift(() => autoextend.stop());
 
   const exports = new DeviceExports(set, (name) => log('device-opened', { device: name }));
   undo.unshift(() => exports.releaseAll());
@@ -116,8 +154,19 @@ async function serve(
     nbdAddresses.push(await nbd.listen(address));
   }
 
+  const layers = await openLayers(config, set, log);
+  const images = await openImages(config, layers, log);
   const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
-  const ctx = { config, set, events, commits, onChange };
+  const ctx = {
+    config,
+    set,
+    layers,
+    events,
+    commits,
+    onChange,
+    autoextend: autoextend.state,
+    images: async () => images,
+  };
   const onError = (err: unknown, req: { method: string; path: string }) =>
     log('api-error', { ...req, error: err }, 'warn');
   const api = new ApiServer(ctx, { onError });
@@ -133,17 +182,45 @@ async function serve(
     metricsAddress = { host: options.metrics.host, port };
     log('listening', { metrics: `${metricsAddress.host}:${port}` });
   }
-  return handleOf(config, set, nbdAddresses, metricsAddress, undo, log);
+  return handleOf({ config, set, layers, images, nbdAddresses, metricsAddress }, undo, log);
 }
 
-function handleOf(
+/** Images and containers on the layers; says what a crash left and opening settled. */
+async function openImages(
   config: Config,
-  set: DeviceSet,
-  nbdAddresses: ListenAddress[],
-  metricsAddress: DaemonHandle['metricsAddress'],
-  undo: Array<() => Promise<void>>,
+  layers: ThinLayerStore,
   log: DaemonLog,
-): DaemonHandle {
+): Promise<ImagesAndContainers> {
+  const images = await openImagesAndContainers(config.root, layers);
+  const { intents, removedLayers, removedContainers } = images.settled;
+  if (intents.length + removedContainers.length > 0) {
+    log('images-settled', { intents, removedLayers, removedContainers }, 'warn');
+  }
+  return images;
+}
+
+async function openLayers(config: Config, set: DeviceSet, log: DaemonLog): Promise<ThinLayerStore> {
+  const attacher = await chooseAttacher({
+    nbdSocket: config.layout.nbdSocket,
+    stateDir: config.layout.mountStateDir,
+    relay: relayCommand,
+  });
+  const layers = await ThinLayerStore.open({ config, set, attacher, log: (e, f) => log(e, f) });
+  log('layers-open', { attacher: attacher.kind });
+  return layers;
+}
+
+interface Served {
+  config: Config;
+  set: DeviceSet;
+  layers: ThinLayerStore;
+  images: ImagesAndContainers;
+  nbdAddresses: ListenAddress[];
+  metricsAddress: DaemonHandle['metricsAddress'];
+}
+
+function handleOf(served: Served, undo: Array<() => Promise<void>>, log: DaemonLog): DaemonHandle {
+  const { config, set, layers, images, nbdAddresses, metricsAddress } = served;
   let stopping: Promise<void> | undefined;
   let markStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => {
@@ -162,6 +239,8 @@ function handleOf(
   return {
     config,
     deviceSet: set,
+    layers,
+    images,
     nbdAddresses,
     controlSocket: config.layout.controlSocket,
     metricsAddress,
@@ -201,6 +280,40 @@ function watchPool(
     unsubscribe();
     detachCommits();
     detachEvents();
+  };
+}
+
+/**
+ * Autoextend (driver/autoextend.ts), checked on the pool's low-water and out-of-space
+ * events (with dm.no_space_policy=queue, writes that ran out wait for the growth), after
+ * every commit and once now; its events go to the hub and the log. `stop()` detaches it and waits
+ * for a growth under way.
+ */
+function startAutoextend(set: DeviceSet, events: EventHub, log: DaemonLog) {
+  const autoextender = new Autoextender(
+    set,
+    (e) => {
+      events.publish(e);
+      const { type, ...fields } = e;
+      if (type === 'autoextend') log('pool-autoextend', fields);
+      else log('pool-autoextend-exhausted', fields, 'warn');
+    },
+    (err) => log('autoextend-error', { error: err }, 'error'),
+  );
+  const check = () => void autoextender.check();
+  set.pool.on('lowWater', check);
+  set.pool.on('outOfSpace', check);
+  set.pool.on('commit', check);
+  const first = autoextender.check();
+  return {
+    state: autoextender.state,
+    stop: async () => {
+      set.pool.off('lowWater', check);
+      set.pool.off('outOfSpace', check);
+      set.pool.off('commit', check);
+      await first;
+      await autoextender.idle();
+    },
   };
 }
 

@@ -6,7 +6,7 @@
  */
 
 import { BadInputError } from '../util/index.js';
-import { DEVICE_SET_FILE, TRANSACTION_FILE } from './state-records.js';
+import { OWN_FILES } from './state-records.js';
 
 export const MAX_NAME_BYTES = 255;
 
@@ -29,6 +29,6 @@ function nameProblem(name: string): string | undefined {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are the point
   if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) return 'contains a control character';
   if (name.startsWith('.')) return "starts with '.' (kept for thinp's temporary files)";
-  if (name === DEVICE_SET_FILE || name === TRANSACTION_FILE) return "is one of thinp's own files";
+  if (OWN_FILES.includes(name)) return "is one of thinp's own files";
   return undefined;
 }

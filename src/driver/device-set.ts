@@ -52,6 +52,7 @@ import {
 import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
+import { checkNewDevice, deviceSize } from './direct-lvm.js';
 import { checkGrowth, checkMinFreeSpace } from './free-space.js';
 import {
   createPoolFiles,
@@ -60,6 +61,8 @@ import {
   type PoolFiles,
   removePoolFiles,
 } from './pool-files.js';
+import { PoolSpace } from './pool-space.js';
+import { ReplaceLog } from './replace-log.js';
 import { readStateFile, writeStateFile } from './state-files.js';
 import {
   DEVICE_SET_FILE,
@@ -67,8 +70,13 @@ import {
   decodeDeviceSet,
   encodeDeviceSet,
   encodePoolConfig,
+  type PoolConfigRecord,
+  type ReplaceRecord,
 } from './state-records.js';
 import { type OpenTransaction, TransactionLog } from './transaction.js';
+import type { GroupDeviceUse as PoolDeviceUse, VolumeGroup } from './volume-group.js';
+
+export type { PoolDeviceUse };
 
 /** A device as the set knows it. */
 export interface DeviceEntry {
@@ -79,6 +87,29 @@ export interface DeviceEntry {
   origin: string | undefined;
   /** The transaction that created it. */
   transactionId: number;
+  /** False while a device is being set up (the base device before its filesystem is made). */
+  initialized: boolean;
+  /** For a layer: its parent layer ('' for the base device); undefined for other devices. */
+  parent: string | undefined;
+}
+
+/** A device the set holds, live or waiting for a deferred removal. */
+export interface HeldDevice extends DeviceEntry {
+  deleted: boolean;
+}
+
+/** What `createDevice` and `createSnapshot` may add to a device. */
+export interface NewDeviceOptions {
+  /** False for a device whose setup is not finished (default true). */
+  initialized?: boolean;
+  /** Marks the device as a layer on `parent` ('' for the base device). */
+  parent?: string;
+}
+
+/** The base device's filesystem as recorded in deviceset-metadata. */
+export interface BaseFilesystemRecord {
+  uuid: string;
+  filesystem: string;
 }
 
 /** A line of `list()`: bytes the device maps, alone or shared with others. */
@@ -117,13 +148,25 @@ export class DeviceSet {
   readonly files: PoolFiles;
   readonly recovered: RecoveredTransaction | undefined;
   readonly finishedRemovals: string[] = [];
+  /** Devices whose replacement (`replaceDevice`) a crash cut short and the open finished. */
+  readonly finishedReplacements: string[] = [];
   private readonly data: OpenedPoolFiles['data'];
   private readonly metadataDevice: OpenedPoolFiles['metadata'];
+  /** Direct-lvm mode: the devices of the pool and the division of their space. */
+  readonly group: VolumeGroup | undefined;
+  /** dm.thinpooldev: the root whose pool this is, and the release of its lock. */
+  private readonly adopted: OpenedPoolFiles['adopted'];
+  /** The devices under the pool, and how they grow. */
+  private readonly space: PoolSpace;
+  /** thinp.json as last written or read. */
+  private poolRecord: PoolConfigRecord | undefined;
   private readonly devices: DeviceTable;
   private readonly users = new Map<string, number>();
   private readonly changes = new Mutex();
   private readonly transactions: TransactionLog;
+  private readonly replacements: ReplaceLog;
   private nextDeviceId = FIRST_DEVICE_ID;
+  private baseFs: BaseFilesystemRecord = { uuid: '', filesystem: '' };
   private closed = false;
 
   private constructor(config: Config, files: OpenedPoolFiles, pool: ThinPool) {
@@ -132,8 +175,18 @@ export class DeviceSet {
     this.files = { mode: files.mode, dataFile: files.dataFile, metadataFile: files.metadataFile };
     this.data = files.data;
     this.metadataDevice = files.metadata;
+    this.group = files.group;
+    this.poolRecord = files.record;
+    this.space = new PoolSpace(
+      pool,
+      { data: files.data, metadata: files.metadata },
+      files.group,
+      this.files,
+    );
+    this.adopted = files.adopted;
     this.transactions = new TransactionLog(config.layout.metadataDir, pool);
     this.devices = new DeviceTable(config.layout.metadataDir);
+    this.replacements = new ReplaceLog(config.layout.metadataDir);
   }
 
   // -------------------------------------------------------------------------------------
@@ -145,27 +198,29 @@ export class DeviceSet {
     const files = await createPoolFiles(config);
     let pool: ThinPool;
     try {
-      pool = await ThinPool.create(files.data, files.metadata, {
-        blockSize: config.storage.blockSize,
-        ...poolOptions(config, options),
-      });
+      pool =
+        files.adopted === undefined
+          ? await ThinPool.create(files.data, files.metadata, {
+              blockSize: config.storage.blockSize,
+              ...poolOptions(config, options),
+            })
+          : await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
-      if (files.mode === 'loop') await removePoolFiles(files);
+      if (files.adopted !== undefined) await files.adopted.release();
+      else if (files.mode === 'loop') await removePoolFiles(files);
+      else await files.group?.erase();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
     await mkdir(config.layout.metadataDir, { recursive: true, mode: 0o700 });
     await set.saveDeviceSet();
-    await writeStateFile(
-      config.layout.poolConfigFile,
-      encodePoolConfig({
-        ...set.files,
-        blockSize: pool.blockSize,
-        created: new Date().toISOString(),
-        version: THINP_VERSION,
-      }),
-    );
+    await set.savePoolConfig({
+      ...set.files,
+      blockSize: pool.blockSize,
+      created: new Date().toISOString(),
+      version: THINP_VERSION,
+    });
     return set;
   }
 
@@ -177,10 +232,14 @@ export class DeviceSet {
       pool = await ThinPool.open(files.data, files.metadata, poolOptions(config, options));
     } catch (err) {
       await Promise.all([files.data.close(), files.metadata.close()]);
+      await files.adopted?.release();
       throw err;
     }
     const set = new DeviceSet(config, files, pool);
     try {
+      if (files.record !== undefined && files.group !== undefined) {
+        await set.notePaths(files.record);
+      }
       await set.load();
     } catch (err) {
       await set.close().catch(() => undefined);
@@ -190,13 +249,23 @@ export class DeviceSet {
   }
 
   private async load(): Promise<void> {
+    if (this.group !== undefined && this.pool.mode !== 'ro') await this.space.finishExtensions();
     const dir = this.config.layout.metadataDir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, DEVICE_SET_FILE);
     const json = await readStateFile(file);
-    if (json !== undefined) this.nextDeviceId = decodeDeviceSet(file, json).nextDeviceId;
+    if (json !== undefined) {
+      const record = decodeDeviceSet(file, json);
+      this.nextDeviceId = record.nextDeviceId;
+      this.baseFs = { uuid: record.baseDeviceUuid, filesystem: record.baseDeviceFilesystem };
+    }
     (this as { recovered: RecoveredTransaction | undefined }).recovered = await this.recover();
     await this.devices.load();
+    const replaced = await this.replacements.pending();
+    if (replaced !== undefined) {
+      await this.finishReplacement(replaced);
+      this.finishedReplacements.push(replaced.name);
+    }
     for (const [name, record] of this.devices.entries()) {
       if (!record.deleted) continue;
       await this.removeNow(name, record);
@@ -239,29 +308,138 @@ export class DeviceSet {
   // Changes
 
   /** Creates an empty thin device `name` of `size` bytes. */
-  async createDevice(name: string, size: number): Promise<DeviceEntry> {
+  async createDevice(
+    name: string,
+    size: number,
+    options: NewDeviceOptions = {},
+  ): Promise<DeviceEntry> {
     checkDeviceName(name);
     checkDeviceSize(size);
     return this.change(async () => {
       this.devices.checkNew(name);
       checkMinFreeSpace(this.pool.status(), this.config.storage.minFreeSpace, 'device');
-      return this.addDevice(name, size, undefined, (id) => this.pool.createThin(id));
+      const shape = { size, origin: undefined, ...options };
+      return this.addDevice(name, shape, (id) => this.pool.createThin(id));
     });
   }
 
   /**
-   * Creates `name` as a snapshot of `originName`, of the origin's size. An origin in use is
-   * quiesced for the moment of the snapshot, not refused.
+   * Creates `name` as a snapshot of `originName`, of the origin's size or of `size` when
+   * given (never smaller than the origin: the origin's data would not fit). An origin in
+   * use is quiesced for the moment of the snapshot, not refused.
    */
-  async createSnapshot(name: string, originName: string): Promise<DeviceEntry> {
+  async createSnapshot(
+    name: string,
+    originName: string,
+    options: NewDeviceOptions & { size?: number } = {},
+  ): Promise<DeviceEntry> {
     checkDeviceName(name);
     return this.change(async () => {
       const origin = this.devices.live(originName);
       this.devices.checkNew(name);
+      const size = options.size ?? origin.size;
+      checkDeviceSize(size);
+      if (size < origin.size) {
+        throw new BadInputError(
+          `a snapshot of ${originName} cannot be smaller than it (${origin.size} bytes)`,
+          { hint: `give a size of at least ${origin.size} bytes, or none` },
+        );
+      }
       checkMinFreeSpace(this.pool.status(), this.config.storage.minFreeSpace, 'snapshot');
-      return this.addDevice(name, origin.size, originName, (id) =>
-        this.pool.createSnapshot(id, origin.deviceId),
-      );
+      const shape = { ...options, size, origin: originName };
+      return this.addDevice(name, shape, (id) => this.pool.createSnapshot(id, origin.deviceId));
+    });
+  }
+
+  /**
+   * Gives device `name` the thin device of `replacement`, which goes: `name`'s old thin
+   * device leaves the pool, and `name` keeps its own record but for the thin id, size and
+   * origin, which are the replacement's. Neither may be open. This is how new content is
+   * made in a snapshot and kept only once complete. A crash part-way is finished at the next
+   * open (replace-log.ts): afterwards `name` is the replacement, never half of each.
+   */
+  replaceDevice(name: string, replacement: string): Promise<DeviceEntry> {
+    return this.change(async () => {
+      const old = this.devices.live(name);
+      this.devices.live(replacement);
+      for (const busy of [name, replacement]) {
+        const users = this.users.get(busy) ?? 0;
+        if (users > 0) {
+          throw new BusyError(`device ${busy} is in use (opened ${users} times)`, {
+            hint: 'release it first, then replace it',
+          });
+        }
+      }
+      const intent = {
+        name,
+        replacement,
+        oldDeviceId: old.deviceId,
+        initialized: old.initialized,
+        origin: old.origin,
+        parent: old.parent,
+      };
+      await this.replacements.open(intent);
+      crashPoint('replace:intent');
+      await this.finishReplacement(intent);
+      return entryOf(name, this.devices.record(name));
+    });
+  }
+
+  /**
+   * The steps of a replacement, each skipped when a crash left it done: remove `name`'s
+   * old thin device, give `name` the replacement's, drop the replacement's file, close.
+   */
+  private async finishReplacement(intent: ReplaceRecord): Promise<void> {
+    const { name, replacement, oldDeviceId } = intent;
+    const current = this.devices.peek(name);
+    const incoming = this.devices.peek(replacement);
+    if (incoming !== undefined) {
+      if (current !== undefined && current.deviceId === oldDeviceId) {
+        await this.removeNow(name, current);
+        crashPoint('replace:old-removed');
+      }
+      if (current?.deviceId !== incoming.deviceId) {
+        const { initialized, origin, parent } = intent;
+        await this.devices.save(name, { ...incoming, initialized, origin, parent });
+        crashPoint('replace:renamed');
+      }
+      await this.devices.remove(replacement);
+      crashPoint('replace:replacement-file');
+    }
+    await this.replacements.close();
+  }
+
+  /** Records that `name`'s setup is finished (the base device once it has a filesystem). */
+  markInitialized(name: string): Promise<void> {
+    return this.change(async () => {
+      const record = this.devices.live(name);
+      if (!record.initialized) await this.devices.save(name, { ...record, initialized: true });
+    });
+  }
+
+  /**
+   * Grows `name`'s virtual size to `size` bytes. Thin devices map blocks on demand, so this
+   * changes only the device's record; a filesystem on it is grown by its owner.
+   */
+  growDevice(name: string, size: number): Promise<void> {
+    checkDeviceSize(size);
+    return this.change(async () => {
+      const record = this.devices.live(name);
+      checkGrowth(`device ${name}`, record.size, size);
+      if (size > record.size) await this.devices.save(name, { ...record, size });
+    });
+  }
+
+  /** The base device's filesystem UUID and type, as recorded ('' when not yet known). */
+  get baseFilesystem(): BaseFilesystemRecord {
+    return { ...this.baseFs };
+  }
+
+  /** Records the base device's filesystem UUID and type in deviceset-metadata. */
+  setBaseFilesystem(record: BaseFilesystemRecord): Promise<void> {
+    return this.change(async () => {
+      this.baseFs = { ...record };
+      await this.saveDeviceSet();
     });
   }
 
@@ -286,19 +464,27 @@ export class DeviceSet {
     });
   }
 
-  /** Grows the data space to `bytes` (the data file grows with it). */
+  /** Grows the data space to `bytes` (pool-space.ts says how, by mode). */
   resizeData(bytes: number): Promise<void> {
-    return this.change(async () => {
-      checkGrowth('data space', this.data.size, bytes);
-      await this.pool.resizeData(bytes);
-    });
+    return this.change(() => this.space.resize('data', bytes));
   }
 
-  /** Grows the metadata space to `bytes` (the metadata file grows with it). */
+  /** Grows the metadata space to `bytes`. */
   resizeMetadata(bytes: number): Promise<void> {
+    return this.change(() => this.space.resize('metadata', bytes));
+  }
+
+  /** Grows `space` by up to `bytes` into what is free; the bytes added (autoextend.ts). */
+  extendSpace(space: 'data' | 'metadata', bytes: number): Promise<number> {
+    return this.change(() => this.space.extend(space, bytes));
+  }
+
+  /** Direct-lvm mode: adds the block device `path` to the data space; the bytes added. */
+  addPoolDevice(path: string): Promise<number> {
     return this.change(async () => {
-      checkGrowth('metadata space', this.metadataDevice.size, bytes);
-      await this.pool.resizeMetadata(bytes);
+      const added = await this.space.addDevice(path, this.config.storage.directLvmDeviceForce);
+      await this.savePoolConfig(this.poolRecord as PoolConfigRecord);
+      return added;
     });
   }
 
@@ -332,6 +518,25 @@ export class DeviceSet {
   /** The device `name`; NotFoundError if there is none (or it is being removed). */
   get(name: string): DeviceEntry {
     return entryOf(name, this.devices.live(name));
+  }
+
+  /** The device `name` whether live or waiting for removal; undefined if there is none. */
+  lookup(name: string): HeldDevice | undefined {
+    const record = this.devices.peek(name);
+    return record === undefined ? undefined : { ...entryOf(name, record), deleted: record.deleted };
+  }
+
+  /** Every device the set holds, live or waiting for removal, sorted by name. */
+  held(): HeldDevice[] {
+    return this.devices
+      .entries()
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, r]) => ({ ...entryOf(name, r), deleted: r.deleted }));
+  }
+
+  /** How many `open(name)`s are not yet released. */
+  openCount(name: string): number {
+    return this.users.get(name) ?? 0;
   }
 
   /** The names of the live devices, sorted. */
@@ -370,6 +575,11 @@ export class DeviceSet {
     return this.pool.status();
   }
 
+  /** The devices that hold the pool, and how much of each is data, metadata and free. */
+  heldBy(): PoolDeviceUse[] {
+    return this.space.heldBy();
+  }
+
   /** Devices whose removal waits for them to be released. */
   get deferredDeletedCount(): number {
     return this.devices.deferredCount;
@@ -384,6 +594,7 @@ export class DeviceSet {
         await this.pool.close();
       } finally {
         await Promise.all([this.data.close(), this.metadataDevice.close()]);
+        await this.adopted?.release();
       }
     });
   }
@@ -400,18 +611,18 @@ export class DeviceSet {
 
   private async addDevice(
     name: string,
-    size: number,
-    origin: string | undefined,
+    shape: NewDeviceOptions & { size: number; origin: string | undefined },
     make: (id: number) => Promise<void>,
   ): Promise<DeviceEntry> {
     const t = await this.transactions.open(name, await this.freeId(this.nextDeviceId));
     const record: DeviceRecord = {
       deviceId: t.deviceId,
-      size,
+      size: shape.size,
       transactionId: t.openTransactionId,
-      initialized: true,
+      initialized: shape.initialized ?? true,
       deleted: false,
-      origin,
+      origin: shape.origin,
+      parent: shape.parent,
     };
     try {
       crashPoint('add:transaction-open');
@@ -479,13 +690,41 @@ export class DeviceSet {
     });
   }
 
+  /** Writes thinp.json: `record`, with the direct-lvm setup and devices as they are now. */
+  private savePoolConfig(record: PoolConfigRecord): Promise<void> {
+    const group = this.group;
+    const { storage } = this.config;
+    const directLvm =
+      group === undefined
+        ? undefined
+        : {
+            poolUuid: group.poolUuid,
+            device: record.directLvm?.device ?? this.files.dataFile,
+            thinpPercent: record.directLvm?.thinpPercent ?? storage.thinpPercent,
+            thinpMetaPercent: record.directLvm?.thinpMetaPercent ?? storage.thinpMetaPercent,
+            devices: group.devices.map((d) => ({ uuid: d.uuid, path: d.path })),
+          };
+    const { directLvm: _old, thinPoolDev: _theirs, ...rest } = record;
+    const adopted = this.adopted === undefined ? {} : { thinPoolDev: this.adopted.root };
+    this.poolRecord =
+      directLvm === undefined ? { ...rest, ...adopted } : { ...rest, directLvm, ...adopted };
+    return writeStateFile(this.config.layout.poolConfigFile, encodePoolConfig(this.poolRecord));
+  }
+
+  /** Records where the devices of a direct-lvm pool are attached now, if that changed. */
+  private async notePaths(record: PoolConfigRecord): Promise<void> {
+    const now = (this.group as VolumeGroup).devices.map((d) => `${d.uuid}=${d.path}`).join(',');
+    const was = (record.directLvm?.devices ?? []).map((d) => `${d.uuid}=${d.path}`).join(',');
+    if (now !== was) await this.savePoolConfig(record);
+  }
+
   private saveDeviceSet(): Promise<void> {
     return writeStateFile(
       path.join(this.config.layout.metadataDir, DEVICE_SET_FILE),
       encodeDeviceSet({
         nextDeviceId: this.nextDeviceId,
-        baseDeviceUuid: '',
-        baseDeviceFilesystem: '',
+        baseDeviceUuid: this.baseFs.uuid,
+        baseDeviceFilesystem: this.baseFs.filesystem,
       }),
     );
   }
@@ -504,7 +743,15 @@ function poolOptions(config: Config, options: DeviceSetOptions): ThinPoolOptions
 }
 
 function entryOf(name: string, r: DeviceRecord): DeviceEntry {
-  return { name, id: r.deviceId, size: r.size, origin: r.origin, transactionId: r.transactionId };
+  return {
+    name,
+    id: r.deviceId,
+    size: r.size,
+    origin: r.origin,
+    transactionId: r.transactionId,
+    initialized: r.initialized,
+    parent: r.parent,
+  };
 }
 
 function checkDeviceSize(size: number): void {

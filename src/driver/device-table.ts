@@ -8,13 +8,7 @@ import path from 'node:path';
 import { BusyError, ExistsError, NotFoundError } from '../util/index.js';
 import { checkDeviceName } from './device-names.js';
 import { listStateFiles, readStateFile, removeStateFile, writeStateFile } from './state-files.js';
-import {
-  DEVICE_SET_FILE,
-  type DeviceRecord,
-  decodeDevice,
-  encodeDevice,
-  TRANSACTION_FILE,
-} from './state-records.js';
+import { type DeviceRecord, decodeDevice, encodeDevice, OWN_FILES } from './state-records.js';
 
 export class DeviceTable {
   readonly dir: string;
@@ -129,7 +123,7 @@ export class DeviceTable {
 /** The device files of `dir`: every state file but the device set's own. */
 export async function deviceFileNames(dir: string): Promise<string[]> {
   const names = await listStateFiles(dir);
-  return names.filter((n) => n !== DEVICE_SET_FILE && n !== TRANSACTION_FILE);
+  return names.filter((n) => !OWN_FILES.includes(n));
 }
 
 /** Device files of an earlier pool would be taken for devices of a new one: refuses them. */

@@ -5,4 +5,24 @@
  * util.
  */
 
-export {};
+export type { Change, ChangeKind } from '../archive/index.js';
+export { BaseDeviceMismatchError } from './base-device.js';
+export type { CommittedImage, ContainerListing } from './container-store.js';
+export type { SettleReport } from './graph-settle.js';
+export { BadImageArchiveError, DigestMismatchError } from './image-errors.js';
+export type { ImageLayers, LayerChange } from './image-layers.js';
+export type { ContainerRecord, ImageLayerRecord } from './image-records.js';
+export type { ImageListing, ImageProgress, LoadedImage, RemovedImage } from './image-store.js';
+export { type ImagesAndContainers, openImagesAndContainers } from './images.js';
+export { checkLayerId } from './layer-ids.js';
+export { ID_FILE, ROOTFS } from './layer-root.js';
+export type {
+  ApplyLayerOptions,
+  CreateLayerOptions,
+  LayerListing,
+  LayerMetadata,
+  LayerStore,
+  RemoveLayerOutcome,
+} from './layer-store.js';
+export { type GraphLog, type LayerStoreOptions, ThinLayerStore } from './thin-layer-store.js';
+export type { FilesystemTools, TreeTools } from './tools.js';

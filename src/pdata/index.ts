@@ -5,9 +5,15 @@
  * Imports block and util.
  */
 
-export { BlockManager, type BlockManagerOptions } from './block-manager.js';
+export {
+  BlockManager,
+  type BlockManagerOptions,
+  DEFAULT_MAX_CACHE_BLOCKS,
+  MIN_CACHE_BLOCKS,
+} from './block-manager.js';
 export * as btree from './btree/btree.js';
 export { type LeafSlot, valueAsU64 } from './btree/btree.js';
+export { BTreeBuilder } from './btree/builder.js';
 export {
   btreeNodeValidator,
   checkNodeStructure,
@@ -18,6 +24,7 @@ export {
   NODE,
   NODE_HEADER_SIZE,
   Node,
+  u32Words,
 } from './btree/node.js';
 export { type BTreeInfo, blockRefValue, plainValue, type ValueType } from './btree/value-type.js';
 export { blockChecksum, CSUM_XOR, METADATA_BLOCK_SIZE } from './checksum.js';

@@ -50,12 +50,28 @@ export class TransactionManager {
     return this.bm.read(loc, validator);
   }
 
+  /** Several blocks at once (see BlockManager.readMany). */
+  readMany(locs: readonly number[], validator: BlockValidator): Promise<Buffer[]> {
+    return this.bm.readMany(locs, validator);
+  }
+
   /** A new zeroed block with count 1. */
   async newBlock(validator: BlockValidator): Promise<WritableBlock> {
     const loc = this.spaceMap.newBlock();
     const buf = await this.bm.create(loc, validator);
     this.shadowed.add(loc);
     return { loc, buf };
+  }
+
+  /**
+   * Allocates a block (count 1) and writes `buf` there, bypassing the cache (see
+   * BlockManager.writeNew); returns its location. For structures built whole, never
+   * changed again in the transaction.
+   */
+  async writeNewBlock(buf: Buffer, validator: BlockValidator): Promise<number> {
+    const loc = this.spaceMap.newBlock();
+    await this.bm.writeNew(loc, buf, validator);
+    return loc;
   }
 
   async shadow(loc: number, validator: BlockValidator): Promise<Shadow> {

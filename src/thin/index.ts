@@ -7,10 +7,14 @@
 export { MAX_METADATA_BLOCKS, METADATA_BLOCK_SIZE } from '../pdata/index.js';
 export {
   type BlockTime,
+  blockTimeDataBlock,
+  blockTimeTime,
   DATA_BLOCK_LIMIT,
+  dataBlockOfWords,
   decodeBlockTime,
   encodeBlockTime,
   TIME_LIMIT,
+  timeOfWord,
 } from './format/block-time.js';
 export {
   DETAILS,
@@ -31,6 +35,7 @@ export {
   type Superblock,
   superblockValidator,
 } from './format/superblock.js';
+export { type ImportedPool, MetadataImport } from './metadata-import.js';
 export {
   breaksTransaction,
   type FormatOptions,

@@ -20,6 +20,7 @@
 import type { BlockDevice } from '../block/index.js';
 import {
   BlockManager,
+  type BlockManagerOptions,
   btree,
   DiskSpaceMap,
   MAX_METADATA_BLOCKS,
@@ -57,7 +58,6 @@ import {
   SUPERBLOCK_VERSION,
   type Superblock,
   superblockValidator,
-  UUID_SIZE,
 } from './format/superblock.js';
 import { type ThinTrees, thinTrees } from './value-types.js';
 
@@ -75,10 +75,17 @@ export interface FormatOptions {
   /** Format even though block 0 is not blank. */
   force?: boolean;
   cacheBlocks?: number;
+  maxCacheBlocks?: number;
 }
 
+/**
+ * The metadata block cache: `cacheBlocks` fixes its size; without it the cache holds the
+ * metadata in use (and a quarter more), re-sized at every open and commit, from 4 MiB up to
+ * `maxCacheBlocks` (default 64 MiB).
+ */
 export interface OpenOptions {
   cacheBlocks?: number;
+  maxCacheBlocks?: number;
 }
 
 export interface Mapping {
@@ -119,9 +126,9 @@ export class PoolMetadata {
   /** Data blocks freed by commits that `commit()` has not yet handed to its caller. */
   private freedSinceCommit: number[] = [];
 
-  private constructor(device: BlockDevice, cacheBlocks: number | undefined) {
+  private constructor(device: BlockDevice, cache: OpenOptions) {
     this.device = device;
-    this.bm = new BlockManager(device, cacheBlocks === undefined ? {} : { cacheBlocks });
+    this.bm = new BlockManager(device, cacheOptions(cache));
     this.tm = new TransactionManager(this.bm);
   }
 
@@ -141,7 +148,7 @@ export class PoolMetadata {
         hint: 'open it instead, or wipe its first 4 KiB to start over',
       });
     }
-    const md = new PoolMetadata(device, options.cacheBlocks);
+    const md = new PoolMetadata(device, options);
     md.msm = await MetadataSpaceMap.create(md.tm, nrBlocks, 1);
     md.dsm = await DiskSpaceMap.create(md.tm);
     md.trees = thinTrees(md.tm, md.dsm);
@@ -173,7 +180,7 @@ export class PoolMetadata {
 
   /** Opens the metadata on `device` as its last commit left it. */
   static async open(device: BlockDevice, options: OpenOptions = {}): Promise<PoolMetadata> {
-    const md = new PoolMetadata(device, options.cacheBlocks);
+    const md = new PoolMetadata(device, options);
     await md.load();
     return md;
   }
@@ -194,6 +201,7 @@ export class PoolMetadata {
     }
     this.committed = sb;
     this.msm = await MetadataSpaceMap.open(this.tm, sb.metadataSpaceMap);
+    this.bm.fitCacheTo(this.msm.nrAllocated);
     this.dsm = await DiskSpaceMap.open(this.tm, sb.dataSpaceMap);
     this.trees = thinTrees(this.tm, this.dsm);
     this.mappingRoot = sb.dataMappingRoot;
@@ -421,80 +429,6 @@ export class PoolMetadata {
   }
 
   // -------------------------------------------------------------------------------------
-  // Import (restoring a dump: values are given, not derived from the pool's clock)
-
-  /** Creates device `id` with the given details (mapped_blocks is counted as mappings arrive). */
-  importDevice(id: number, details: Omit<DeviceDetails, 'mappedBlocks'>): Promise<void> {
-    return this.change(async () => {
-      checkThinId(id);
-      await this.mustNotExist(id);
-      const root = await btree.emptyTree(this.trees.bottom);
-      this.mappingRoot = (await btree.insert(this.trees.top, this.mappingRoot, id, u64(root))).root;
-      this.details.set(id, { d: { ...details, mappedBlocks: 0 }, changed: true });
-    });
-  }
-
-  /**
-   * Maps `vblock` of device `id` to `dataBlock` with the given time, taking a new reference
-   * on the data block (as thin_restore does: each device's leaves hold their own references).
-   */
-  importMapping(id: number, vblock: number, dataBlock: number, time: number): Promise<void> {
-    return this.change(async () => {
-      checkVblock(vblock);
-      if (!Number.isSafeInteger(dataBlock) || dataBlock < 0 || dataBlock >= this.dsm.size) {
-        throw new BadInputError(
-          `mapping beyond end of data device: data block ${dataBlock} of ${this.dsm.size}`,
-        );
-      }
-      if (!Number.isSafeInteger(time) || time < 0 || time >= TIME_LIMIT) {
-        throw new BadInputError(`mapping time ${time} is out of range (0 .. 2^24 - 1)`);
-      }
-      const d = await this.detailsOf(id);
-      const value = encodeBlockTime({ dataBlock, time });
-      // The tree may be reshaped (shadowed, split) before the duplicate is seen, but its
-      // contents are unchanged until the new entry goes in.
-      await this.inSubtree(id, async (root) => {
-        const slot = await btree.insertSlot(this.trees.bottom, root, vblock);
-        if (slot.exists) {
-          throw new BadInputError(`thin device ${id} maps virtual block ${vblock} twice`);
-        }
-        slot.leaf.insertAt(slot.index, vblock, value);
-        return { root: slot.root, result: undefined };
-      });
-      await this.dsm.inc(dataBlock);
-      this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
-    });
-  }
-
-  /** Sets the superblock fields a dump carries: pool time, transaction id and flags. */
-  importPoolState(state: {
-    time: number;
-    transactionId: number;
-    flags: number;
-    uuid?: string;
-  }): Promise<void> {
-    return this.change(async () => {
-      if (!Number.isSafeInteger(state.time) || state.time < 0 || state.time >= TIME_LIMIT) {
-        throw new BadInputError(`pool time ${state.time} is out of range (0 .. 2^24 - 1)`);
-      }
-      if (!Number.isInteger(state.flags) || state.flags < 0 || state.flags >= 2 ** 32) {
-        throw new BadInputError(`superblock flags ${state.flags} do not fit 32 bits`);
-      }
-      if (!Number.isSafeInteger(state.transactionId) || state.transactionId < 0) {
-        throw new BadInputError(`transaction id ${state.transactionId} is out of range`);
-      }
-      this.poolTime = state.time;
-      this.transId = state.transactionId;
-      this.flags = state.flags;
-      if (state.uuid !== undefined) {
-        const uuid = Buffer.alloc(UUID_SIZE);
-        Buffer.from(state.uuid, 'utf8').copy(uuid, 0, 0, UUID_SIZE);
-        this.committed = { ...this.committed, uuid };
-      }
-    });
-  }
-
-  // -------------------------------------------------------------------------------------
   // Pool state
 
   get dataBlockSize(): number {
@@ -704,6 +638,7 @@ export class PoolMetadata {
     this.committed = sb;
     this.tm.forgetShadows();
     this.msm.committedNow();
+    this.bm.fitCacheTo(this.msm.nrAllocated);
     for (const b of this.dsm.committedNow()) this.freedSinceCommit.push(b);
   }
 
@@ -823,6 +758,13 @@ export class PoolMetadata {
   private corruptDevice(id: number, problem: string): MetadataCorruptError {
     return new MetadataCorruptError('thin device trees', undefined, `thin device ${id} ${problem}`);
   }
+}
+
+function cacheOptions(o: OpenOptions): BlockManagerOptions {
+  return {
+    ...(o.cacheBlocks === undefined ? {} : { cacheBlocks: o.cacheBlocks }),
+    ...(o.maxCacheBlocks === undefined ? {} : { maxCacheBlocks: o.maxCacheBlocks }),
+  };
 }
 
 /**

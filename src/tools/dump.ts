@@ -13,19 +13,25 @@ import {
   BlockManager,
   type BTreeInfo,
   btree,
+  NODE,
+  type Node,
   plainValue,
   TransactionManager,
+  u32Words,
   valueAsU64,
 } from '../pdata/index.js';
 import {
+  blockTimeDataBlock,
+  blockTimeTime,
   checkSuperblockForOpen,
   DETAILS_SIZE,
   type DeviceDetails,
-  decodeBlockTime,
+  dataBlockOfWords,
   decodeDetails,
   decodeSuperblock,
   type Superblock,
   superblockValidator,
+  timeOfWord,
 } from '../thin/index.js';
 import { MetadataCorruptError, NotFoundError } from '../util/index.js';
 import { type DumpSink, DumpWriter } from './xml/dump-writer.js';
@@ -63,13 +69,35 @@ export async function dumpMetadata(
       creationTime: details.creationTime,
       snapTime: details.snapshottedTime,
     });
-    await btree.walk(trees.bottom, root, (vblock, value) => {
-      const { dataBlock, time } = decodeBlockTime(value);
-      return writer.mapping(vblock, dataBlock, time);
+    await btree.walkLeaves(trees.bottom, root, (leaf) => {
+      addLeaf(writer, leaf);
+      return writer.flush();
     });
     await writer.endDevice();
   }
   await writer.end();
+}
+
+/** Adds the mappings of a bottom-level leaf (keys already checked by the node validator). */
+function addLeaf(writer: DumpWriter, leaf: Node): void {
+  const n = leaf.nrEntries;
+  const words = u32Words(leaf.buf);
+  if (words === undefined) {
+    const at = leaf.valueOffset(0);
+    for (let i = 0; i < n; i++) {
+      const v = at + 8 * i;
+      writer.addMapping(leaf.key(i), blockTimeDataBlock(leaf.buf, v), blockTimeTime(leaf.buf, v));
+    }
+    return;
+  }
+  const keys = NODE.keys >> 2;
+  const values = leaf.valueOffset(0) >> 2;
+  for (let i = 0; i < n; i++) {
+    const vblock = (words[keys + 2 * i + 1] as number) * 2 ** 32 + (words[keys + 2 * i] as number);
+    const lo = words[values + 2 * i] as number;
+    const hi = words[values + 2 * i + 1] as number;
+    writer.addMapping(vblock, dataBlockOfWords(lo, hi), timeOfWord(lo));
+  }
 }
 
 interface ReadOnlyTrees {

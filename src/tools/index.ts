@@ -8,11 +8,14 @@ export * from './check/index.js';
 export { type DumpOptions, dumpMetadata } from './dump.js';
 export { createMetadataFile, openMetadataFile } from './metadata-file.js';
 export {
-  COMMIT_EVERY,
-  type RestoreOptions,
-  type RestoreSummary,
-  restoreMetadata,
-} from './restore.js';
+  formatRepairReport,
+  type LostSpan,
+  nothingLost,
+  type RepairOptions,
+  type RepairReport,
+  repairMetadata,
+} from './repair/index.js';
+export { type RestoreSummary, restoreEvents, restoreMetadata } from './restore.js';
 export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
 export { type DumpSink, DumpWriter, formatDumpXml } from './xml/dump-writer.js';
 export type {

@@ -1,10 +1,11 @@
 /**
  * thin_restore: pool metadata written from thin_dump XML (dm-thin-format.md §13.3).
  *
- * The XML is read as a stream of events and written as it arrives: a fresh pool is formatted
- * on the device at the `<superblock>`, then each `<device>` and each mapping is imported,
- * with a commit every `COMMIT_EVERY` mappings so that the work kept in memory stays bounded.
- * Each mapping takes its own reference on its data block, as thin_restore's do.
+ * The XML is read as a stream of events and built as it arrives, in one transaction
+ * (MetadataImport, dm-thin-format.md Appendix B): each device's mappings are packed into
+ * leaves written as they fill, the trees' upper levels, the space maps and the superblock
+ * come at `</superblock>`. Memory stays bounded whatever the number of mappings. Each
+ * mapping takes its own reference on its data block, as thin_restore's do.
  *
  * Everything thin_restore rejects is rejected with a `BadInputError` that names the line and
  * column of the fault: bad XML, a mapping beyond the end of the data device, a repeated
@@ -19,7 +20,7 @@
  */
 
 import type { BlockDevice } from '../block/index.js';
-import { PoolMetadata } from '../thin/index.js';
+import { MetadataImport } from '../thin/index.js';
 import { BadInputError, ExistsError } from '../util/index.js';
 import { readDumpXml } from './xml/dump-reader.js';
 import {
@@ -33,14 +34,6 @@ import {
 
 /** The superblock's flags field is a u32. */
 const U32_LIMIT = 2 ** 32;
-
-/** Mappings imported between two commits. */
-export const COMMIT_EVERY = 50_000;
-
-export interface RestoreOptions {
-  /** Mappings between intermediate commits (default `COMMIT_EVERY`). */
-  commitEvery?: number;
-}
 
 export interface RestoreSummary {
   devices: number;
@@ -56,9 +49,8 @@ export interface RestoreSummary {
 export async function restoreMetadata(
   source: AsyncIterable<string | Buffer>,
   device: BlockDevice,
-  options: RestoreOptions = {},
 ): Promise<RestoreSummary> {
-  const restore = new Restore(device, options.commitEvery ?? COMMIT_EVERY);
+  const restore = new Restore(device);
   const checker = new ImageLimitChecker();
   for await (const event of readDumpXml(source)) {
     checker.check(event);
@@ -73,46 +65,60 @@ export async function restoreMetadata(
   return restore.summary();
 }
 
+/**
+ * Formats `device` and writes the pool that `events` describe (a metadata image, as repair
+ * rebuilds it), through the same checks and the same writer as a restore from XML.
+ */
+export async function restoreEvents(
+  events: Iterable<XmlEvent>,
+  device: BlockDevice,
+): Promise<RestoreSummary> {
+  const restore = new Restore(device);
+  const checker = new ImageLimitChecker();
+  for (const event of events) {
+    checker.check(event);
+    if (event.kind === 'superblock') checkFlags(event.info);
+    await restore.event(event);
+  }
+  return restore.summary();
+}
+
 /** The state of one restore between events. */
 class Restore {
-  private md: PoolMetadata | undefined;
+  private build: MetadataImport | undefined;
   private superblock: SuperblockInfo | undefined;
-  private devId: number | undefined;
-  private devices = 0;
+  private inDevice = false;
   private mappings = 0;
-  private sinceCommit = 0;
   private finished = false;
 
-  constructor(
-    private readonly device: BlockDevice,
-    private readonly commitEvery: number,
-  ) {}
+  constructor(private readonly device: BlockDevice) {}
 
   event(event: XmlEvent): Promise<void> {
     switch (event.kind) {
       case 'superblock':
         return this.start(event.info);
       case 'device':
-        return this.startDevice(event.info);
+        this.startDevice(event.info);
+        return Promise.resolve();
       case 'run':
         return this.run(event.run);
       case 'endDevice':
-        this.devId = undefined;
-        return Promise.resolve();
+        this.inDevice = false;
+        return this.importer().endDevice();
       case 'end':
         return this.end();
     }
   }
 
   summary(): RestoreSummary {
-    if (!this.finished || this.superblock === undefined) {
+    if (!this.finished || this.superblock === undefined || this.build === undefined) {
       // The reader fails on a dump that is cut short; this is a second line of defence.
       throw new BadInputError('the dump ends before </superblock>', {
         hint: 'the dump is cut short: dump the pool again',
       });
     }
     return {
-      devices: this.devices,
+      devices: this.build.deviceCount,
       mappings: this.mappings,
       dataBlockSize: this.superblock.dataBlockSize,
       nrDataBlocks: this.superblock.nrDataBlocks,
@@ -121,12 +127,9 @@ class Restore {
 
   private async start(sb: SuperblockInfo): Promise<void> {
     this.superblock = sb;
-    this.md = await PoolMetadata.format(this.device, {
+    this.build = await MetadataImport.begin(this.device, {
       dataBlockSize: sb.dataBlockSize,
       nrDataBlocks: sb.nrDataBlocks,
-      force: true,
-    });
-    await this.md.importPoolState({
       time: sb.time,
       transactionId: sb.transaction,
       flags: sb.flags,
@@ -134,10 +137,9 @@ class Restore {
     });
   }
 
-  private async startDevice(info: DeviceInfo): Promise<void> {
-    const md = this.metadata();
+  private startDevice(info: DeviceInfo): void {
     try {
-      await md.importDevice(info.devId, {
+      this.importer().beginDevice(info.devId, {
         transactionId: info.transaction,
         creationTime: info.creationTime,
         snapshottedTime: info.snapTime,
@@ -148,38 +150,28 @@ class Restore {
         hint: 'give each <device> its own dev_id',
       });
     }
-    this.devId = info.devId;
-    this.devices++;
+    this.inDevice = true;
   }
 
   private async run(run: MappingRun): Promise<void> {
-    const md = this.metadata();
-    const id = this.devId;
-    if (id === undefined) throw new BadInputError('a mapping outside a <device>');
-    for (let i = 0; i < run.length; i++) {
-      await md.importMapping(id, run.vblock + i, run.dataBlock + i, run.time);
-      this.mappings++;
-      if (++this.sinceCommit >= this.commitEvery) {
-        await md.commit();
-        this.sinceCommit = 0;
-      }
-    }
+    const build = this.importer();
+    if (!this.inDevice) throw new BadInputError('a mapping outside a <device>');
+    await build.addRun(run.vblock, run.dataBlock, run.length, run.time);
+    this.mappings += run.length;
   }
 
   private async end(): Promise<void> {
-    const md = this.metadata();
-    await md.commit();
-    await md.close();
+    await this.importer().finish();
     this.finished = true;
   }
 
-  private metadata(): PoolMetadata {
-    if (this.md === undefined) {
+  private importer(): MetadataImport {
+    if (this.build === undefined) {
       throw new BadInputError('the dump does not start with <superblock>', {
         hint: 'a thin_dump file starts with <superblock ...>',
       });
     }
-    return this.md;
+    return this.build;
   }
 }
 

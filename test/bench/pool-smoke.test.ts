@@ -62,6 +62,7 @@ describe('npm run bench -- pool', () => {
       '## Results',
       '### Plain file, the limit',
       '### Thin device through the pool API',
+      '### Direct mode: the pool on a loop device',
       '### Snapshot creation',
       `### Reads at snapshot depth 1 vs ${CHAIN_DEPTH}`,
       '### Copy-on-write',
@@ -119,6 +120,23 @@ describe('npm run bench -- pool', () => {
     }
     const fresh = result.dataPath.filter((p) => p.workload.includes('fresh'));
     for (const p of fresh) assert.ok(p.pool.provisions > 0, `${p.workload}: allocates`);
+
+    // Direct mode: three workloads at depth 1 and 4, each with the loop-mode pool, the pool
+    // on the loop device and fio on the raw device measured.
+    assert.deepEqual(
+      result.direct.map((r) => `${r.workload}@${r.queueDepth}`),
+      [
+        '4 KiB random read@1',
+        '4 KiB random read@4',
+        '4 KiB random overwrite@1',
+        '4 KiB random overwrite@4',
+        '1 MiB sequential write, fresh space@1',
+        '1 MiB sequential write, fresh space@4',
+      ],
+    );
+    for (const r of result.direct) {
+      assert.ok(r.loop.iops > 0 && r.direct.iops > 0 && r.raw.iops > 0, JSON.stringify(r.raw));
+    }
 
     assert.deepEqual(
       result.snapshots.map((s) => s.snapshots),

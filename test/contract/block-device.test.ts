@@ -2,9 +2,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, test } from 'node:test';
-import { type BlockDevice, FileDevice, MemoryDevice } from '../../src/block/index.js';
+import { after, before, describe, test } from 'node:test';
+import {
+  BlockDevDevice,
+  type BlockDevice,
+  FileDevice,
+  LinearDevice,
+  MemoryDevice,
+} from '../../src/block/index.js';
 import { ExistsError, IoError, NotFoundError } from '../../src/util/index.js';
+import { LoopDevices, refreshLoop } from '../support/loop-device.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -27,6 +34,40 @@ const memoryFactory: Factory = async (size, options = {}) => {
   if (options.readOnly !== true) return new MemoryDevice(size);
   // A read-only memory device can hold only zeros, so it reads back nothing written.
   return new MemoryDevice(size, 'memory', { readOnly: true });
+};
+
+/**
+ * Regions of one loop device over a sparse file, each at a fresh place (so it reads zeros)
+ * with room after it to grow into.
+ */
+const loops = new LoopDevices();
+let loop = '';
+let loopCursor = 0;
+const LOOP_SIZE = 256 * MiB;
+before(async () => {
+  loop = await loops.attach(path.join(dir, 'loop.img'), LOOP_SIZE);
+});
+after(() => loops.detachAll());
+
+const blockDevFactory: Factory = async (size, options = {}) => {
+  const offset = loopCursor;
+  loopCursor += Math.ceil(Math.max(4 * size, 64 * 1024) / 4096) * 4096;
+  assert.ok(loopCursor <= LOOP_SIZE, 'the test loop device is too small');
+  const device = await BlockDevDevice.open(loop, { offset, size });
+  if (options.readOnly !== true) return device;
+  await device.write(Uint8Array.of(0x5a), 0);
+  await device.flush();
+  await device.close();
+  return BlockDevDevice.open(loop, { offset, size, readOnly: true });
+};
+
+/** Two memory devices end to end, split at an odd place. */
+const linearFactory: Factory = async (size, options = {}) => {
+  const first = Math.floor(size / 3) + 1;
+  const segments = [first, size - first].map(
+    (n, i) => new MemoryDevice(n, `memory-${i}`, { readOnly: options.readOnly === true }),
+  );
+  return new LinearDevice('linear', segments);
 };
 
 async function readBack(device: BlockDevice, offset: number, length: number): Promise<Buffer> {
@@ -227,6 +268,8 @@ function describeBlockDevice(name: string, make: Factory): void {
 
 describeBlockDevice('FileDevice', fileFactory);
 describeBlockDevice('MemoryDevice', memoryFactory);
+describeBlockDevice('BlockDevDevice (a loop device)', blockDevFactory);
+describeBlockDevice('LinearDevice', linearFactory);
 
 describe('FileDevice', () => {
   test('creates a sparse file of the given size', async () => {
@@ -320,5 +363,64 @@ describe('MemoryDevice', () => {
   test('names itself in errors', async () => {
     const device = new MemoryDevice(4096, 'scratch');
     await rejectsIo(device.read(new Uint8Array(1), 4096), /^scratch: read failed/);
+  });
+});
+
+describe('BlockDevDevice', () => {
+  test('takes its size from the device (BLKGETSIZE64)', async () => {
+    const device = await BlockDevDevice.open(loop, { readOnly: true });
+    assert.equal(device.size, LOOP_SIZE);
+    assert.equal(device.deviceSize(), LOOP_SIZE);
+    await device.close();
+  });
+
+  test('gives discarded space back: the loop file loses its blocks', async () => {
+    const file = path.join(dir, 'discard.img');
+    const own = new LoopDevices();
+    try {
+      const dev = await own.attach(file, 16 * MiB);
+      const device = await BlockDevDevice.open(dev);
+      await device.write(randomBytes(8 * MiB), 0);
+      await device.flush();
+      const before = (await stat(file)).blocks * 512;
+      assert.ok(before >= 8 * MiB, `${before} bytes allocated after writing 8 MiB`);
+      await device.discard(MiB + 100, 6 * MiB);
+      await device.flush();
+      assert.equal(device.punchesHoles, true);
+      const afterDiscard = (await stat(file)).blocks * 512;
+      assert.ok(afterDiscard <= before - 5 * MiB, `${afterDiscard} bytes still allocated`);
+      assert.deepEqual(await readBack(device, MiB + 100, 6 * MiB), Buffer.alloc(6 * MiB));
+      await device.close();
+    } finally {
+      await own.detachAll();
+    }
+  });
+
+  test('grows only as far as the device reaches, and further once the device grew', async () => {
+    const file = path.join(dir, 'grow.img');
+    const own = new LoopDevices();
+    try {
+      const dev = await own.attach(file, 4 * MiB);
+      const device = await BlockDevDevice.open(dev, { offset: MiB, size: MiB });
+      await rejectsIo(device.grow(4 * MiB), /holds 4194304 bytes.*cannot grow to 4194304 bytes/);
+      await device.grow(3 * MiB);
+      await truncate(file, 8 * MiB);
+      await refreshLoop(dev);
+      await device.grow(7 * MiB);
+      assert.equal(device.size, 7 * MiB);
+      await device.close();
+    } finally {
+      await own.detachAll();
+    }
+  });
+
+  test('refuses a regular file and a region outside the device', async () => {
+    const file = path.join(dir, 'plain.img');
+    await writeFile(file, Buffer.alloc(8192));
+    await assert.rejects(BlockDevDevice.open(file), /plain\.img is not a block device/);
+    await assert.rejects(
+      BlockDevDevice.open(loop, { offset: LOOP_SIZE - 4096, size: 8192 }),
+      /no region of 8192 bytes at byte 268431360/,
+    );
   });
 });

@@ -213,7 +213,7 @@ describe('kill -9 of the daemon under a flushing write workload', () => {
     const root = path.join(dir, 'root');
     const model = new Model();
     let daemon = await DaemonProcess.start(root);
-    await new ApiClient(daemon.controlSocket).createDevice('vol', DEVICE_SIZE);
+    await new ApiClient(daemon.controlSocket).createDevice('vol', { size: DEVICE_SIZE });
     try {
       for (let round = 1; round <= ROUNDS; round++) {
         model.startRound();

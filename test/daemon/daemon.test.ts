@@ -63,8 +63,8 @@ describe('startDaemon in process', () => {
   it('creates, lists and removes devices through the API, with events', async () => {
     const seen: StampedEvent[] = [];
     const stream = await client.events((e) => seen.push(e));
-    await client.createDevice('vol', 8 * MiB);
-    await client.createSnapshot('snap', 'vol');
+    await client.createDevice('vol', { size: 8 * MiB });
+    await client.createDevice('snap', { origin: 'vol' });
     const names = (await client.listDevices()).map((d) => d.name);
     assert.deepEqual(names, ['snap', 'vol']);
     assert.equal(await client.removeDevice('snap'), 'removed');
@@ -98,7 +98,7 @@ describe('startDaemon in process', () => {
 
   it('keeps a device busy while a client is connected, and finishes its removal after', async () => {
     const qemuIo = await requirePeer('qemu-io');
-    await client.createDevice('held', 4 * MiB);
+    await client.createDevice('held', { size: 4 * MiB });
     const uri = `nbd+unix:///held?socket=${daemon.config.layout.nbdSocket}`;
     const child = spawn(qemuIo, ['-f', 'raw', uri], { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin.write('write -P 0x5a 0 4k\n');
@@ -123,7 +123,7 @@ describe('startDaemon in process', () => {
   });
 
   it('device write and read move raw bytes through the daemon', async () => {
-    await client.createDevice('bytes', 8 * MiB);
+    await client.createDevice('bytes', { size: 8 * MiB });
     const data = Buffer.alloc(3 * MiB + 777);
     for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
     const { runThinp } = await import('../support/cli-process.js');

@@ -9,7 +9,13 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { dumpMetadata, formatDumpXml, openMetadataFile } from '../../src/tools/index.js';
+import {
+  checkMetadata,
+  dumpMetadata,
+  formatDumpXml,
+  type MetadataImage,
+  openMetadataFile,
+} from '../../src/tools/index.js';
 import { arbMetadataImage, canonicalImage } from '../support/arbitrary-image.js';
 import { thinp } from '../support/cli.js';
 import { FIXTURE_DIR, fixtureNames, readFixtureText } from '../support/fixtures.js';
@@ -76,5 +82,65 @@ describe('thinp restore of generated images passes thin_check and thin_dump', ()
       await writeFile(xml, text);
       await restoreAndCompare(xml, `image-${i}`, text);
     });
+  });
+});
+
+/**
+ * Shapes the bottom-up builder must get right: a tree of three levels whose last leaf and
+ * last internal node are balanced with their neighbours, a leaf exactly full and one
+ * entry over, an empty device, data blocks shared by four devices (counts in the
+ * ref-count tree), and devices given out of id order.
+ */
+function bulkImage(): MetadataImage {
+  const device = (devId: number, runs: MetadataImage['devices'][number]['runs']) => ({
+    info: {
+      devId,
+      mappedBlocks: runs.reduce((sum, r) => sum + r.length, 0),
+      transaction: devId,
+      creationTime: 1,
+      snapTime: 2,
+    },
+    runs,
+  });
+  const big = 252 * 253 + 10;
+  return {
+    superblock: {
+      uuid: '',
+      time: 3,
+      transaction: 7,
+      flags: 0,
+      version: 2,
+      dataBlockSize: 128,
+      nrDataBlocks: 200_000,
+    },
+    devices: [
+      device(13, [{ vblock: 0, dataBlock: 0, length: 1000, time: 1 }]),
+      device(1, [{ vblock: 5, dataBlock: 100_000, length: big, time: 2 }]),
+      device(2, [{ vblock: 0, dataBlock: 190_000, length: 252, time: 0 }]),
+      device(3, [{ vblock: 1, dataBlock: 191_000, length: 253, time: 0 }]),
+      device(4, []),
+      device(10, [{ vblock: 0, dataBlock: 0, length: 1000, time: 1 }]),
+      device(11, [{ vblock: 0, dataBlock: 0, length: 1000, time: 1 }]),
+      device(12, [{ vblock: 7, dataBlock: 0, length: 1000, time: 1 }]),
+    ],
+  };
+}
+
+describe('thinp restore builds its trees bottom-up', () => {
+  test('full leaves, balanced last nodes, shared data blocks and unsorted devices pass thin_check and both checks', async () => {
+    const image = bulkImage();
+    const xml = path.join(dir, 'bulk.xml');
+    await writeFile(xml, formatDumpXml(image));
+    const expected = formatDumpXml(canonicalImage(image));
+    await restoreAndCompare(xml, 'bulk', expected);
+    const device = await openMetadataFile(path.join(dir, 'bulk.meta'), { readOnly: true });
+    try {
+      const report = await checkMetadata(device);
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.mappings, 252 * 253 + 10 + 252 + 253 + 4 * 1000);
+      assert.equal(report.devices, 8);
+    } finally {
+      await device.close();
+    }
   });
 });

@@ -1,12 +1,12 @@
 import { type Command, Option } from 'commander';
-import type { ApiClient } from '../../api/index.js';
-import { type DeviceListing, type DeviceSet, deviceListingJson } from '../../driver/index.js';
+import type { StorageOperations } from '../../api/index.js';
+import type { DeviceListing } from '../../driver/index.js';
 import { BadInputError, type Bytes, formatHumanSize, NotFoundError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { type ByteIo, bytesToStdout, stdinBytes } from '../byte-streams.js';
 import { requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { viaDaemonOr } from '../session.js';
+import { withOperations } from '../session.js';
 
 /** `device read` and `device write` move at most this much at once. */
 const CHUNK = 1024 * 1024;
@@ -33,18 +33,9 @@ function addCreate(device: Command, io: CliIo): void {
     .option('--origin <name>', 'make a snapshot of this device')
     .action(async (name: string, options: { size?: Bytes; origin?: string }, self: Command) => {
       requireOneOf(self, ['size', 'origin']);
-      await viaDaemonOr(
-        self,
-        io,
-        async (client) => {
-          if (options.origin !== undefined) await client.createSnapshot(name, options.origin);
-          else await client.createDevice(name, options.size as Bytes);
-        },
-        async (set) => {
-          if (options.origin !== undefined) await set.createSnapshot(name, options.origin);
-          else await set.createDevice(name, options.size as Bytes);
-        },
-      );
+      const spec =
+        options.origin === undefined ? { size: options.size as Bytes } : { origin: options.origin };
+      await withOperations(self, io, (ops) => ops.createDevice(name, spec));
     });
 }
 
@@ -54,12 +45,7 @@ function addRemove(device: Command, io: CliIo): void {
     .description('remove a device (busy: an error, or deferred when deferred removal is on)')
     .argument('<name>')
     .action(async (name: string, _options: unknown, self: Command) => {
-      const outcome = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.removeDevice(name),
-        (set) => set.removeDevice(name),
-      );
+      const outcome = await withOperations(self, io, (ops) => ops.removeDevice(name));
       if (outcome === 'deferred') {
         io.stderr.write(`thinp: device '${name}' is in use; it will be removed once released\n`);
       }
@@ -72,13 +58,8 @@ function addList(device: Command, io: CliIo): void {
     .description('name, id, size, mapped, exclusive and shared bytes, origin')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const devices = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.listDevices(),
-        (set) => set.list(),
-      );
-      if (options.json) writeJson(io, devices.map(deviceListingJson));
+      const devices = await withOperations(self, io, (ops) => ops.listDevices());
+      if (options.json) writeJson(io, devices);
       else io.stdout.write(formatList(devices));
     });
 }
@@ -130,23 +111,18 @@ interface ByteDevice {
   flush(): Promise<void>;
 }
 
-/** Device `name` through the running daemon's API, or opened here under the root lock. */
+/** Device `name` through the pool's operations (the daemon's, or local). */
 function withByteDevice(
   self: Command,
   io: ByteIo,
   name: string,
   fn: (dev: ByteDevice) => Promise<void>,
 ): Promise<void> {
-  return viaDaemonOr(
-    self,
-    io,
-    async (client) => fn(await remoteDevice(client, name)),
-    (set) => usingDevice(set, name, fn),
-  );
+  return withOperations(self, io, async (ops) => fn(await byteDevice(ops, name)));
 }
 
-async function remoteDevice(client: ApiClient, name: string): Promise<ByteDevice> {
-  const entry = (await client.listDevices()).find((d) => d.name === name);
+async function byteDevice(ops: StorageOperations, name: string): Promise<ByteDevice> {
+  const entry = (await ops.listDevices()).find((d) => d.name === name);
   if (entry === undefined) {
     throw new NotFoundError(`there is no device ${name}`, {
       hint: "list the devices with 'thinp device list'",
@@ -155,24 +131,11 @@ async function remoteDevice(client: ApiClient, name: string): Promise<ByteDevice
   return {
     size: entry.size,
     read: async (buf, offset) => {
-      buf.set(await client.readDevice(name, offset, buf.length));
+      buf.set(await ops.readDevice(name, offset, buf.length));
     },
-    write: (buf, offset) => client.writeDevice(name, offset, buf),
-    flush: () => client.flushDevice(name),
+    write: (buf, offset) => ops.writeDevice(name, offset, buf),
+    flush: () => ops.flushDevice(name),
   };
-}
-
-async function usingDevice<T>(
-  set: DeviceSet,
-  name: string,
-  fn: (dev: ByteDevice) => Promise<T>,
-): Promise<T> {
-  const dev = set.open(name);
-  try {
-    return await fn(dev);
-  } finally {
-    await set.release(name);
-  }
 }
 
 async function copyOut(

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type DockerInfo, dockerInfo, formatDockerInfo, poolPresent } from '../../driver/index.js';
 import { commandConfig, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { daemonClient, rootExists, useDeviceSet, withRootLock } from '../session.js';
+import { daemonClient, withOperations } from '../session.js';
 
 export function addInfoCommand(program: Command, io: CliIo): void {
   program
@@ -11,19 +11,10 @@ export function addInfoCommand(program: Command, io: CliIo): void {
     .option('--json', 'machine-readable output (sizes in bytes)')
     .action(async (options: { json?: boolean }, self: Command) => {
       const config = await commandConfig(self, io);
-      let info: DockerInfo;
-      const client = await daemonClient(config);
-      if (client !== undefined) {
-        info = await client.info();
-      } else if (await rootExists(config)) {
-        info = await withRootLock(self, io, config, async () =>
-          (await poolPresent(config))
-            ? useDeviceSet(io, config, (set) => dockerInfo(config, set))
-            : dockerInfo(config),
-        );
-      } else {
-        info = await dockerInfo(config);
-      }
+      const pooled = (await daemonClient(config)) !== undefined || (await poolPresent(config));
+      const info: DockerInfo = pooled
+        ? await withOperations(self, io, (ops) => ops.info())
+        : await dockerInfo(config);
       if (options.json) writeJson(io, info);
       else io.stdout.write(formatDockerInfo(info));
     });

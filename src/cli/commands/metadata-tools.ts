@@ -8,6 +8,7 @@ import { chmod, open } from 'node:fs/promises';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import type { Config } from '../../config/index.js';
+import { openPoolMetadata } from '../../driver/index.js';
 import {
   type BlockDevice,
   type CheckReport,
@@ -28,7 +29,7 @@ import {
   UsageError,
 } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
-import { commandConfig, planned, writeJson } from '../context.js';
+import { commandConfig, writeJson } from '../context.js';
 import type { CliIo, TextSink } from '../io.js';
 import {
   fileError,
@@ -42,6 +43,7 @@ import {
   requireMetadataFile,
   scratchPath,
 } from './metadata-files.js';
+import { addRepairCommand } from './repair.js';
 
 const METADATA_FILE = 'work on this metadata file instead of the pool under the root';
 const METADATA_SNAP = 'use the held metadata snapshot instead of the live metadata';
@@ -53,13 +55,7 @@ export function addMetadataToolCommands(program: Command, io: CliIo): void {
   addCheckCommand(program, io);
   addDumpCommand(program, io);
   addRestoreCommand(program, io);
-  planned(
-    program
-      .command('repair')
-      .description('rebuild damaged pool metadata from what can still be read, as thin_repair')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
-  );
+  addRepairCommand(program, io);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -85,8 +81,8 @@ function addCheckCommand(program: Command, io: CliIo): void {
     .option('--ignore-non-fatal-errors', 'exit 0 when every problem found is non-fatal')
     .option('--json', 'machine-readable output')
     .action(async (options: CheckOptions, self: Command) => {
-      const file = await existingMetadata(self, io, options.metadata);
-      const report = await withDevice(file, (device) =>
+      const source = await existingMetadata(self, io, options.metadata);
+      const report = await withDevice(source, (device) =>
         checkMetadata(device, {
           superblockOnly: options.superBlockOnly === true,
           skipMappings: options.skipMappings === true,
@@ -95,7 +91,7 @@ function addCheckCommand(program: Command, io: CliIo): void {
       );
       if (options.json) writeJson(io, report);
       else io.stdout.write(formatReport(report));
-      failOnProblems(file, report, options.ignoreNonFatalErrors === true);
+      failOnProblems(source.name, report, options.ignoreNonFatalErrors === true);
     });
 }
 
@@ -115,7 +111,7 @@ function failOnProblems(file: string, report: CheckReport, ignoreNonFatal: boole
     {
       hint:
         fatal > 0
-          ? "restore the metadata from a dump with 'thinp restore', or repair it"
+          ? "restore the metadata from a dump with 'thinp restore', or repair it with 'thinp repair'"
           : 'non-fatal problems leave the pool usable: give --ignore-non-fatal-errors to accept them',
     },
   );
@@ -138,9 +134,9 @@ function addDumpCommand(program: Command, io: CliIo): void {
     .option('-m, --metadata-snap', METADATA_SNAP)
     .option('-o, --output <file>', 'write the XML to this file (replaced only once complete)')
     .action(async (options: DumpOptions, self: Command) => {
-      const file = await existingMetadata(self, io, options.metadata);
+      const source = await existingMetadata(self, io, options.metadata);
       const dumpOptions = { metadataSnap: options.metadataSnap === true };
-      await withDevice(file, async (device) => {
+      await withDevice(source, async (device) => {
         if (options.output === undefined) {
           await toStdout(io.stdout, (sink) => dumpMetadata(device, sink, dumpOptions));
         } else {
@@ -313,20 +309,35 @@ function explainRestoreFailure(error: unknown, size: number): unknown {
 // Shared
 
 /** The metadata file a check or dump reads, which must exist. */
+/** What check and dump read: a metadata file, or the metadata of a direct-mode pool. */
+interface MetadataSource {
+  name: string;
+  open(): Promise<BlockDevice>;
+}
+
 async function existingMetadata(
   self: Command,
   io: CliIo,
   given: string | undefined,
-): Promise<string> {
+): Promise<MetadataSource> {
   const config = await commandConfig(self, io);
+  if (given === undefined && config.backing.kind !== 'loop') {
+    return {
+      name: `the metadata of the pool at ${config.root}`,
+      open: () => openPoolMetadata(config),
+    };
+  }
   const file = metadataTarget(config, given, io.cwd);
   await requireMetadataFile(file, given !== undefined);
-  return file;
+  return { name: file, open: () => openMetadataFile(file, { readOnly: true }) };
 }
 
-/** Runs `use` on the metadata file `file`, opened read-only. */
-async function withDevice<T>(file: string, use: (device: BlockDevice) => Promise<T>): Promise<T> {
-  const device = await openMetadataFile(file, { readOnly: true });
+/** Runs `use` on the metadata of `source`, opened read-only. */
+async function withDevice<T>(
+  source: MetadataSource,
+  use: (device: BlockDevice) => Promise<T>,
+): Promise<T> {
+  const device = await source.open();
   try {
     return await use(device);
   } finally {

@@ -1,12 +1,12 @@
 import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
-import { DeviceSet, poolStatusJson } from '../../driver/index.js';
+import { DeviceSet, type PoolDeviceUse } from '../../driver/index.js';
 import type { PoolStatus } from '../../pool/index.js';
-import { type Bytes, formatSize, UnavailableError } from '../../util/index.js';
+import { type Bytes, formatSize } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { commandConfig, requireOneOf, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
-import { viaDaemonOr, withRootLock } from '../session.js';
+import { withOperations, withRootLock } from '../session.js';
 
 export function addPoolCommands(program: Command, io: CliIo): void {
   const pool = program
@@ -46,14 +46,12 @@ function addStatus(pool: Command, io: CliIo): void {
     .description('transaction id, data and metadata space, held root, mode, needs_check')
     .option('--json', 'machine-readable output')
     .action(async (options: { json?: boolean }, self: Command) => {
-      const status = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.poolStatus(),
-        async (set) => set.status(),
-      );
-      if (options.json) writeJson(io, poolStatusJson(status));
-      else io.stdout.write(formatStatus(status));
+      const { status, devices } = await withOperations(self, io, async (ops) => ({
+        status: await ops.poolStatus(),
+        devices: await ops.poolDevices(),
+      }));
+      if (options.json) writeJson(io, status);
+      else io.stdout.write(formatStatus(status) + formatDevices(devices));
     });
 }
 
@@ -72,28 +70,12 @@ function addResize(pool: Command, io: CliIo): void {
     .option('--add-device <device>', 'add this block device to the data space')
     .action(async (options: ResizeOptions, self: Command) => {
       requireOneOf(self, ['dataSize', 'metadataSize', 'addDevice']);
-      if (options.addDevice !== undefined) {
-        throw new UnavailableError(
-          "'thinp pool resize --add-device' is not available in this build of thinp",
-          {
-            hint: 'grow the data space with --data-size instead',
-          },
-        );
-      }
       const sizes = {
+        ...(options.addDevice === undefined ? {} : { addDevice: options.addDevice }),
         ...(options.dataSize === undefined ? {} : { dataSize: options.dataSize }),
         ...(options.metadataSize === undefined ? {} : { metadataSize: options.metadataSize }),
       };
-      const status = await viaDaemonOr(
-        self,
-        io,
-        (client) => client.resizePool(sizes),
-        async (set) => {
-          if (options.dataSize !== undefined) await set.resizeData(options.dataSize);
-          if (options.metadataSize !== undefined) await set.resizeMetadata(options.metadataSize);
-          return set.status();
-        },
-      );
+      const status = await withOperations(self, io, (ops) => ops.resizePool(sizes));
       io.stdout.write(formatStatus(status));
     });
 }
@@ -116,6 +98,20 @@ function formatStatus(s: PoolStatus): string {
     `metadata: ${usage(s.metadata.usedBlocks, s.metadata.totalBlocks, 4096)}`,
     '',
   ].join('\n');
+}
+
+/** One line per device: where it is, and its data, metadata and free bytes. */
+function formatDevices(devices: readonly PoolDeviceUse[]): string {
+  const lines = devices.map((d) => {
+    const parts = [
+      d.dataBytes > 0 ? `${size(d.dataBytes)} data` : '',
+      d.metadataBytes > 0 ? `${size(d.metadataBytes)} metadata` : '',
+      d.uuid === '' ? '' : `${size(d.freeBytes)} free`,
+    ].filter((p) => p !== '');
+    const uuid = d.uuid === '' ? '' : ` (uuid ${d.uuid})`;
+    return `  ${d.path}${uuid}: ${parts.join(', ')}`;
+  });
+  return `held by:\n${lines.join('\n')}\n`;
 }
 
 function percent(used: number, total: number): string {

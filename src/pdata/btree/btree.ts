@@ -129,32 +129,86 @@ export async function depth(info: BTreeInfo, root: number): Promise<number> {
 
 /**
  * Visits every entry in key order. The value passed to `visit` is a view that is only valid
- * during the call. `visitLeaf`, when given, is told of each leaf first.
+ * during the call; a `visit` that returns nothing is not awaited.
  */
 export async function walk(
   info: BTreeInfo,
   root: number,
   visit: (key: number, value: Buffer) => void | Promise<void>,
 ): Promise<void> {
-  await walkNode(info, root, visit, 0);
+  await walkLeaves(info, root, async (leaf) => {
+    const n = leaf.nrEntries;
+    for (let i = 0; i < n; i++) {
+      const pending = visit(leaf.key(i), leaf.value(i));
+      if (pending !== undefined) await pending;
+    }
+  });
 }
 
-async function walkNode(
+/**
+ * Visits every leaf in key order: one call per leaf rather than per entry, for callers that
+ * decode entries themselves. The children of each internal node are read together (see
+ * `TransactionManager.readMany`), and those of the next sibling are read while the current
+ * one is walked, so a walk makes a few large reads per level and overlaps them with the
+ * visiting. The leaf is a view that is only valid during the call.
+ */
+export async function walkLeaves(
   info: BTreeInfo,
+  root: number,
+  visitLeaf: (leaf: Node) => void | Promise<void>,
+): Promise<void> {
+  await walkBelow(info, await readNode(info, root), root, undefined, visitLeaf, 0);
+}
+
+/**
+ * Walks the subtree of `node`; `childrenRead`, when given, is the read of its children
+ * already under way.
+ */
+async function walkBelow(
+  info: BTreeInfo,
+  node: Node,
   loc: number,
-  visit: (key: number, value: Buffer) => void | Promise<void>,
+  childrenRead: Promise<Buffer[]> | undefined,
+  visitLeaf: (leaf: Node) => void | Promise<void>,
   depth: number,
 ): Promise<void> {
   if (depth >= MAX_DEPTH) throw tooDeep(loc);
-  const node = await readNode(info, loc);
-  const n = node.nrEntries;
   if (node.isLeaf) {
-    for (let i = 0; i < n; i++) await visit(node.key(i), node.value(i));
+    const pending = visitLeaf(node);
+    if (pending !== undefined) await pending;
     return;
   }
-  const children: number[] = [];
-  for (let i = 0; i < n; i++) children.push(node.valueU64(i));
-  for (const child of children) await walkNode(info, child, visit, depth + 1);
+  const locs = childLocations(node);
+  const bufs = await (childrenRead ?? info.tm.readMany(locs, btreeNodeValidator));
+  const children = bufs.map((buf, i) => {
+    const child = new Node(buf);
+    checkNodeKind(info, child, locs[i] as number);
+    return child;
+  });
+  let next = readChildrenOf(info, children[0]);
+  for (let i = 0; i < children.length; i++) {
+    const current = next;
+    next = readChildrenOf(info, children[i + 1]);
+    await walkBelow(info, children[i] as Node, locs[i] as number, current, visitLeaf, depth + 1);
+  }
+}
+
+function childLocations(node: Node): number[] {
+  const n = node.nrEntries;
+  const locs: number[] = new Array(n);
+  for (let i = 0; i < n; i++) locs[i] = node.valueU64(i);
+  return locs;
+}
+
+/**
+ * The read of an internal node's children, started now; undefined for a leaf or no node.
+ * A failure is reported where the read is awaited, not as an unhandled rejection.
+ */
+function readChildrenOf(info: BTreeInfo, node: Node | undefined): Promise<Buffer[]> | undefined {
+  if (node === undefined || node.isLeaf) return undefined;
+  const read = info.tm.readMany(childLocations(node), btreeNodeValidator);
+  read.catch(() => {});
+  return read;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -195,20 +195,30 @@ export function checkNodeStructure(buf: Buffer, location: number): void {
   if (flags === INTERNAL_NODE && valueSize !== INTERNAL_VALUE_SIZE) {
     fail(`value size mismatch: an internal node holds 8-byte values, not ${valueSize}`);
   }
+  const words = u32Words(buf);
   let previous = -1;
   for (let i = 0; i < nrEntries; i++) {
-    const k = readKeySafe(buf, i, location);
+    const w = (NODE.keys >> 2) + 2 * i;
+    const hi = words === undefined ? buf.readUInt32LE(4 * w + 4) : (words[w + 1] as number);
+    if (hi > U53_HIGH) fail(`key ${i} is beyond 2^53`);
+    const lo = words === undefined ? buf.readUInt32LE(4 * w) : (words[w] as number);
+    const k = hi * 2 ** 32 + lo;
     if (k <= previous) fail(`keys are out of order, ${k} <= ${previous}`);
     previous = k;
   }
 }
 
-function readKeySafe(buf: Buffer, i: number, location: number): number {
-  try {
-    return readU64LE(buf, NODE.keys + 8 * i);
-  } catch {
-    throw new MetadataCorruptError('btree node', location, `key ${i} is beyond 2^53`);
-  }
+/** The high word of a u64 above this is beyond 2^53. */
+const U53_HIGH = 0x1fffff;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * The block as little-endian u32 words, for loops over every key or value, or undefined
+ * where that view is not possible (a big-endian host, a buffer not 4-byte aligned).
+ */
+export function u32Words(buf: Buffer): Uint32Array | undefined {
+  if (!LITTLE_ENDIAN || buf.byteOffset % 4 !== 0) return undefined;
+  return new Uint32Array(buf.buffer, buf.byteOffset, buf.length >> 2);
 }
 
 /** The validator of every btree node: checksum, location and node structure. */

@@ -129,6 +129,37 @@ export class DiskSpaceMap {
     await this.setCount(block, c - 1);
   }
 
+  /**
+   * Adds one reference to each of the `length` blocks from `first` (a restored run of
+   * mappings): one shadow per bitmap, the 2-bit entries changed in place; only counts that
+   * reach three go through the ref-count tree.
+   */
+  async incRange(first: number, length: number): Promise<void> {
+    const end = first + length;
+    if (length > 0) await this.readEntry(end - 1);
+    let block = first;
+    while (block < end) {
+      const j = Math.floor(block / ENTRIES_PER_BITMAP);
+      const base = j * ENTRIES_PER_BITMAP;
+      const stop = Math.min(ENTRIES_PER_BITMAP, end - base);
+      const index = this.entries[j] as IndexEntry;
+      const shadow = await this.tm.shadow(index.blocknr, bitmapValidator);
+      index.blocknr = shadow.loc;
+      this.dirty.add(j);
+      const payload = bitmapPayload(shadow.buf);
+      for (let e = block - base; e < stop; e++) {
+        const before = getEntry(payload, e);
+        if (before >= OVERFLOW_ENTRY - 1) {
+          await this.inc(base + e);
+          continue;
+        }
+        setEntry(payload, e, before + 1);
+        if (before === 0) this.changeAllocated(index, e, -1);
+      }
+      block = base + stop;
+    }
+  }
+
   /** Allocates a free data block (count 1). */
   async newBlock(): Promise<number> {
     const found =

@@ -20,6 +20,26 @@ export function decodeBlockTime(buf: Buffer, at = 0): BlockTime {
   return { dataBlock: hi * 2 ** 8 + (lo >>> 24), time: lo & 0xffffff };
 }
 
+/** The data block of a value given as its low and high u32 words. */
+export function dataBlockOfWords(lo: number, hi: number): number {
+  return hi * 2 ** 8 + (lo >>> 24);
+}
+
+/** The time of a value given its low u32 word. */
+export function timeOfWord(lo: number): number {
+  return lo & 0xffffff;
+}
+
+/** The data block of the value at `at`, without building an object (for tight loops). */
+export function blockTimeDataBlock(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at + 4) * 2 ** 8 + (buf.readUInt32LE(at) >>> 24);
+}
+
+/** The time of the value at `at`, without building an object (for tight loops). */
+export function blockTimeTime(buf: Buffer, at: number): number {
+  return buf.readUInt32LE(at) & 0xffffff;
+}
+
 export function encodeBlockTime(v: BlockTime, buf: Buffer = Buffer.alloc(8), at = 0): Buffer {
   if (v.dataBlock >= DATA_BLOCK_LIMIT || v.time >= TIME_LIMIT) {
     throw new RangeError(`mapping out of range: data block ${v.dataBlock}, time ${v.time}`);

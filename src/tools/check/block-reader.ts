@@ -2,10 +2,17 @@
  * Raw reads of metadata blocks for the checker. Unlike the block manager, a failed check
  * is not thrown: it comes back as a message, so that the caller can record it and go on
  * with the rest of the metadata.
+ *
+ * A walker that knows which blocks it reads next (the children of a node) announces them
+ * with `prefetch`: they are read at once, neighbouring blocks in one device read, and held
+ * until `read` takes them or `forget` drops them.
  */
 
 import type { BlockDevice } from '../../block/index.js';
 import { blockChecksum, CSUM_XOR, METADATA_BLOCK_SIZE } from '../../pdata/index.js';
+
+/** The most blocks one device read of `prefetch` covers (256 KiB). */
+const PREFETCH_RUN_BLOCKS = 64;
 
 /** The block kinds with a checksummed header, as the messages name them. */
 export const BLOCK_KIND = {
@@ -36,12 +43,61 @@ export class BlockReader {
     this.limit = this.deviceBlocks;
   }
 
+  /** Blocks read ahead by `prefetch`, not taken yet. */
+  private readonly ahead = new Map<number, Buffer>();
+
   /** Block `loc` as it is on the device; `loc` must be below `deviceBlocks`. */
   async read(loc: number): Promise<Buffer> {
+    const early = this.ahead.get(loc);
+    if (early !== undefined) {
+      this.ahead.delete(loc);
+      return early;
+    }
     const buf = Buffer.alloc(METADATA_BLOCK_SIZE);
     await this.device.read(buf, loc * METADATA_BLOCK_SIZE);
     this.reads++;
     return buf;
+  }
+
+  /**
+   * Reads the blocks `locs` now, for `read` to take later: runs of neighbouring blocks in
+   * one device read each, every run at once. Locations beyond the device are left to `read`
+   * (and its error).
+   */
+  async prefetch(locs: readonly number[]): Promise<void> {
+    const wanted = locs
+      .filter((l) => Number.isSafeInteger(l) && l >= 0 && l < this.deviceBlocks)
+      .filter((l) => !this.ahead.has(l));
+    const sorted = [...new Set(wanted)].sort((a, b) => a - b);
+    const runs: Array<{ first: number; count: number }> = [];
+    for (const loc of sorted) {
+      const last = runs[runs.length - 1];
+      if (
+        last !== undefined &&
+        last.first + last.count === loc &&
+        last.count < PREFETCH_RUN_BLOCKS
+      ) {
+        last.count++;
+      } else {
+        runs.push({ first: loc, count: 1 });
+      }
+    }
+    await Promise.all(
+      runs.map(async ({ first, count }) => {
+        const buf = Buffer.alloc(count * METADATA_BLOCK_SIZE);
+        await this.device.read(buf, first * METADATA_BLOCK_SIZE);
+        this.reads++;
+        for (let k = 0; k < count; k++) {
+          const at = k * METADATA_BLOCK_SIZE;
+          this.ahead.set(first + k, buf.subarray(at, at + METADATA_BLOCK_SIZE));
+        }
+      }),
+    );
+  }
+
+  /** Drops blocks read ahead that will not be taken after all. */
+  forget(locs: readonly number[]): void {
+    for (const loc of locs) this.ahead.delete(loc);
   }
 
   /**

@@ -155,6 +155,12 @@ export class BtreeWalker {
       complete: true,
     };
     let childHeight: number | undefined;
+    const children: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const child = valueU64(node, i);
+      if (child !== undefined && !this.memo.has(child)) children.push(child);
+    }
+    await this.reader.prefetch(children);
     for (let i = 0; i < n; i++) {
       const child = valueU64(node, i);
       const hi = i + 1 < n ? node.key(i + 1) : bounds.hi;
@@ -179,6 +185,7 @@ export class BtreeWalker {
       sum.entries += sub.entries;
       sum.complete &&= sub.complete;
     }
+    this.reader.forget(children);
     sum.height = (childHeight ?? 0) + 1;
     return sum;
   }

@@ -6,9 +6,10 @@
 
 import type { Node } from '../../pdata/index.js';
 import {
+  blockTimeDataBlock,
+  blockTimeTime,
   DATA_BLOCK_LIMIT,
   type DeviceDetails,
-  decodeBlockTime,
   decodeDetails,
   THIN_ID_LIMIT,
 } from '../../thin/index.js';
@@ -161,10 +162,13 @@ function checkMappings(
   options: DeviceCheckOptions,
 ): void {
   const limit = Math.min(options.dataBlocks, DATA_BLOCK_LIMIT);
-  for (let i = 0; i < leaf.nrEntries; i++) {
-    const { dataBlock, time } = decodeBlockTime(leaf.buf, leaf.valueOffset(i));
-    const vblock = leaf.key(i);
+  const buf = leaf.buf;
+  const values = leaf.valueOffset(0);
+  for (let i = 0, n = leaf.nrEntries; i < n; i++) {
+    const dataBlock = blockTimeDataBlock(buf, values + 8 * i);
+    const time = blockTimeTime(buf, values + 8 * i);
     if (dataBlock >= limit) {
+      const vblock = leaf.key(i);
       log.fatal(
         'mappings',
         `${what}block ${vblock} maps to data block ${dataBlock}, beyond the end of the data device (${options.dataBlocks} blocks)`,
@@ -173,6 +177,7 @@ function checkMappings(
       continue;
     }
     if (time > options.poolTime) {
+      const vblock = leaf.key(i);
       log.nonFatal(
         'mappings',
         `${what}block ${vblock} has time ${time}, later than the pool's time ${options.poolTime}`,

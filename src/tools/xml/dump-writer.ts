@@ -74,20 +74,30 @@ export class DumpText {
   run(run: MappingRun): void {
     this.expect('device', 'a mapping');
     if (run.length === 0) return;
+    this.extend(run.vblock, run.dataBlock, run.length, run.time);
+  }
+
+  /** Adds one mapping: `run` of length 1 without building the run. */
+  mapping(vblock: number, dataBlock: number, time: number): void {
+    this.expect('device', 'a mapping');
+    this.extend(vblock, dataBlock, 1, time);
+  }
+
+  private extend(vblock: number, dataBlock: number, length: number, time: number): void {
     if (
       this.runLength > 0 &&
-      run.vblock === this.runVblock + this.runLength &&
-      run.dataBlock === this.runData + this.runLength &&
-      run.time === this.runTime
+      vblock === this.runVblock + this.runLength &&
+      dataBlock === this.runData + this.runLength &&
+      time === this.runTime
     ) {
-      this.runLength += run.length;
+      this.runLength += length;
       return;
     }
     this.printRun();
-    this.runVblock = run.vblock;
-    this.runData = run.dataBlock;
-    this.runLength = run.length;
-    this.runTime = run.time;
+    this.runVblock = vblock;
+    this.runData = dataBlock;
+    this.runLength = length;
+    this.runTime = time;
   }
 
   endDevice(): void {
@@ -151,8 +161,21 @@ export class DumpWriter {
   }
 
   async mapping(vblock: number, dataBlock: number, time: number): Promise<void> {
-    this.text.run({ vblock, dataBlock, length: 1, time });
+    this.text.mapping(vblock, dataBlock, time);
     await this.flushFull();
+  }
+
+  /**
+   * Adds one mapping without handing anything to the sink: for a batch of mappings (a
+   * leaf), followed by `flush()`.
+   */
+  addMapping(vblock: number, dataBlock: number, time: number): void {
+    this.text.mapping(vblock, dataBlock, time);
+  }
+
+  /** Hands the sink the text once a full chunk is waiting; nothing to await otherwise. */
+  flush(): Promise<void> | undefined {
+    return this.text.size >= DUMP_CHUNK_SIZE ? this.flushFull() : undefined;
   }
 
   async run(run: MappingRun): Promise<void> {

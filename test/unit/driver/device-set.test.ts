@@ -216,7 +216,48 @@ describe('DeviceSet: devices', () => {
       size: 8 * MiB,
       origin: 'disk',
       transactionId: 2,
+      initialized: true,
+      parent: undefined,
     });
+    await again.close();
+  });
+
+  it('records layers, setup state, growth and the base filesystem, and reopens them', async () => {
+    const set = await freshSet();
+    await set.createDevice('base', 8 * MiB, { initialized: false });
+    assert.equal(set.get('base').initialized, false);
+    await set.markInitialized('base');
+    await set.growDevice('base', 16 * MiB);
+    await assert.rejects(set.growDevice('base', 8 * MiB), /cannot shrink/);
+    await set.createSnapshot('l1', 'base', { parent: '' });
+    await set.createSnapshot('l2', 'l1', { parent: 'l1', size: 32 * MiB });
+    await assert.rejects(
+      set.createSnapshot('l3', 'l2', { size: 16 * MiB }),
+      /cannot be smaller than it \(33554432 bytes\)/,
+    );
+    await set.setBaseFilesystem({ uuid: 'abc-123', filesystem: 'xfs' });
+    const dir = set.config.layout.metadataDir;
+    assert.deepEqual(await readJson(path.join(dir, 'deviceset-metadata')), {
+      next_device_id: 4,
+      BaseDeviceUUID: 'abc-123',
+      BaseDeviceFilesystem: 'xfs',
+    });
+    assert.equal(((await readJson(path.join(dir, 'l2'))) as { parent: string }).parent, 'l1');
+    await set.close();
+    const again = await DeviceSet.open(set.config);
+    assert.deepEqual(again.baseFilesystem, { uuid: 'abc-123', filesystem: 'xfs' });
+    assert.equal(again.get('base').size, 16 * MiB);
+    assert.equal(again.get('base').initialized, true);
+    assert.equal(again.get('l1').parent, '');
+    assert.equal(again.get('l2').size, 32 * MiB);
+    assert.deepEqual(
+      again.held().map((d) => [d.name, d.parent, d.deleted]),
+      [
+        ['base', undefined, false],
+        ['l1', '', false],
+        ['l2', 'l1', false],
+      ],
+    );
     await again.close();
   });
 
@@ -441,4 +482,80 @@ describe('DeviceSet: transactions', () => {
     );
     await again.close();
   });
+});
+
+describe('DeviceSet: replacing a device', () => {
+  /** `a` (a layer on '' holding pattern 1) and `t`, a snapshot of it that now holds pattern 2. */
+  async function pair(): Promise<{ set: DeviceSet; aId: number; tId: number }> {
+    const set = await freshSet();
+    const a = await set.createDevice('a', 4 * MiB, { parent: '' });
+    const dev = set.open('a');
+    await dev.write(pattern(B, 1), 0);
+    await set.release('a');
+    const t = await set.createSnapshot('t', 'a');
+    const tdev = set.open('t');
+    await tdev.write(pattern(B, 2), 0);
+    await set.release('t');
+    return { set, aId: a.id, tId: t.id };
+  }
+
+  async function assertReplaced(set: DeviceSet, tId: number): Promise<void> {
+    const a = set.get('a');
+    assert.equal(a.id, tId);
+    assert.equal(a.parent, '');
+    assert.equal(set.lookup('t'), undefined);
+    const buf = Buffer.alloc(B);
+    await set.open('a').read(buf, 0);
+    await set.release('a');
+    assert.deepEqual(buf, pattern(B, 2));
+    assert.deepEqual(await set.pool.metadata.deviceIds(), [tId]);
+  }
+
+  it('gives a device the replacement thin device and frees the old one', async () => {
+    const { set, tId } = await pair();
+    await set.replaceDevice('a', 't');
+    await assertReplaced(set, tId);
+    await set.close();
+    await assertCheckClean(set.config);
+  });
+
+  it('refuses while either device is open', async () => {
+    const { set } = await pair();
+    set.open('t');
+    await assert.rejects(set.replaceDevice('a', 't'), /device t is in use/);
+    await set.release('t');
+    await set.close();
+  });
+
+  for (const step of ['intent only', 'old removed', 'renamed']) {
+    it(`finishes a replacement cut short after: ${step}`, async () => {
+      const { set, aId, tId } = await pair();
+      const dir = set.config.layout.metadataDir;
+      const intent = {
+        name: 'a',
+        replacement: 't',
+        old_device_id: aId,
+        initialized: true,
+        parent: '',
+      };
+      await writeFile(path.join(dir, 'replace-metadata'), JSON.stringify(intent));
+      const tFile = await readJson(path.join(dir, 't'));
+      if (step !== 'intent only') {
+        await set.removeDevice('a');
+        if (step === 'renamed') {
+          await writeFile(
+            path.join(dir, 'a'),
+            JSON.stringify({ ...(tFile as object), parent: '' }),
+          );
+        }
+      }
+      await set.close();
+      const again = await DeviceSet.open(set.config);
+      assert.deepEqual(again.finishedReplacements, ['a']);
+      await assertReplaced(again, tId);
+      await again.close();
+      await assert.rejects(readFile(path.join(dir, 'replace-metadata')), { code: 'ENOENT' });
+      await assertCheckClean(set.config);
+    });
+  }
 });

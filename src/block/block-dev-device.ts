@@ -1,0 +1,322 @@
+/** A BlockDevice over a real block device, or a region of one (direct mode). */
+
+import { type FileHandle, open } from 'node:fs/promises';
+import { BadInputError, IoError, NotFoundError, UnavailableError } from '../util/index.js';
+import { blkdevNative, blkdevStatus } from './blkdev-native.js';
+import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+import { errnoCode, fsError } from './fs-errors.js';
+
+/** The largest write of zeros at the unaligned edges of a discard. */
+const ZERO_CHUNK = 1024 * 1024;
+
+/** The errno codes of a device that cannot zero a range by unmapping it. */
+const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS', 'EINVAL']);
+
+export interface BlockDevDeviceOptions {
+  /** Open the device read-only: writes, discards and grow then fail. */
+  readOnly?: boolean;
+  /** Where the region starts on the device, in bytes (a multiple of 4096); 0 by default. */
+  offset?: number;
+  /** The region's size in bytes; by default, to the end of the device. */
+  size?: number;
+}
+
+/**
+ * A BlockDevice over a region of a block device (the whole device by default), through one
+ * `FileHandle` kept for the device's life, with buffered positional I/O that loops over
+ * short transfers. The device's size comes from the BLKGETSIZE64 ioctl (thinp_blkdev addon).
+ * `flush()` waits for the writes and discards in flight, then calls `fdatasync`, which also
+ * flushes the device's write cache.
+ *
+ * `discard()` zeros the range by unmapping it (fallocate PUNCH_HOLE on the device: a loop
+ * device punches a hole in its file, an SSD or thin LV unmaps); where the device cannot,
+ * it gives the range back with BLKDISCARD and then zeros it with BLKZEROOUT, and
+ * `punchesHoles` turns false. Ranges not aligned to the sector size get zeros written.
+ *
+ * `grow()` lets the region reach further into the device, up to the device's current end:
+ * the device may itself have grown meanwhile (lvextend, `losetup -c`).
+ *
+ * Buffered I/O, not O_DIRECT: O_DIRECT needs buffers aligned to the sector size, which the
+ * pool's buffers are not, and the pool's own cache and the commit's fdatasync already give
+ * what O_DIRECT would.
+ */
+export class BlockDevDevice implements BlockDevice {
+  readonly name: string;
+  readonly path: string;
+  readonly readOnly: boolean;
+  /** Where the region starts on the device. */
+  readonly offset: number;
+  readonly sectorSize: number;
+  #size: number;
+  #handle: FileHandle | undefined;
+  readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
+  #punches = true;
+
+  private constructor(
+    path: string,
+    handle: FileHandle,
+    region: { offset: number; size: number },
+    sectorSize: number,
+    readOnly: boolean,
+  ) {
+    this.path = path;
+    this.name = region.offset === 0 ? path : `${path}@${region.offset}`;
+    this.#handle = handle;
+    this.offset = region.offset;
+    this.#size = region.size;
+    this.sectorSize = sectorSize;
+    this.readOnly = readOnly;
+  }
+
+  /**
+   * Opens a region of the block device at `path`. Throws `NotFoundError` when it is
+   * missing, `BadInputError` when it is not a block device or the region lies outside it,
+   * `UnavailableError` when the addon did not load, and `IoError` for any other failure.
+   */
+  static async open(path: string, options: BlockDevDeviceOptions = {}): Promise<BlockDevDevice> {
+    const native = requireNative(path);
+    const readOnly = options.readOnly ?? false;
+    const handle = await openHandle(path, readOnly ? 'r' : 'r+');
+    try {
+      if (!(await handle.stat()).isBlockDevice()) {
+        throw new BadInputError(`${path} is not a block device`, {
+          hint: 'give a block device or partition (losetup makes one of a file)',
+        });
+      }
+      const deviceSize = native.sizeOf(handle.fd);
+      const region = checkRegion(path, deviceSize, options);
+      return new BlockDevDevice(path, handle, region, native.sectorSize(handle.fd), readOnly);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      if (err instanceof BadInputError) throw err;
+      throw fsError(path, 'open', err);
+    }
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The size of the whole block device now (BLKGETSIZE64). */
+  deviceSize(): number {
+    const handle = this.#open('stat');
+    try {
+      return requireNative(this.path).sizeOf(handle.fd);
+    } catch (err) {
+      throw fsError(this.path, 'stat', err);
+    }
+  }
+
+  /** Whether `discard()` unmaps ranges, rather than writing or ordering zeros. */
+  get punchesHoles(): boolean {
+    return this.#punches;
+  }
+
+  async read(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('read');
+    checkRange(this.name, 'read', offset, buf.length, this.#size);
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        const at = this.offset + offset + done;
+        ({ bytesRead: n } = await handle.read(buf, done, buf.length - done, at));
+      } catch (err) {
+        throw fsError(this.name, 'read', err, offset, buf.length);
+      }
+      if (n === 0) throw new IoError(this.name, 'read', `the device ended at ${offset + done}`);
+      done += n;
+    }
+  }
+
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('write');
+    checkWritable(this, 'write');
+    checkRange(this.name, 'write', offset, buf.length, this.#size);
+    await this.#track(this.#writeAll(handle, 'write', buf, offset), offset, buf.length);
+  }
+
+  /** Zeros the range, unmapping it where the device can (see the class comment). */
+  async discard(offset: number, length: number): Promise<void> {
+    const handle = this.#open('discard');
+    checkWritable(this, 'discard');
+    checkRange(this.name, 'discard', offset, length, this.#size);
+    if (length === 0) return;
+    const overlapping = [...this.#inFlight]
+      .filter(([, range]) => range.offset < offset + length && offset < range.offset + range.length)
+      .map(([pending]) => pending);
+    const discarding = (async () => {
+      await Promise.allSettled(overlapping);
+      await this.#discard(handle, offset, length);
+    })();
+    await this.#track(discarding, offset, length);
+  }
+
+  async flush(): Promise<void> {
+    const handle = this.#open('flush');
+    await Promise.allSettled([...this.#inFlight.keys()]);
+    try {
+      await handle.datasync();
+    } catch (err) {
+      throw fsError(this.name, 'flush', err);
+    }
+  }
+
+  async grow(newSize: number): Promise<void> {
+    this.#open('grow');
+    checkWritable(this, 'grow');
+    checkGrow(this.name, newSize, this.#size);
+    const deviceSize = this.deviceSize();
+    if (this.offset + newSize > deviceSize) {
+      throw new IoError(
+        this.name,
+        'grow',
+        `${this.path} holds ${deviceSize} bytes: a region from byte ${this.offset} cannot ` +
+          `grow to ${newSize} bytes`,
+        { hint: 'grow the device first (lvextend, losetup -c), or add another device' },
+      );
+    }
+    this.#size = newSize;
+  }
+
+  /** Waits for the writes in flight, then closes the device; it does not flush. */
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    if (handle === undefined) return;
+    this.#handle = undefined;
+    await Promise.allSettled([...this.#inFlight.keys()]);
+    try {
+      await handle.close();
+    } catch (err) {
+      throw fsError(this.name, 'close', err);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  #open(op: string): FileHandle {
+    const handle = this.#handle;
+    if (handle === undefined) throw new IoError(this.name, op, 'the device is closed');
+    return handle;
+  }
+
+  async #track(pending: Promise<void>, offset: number, length: number): Promise<void> {
+    this.#inFlight.set(pending, { offset, length });
+    try {
+      await pending;
+    } finally {
+      this.#inFlight.delete(pending);
+    }
+  }
+
+  /** Zeros written at the unaligned edges, the ioctls over the aligned middle. */
+  async #discard(handle: FileHandle, offset: number, length: number): Promise<void> {
+    const sector = this.sectorSize;
+    const start = this.offset + offset;
+    const end = start + length;
+    const first = Math.ceil(start / sector) * sector;
+    const last = Math.floor(end / sector) * sector;
+    if (first >= last) {
+      await this.#writeZeros(handle, offset, length);
+      return;
+    }
+    await this.#writeZeros(handle, offset, first - start);
+    await this.#writeZeros(handle, last - this.offset, end - last);
+    try {
+      await this.#zeroAligned(handle.fd, first, last - first);
+    } catch (err) {
+      throw fsError(this.name, 'discard', err, offset, length);
+    }
+  }
+
+  async #zeroAligned(fd: number, at: number, length: number): Promise<void> {
+    const native = requireNative(this.path);
+    if (this.#punches) {
+      try {
+        await native.blockOp('punch', fd, at, length);
+        return;
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === undefined || !CANNOT_PUNCH.has(code)) throw err;
+        this.#punches = false;
+      }
+    }
+    await native.blockOp('discard', fd, at, length).catch((err: unknown) => {
+      // A device without discard still zeroes below.
+      if (!CANNOT_PUNCH.has(errnoCode(err) ?? '')) throw err;
+    });
+    await native.blockOp('zeroOut', fd, at, length);
+  }
+
+  async #writeZeros(handle: FileHandle, offset: number, length: number): Promise<void> {
+    if (length === 0) return;
+    const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
+    for (let done = 0; done < length; done += zeros.length) {
+      const chunk = zeros.subarray(0, Math.min(zeros.length, length - done));
+      await this.#writeAll(handle, 'discard', chunk, offset + done);
+    }
+  }
+
+  async #writeAll(handle: FileHandle, op: string, buf: Uint8Array, offset: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      let n: number;
+      try {
+        const at = this.offset + offset + done;
+        ({ bytesWritten: n } = await handle.write(buf, done, buf.length - done, at));
+      } catch (err) {
+        throw fsError(this.name, op, err, offset, buf.length);
+      }
+      if (n === 0) {
+        throw new IoError(this.name, op, `no progress after ${done} of ${buf.length} bytes`);
+      }
+      done += n;
+    }
+  }
+}
+
+function requireNative(path: string) {
+  if (blkdevNative === undefined) {
+    throw new UnavailableError(`${path}: block devices need the thinp_blkdev addon`, {
+      hint: `${blkdevStatus().reason ?? 'it did not load'}`,
+    });
+  }
+  return blkdevNative;
+}
+
+function checkRegion(
+  path: string,
+  deviceSize: number,
+  options: BlockDevDeviceOptions,
+): { offset: number; size: number } {
+  const offset = options.offset ?? 0;
+  const size = options.size ?? deviceSize - offset;
+  if (
+    !Number.isSafeInteger(offset) ||
+    offset < 0 ||
+    offset % 4096 !== 0 ||
+    !Number.isSafeInteger(size) ||
+    size < 0 ||
+    offset + size > deviceSize
+  ) {
+    throw new BadInputError(
+      `${path} holds ${deviceSize} bytes: no region of ${size} bytes at byte ${offset}`,
+      { hint: 'give a region inside the device, starting at a multiple of 4096' },
+    );
+  }
+  return { offset, size };
+}
+
+async function openHandle(path: string, flags: string): Promise<FileHandle> {
+  try {
+    return await open(path, flags);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new NotFoundError(`${path}: no such device`, {
+        hint: 'check the path (lsblk lists the block devices)',
+        cause: err,
+      });
+    }
+    throw fsError(path, 'open', err);
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * Taking an attachment apart, top down, each step checked against the kernel before and
+ * after: the filesystem mount, the loop device (or /dev/nbdN), the FUSE mount, the nbdfuse
+ * process and the relay under it, the FUSE directory, and last nbdfuse's log and the state file. Every step
+ * first looks whether its piece is still there, so a teardown that failed half way can run
+ * again, and the same code cleans what a crashed daemon left (`lazy`: umount -l and
+ * fusermount3 -z, for mounts whose device no longer answers; the relay and nbdfuse are ended
+ * first then, so nothing waits on a device that will never answer).
+ */
+
+import { rm, rmdir } from 'node:fs/promises';
+import { BusyError } from '../util/index.js';
+import { MountError } from './errors.js';
+import { run, runOk } from './programs.js';
+import { removeRecord, writeRecord } from './state-file.js';
+import { loopBackingFile, mountsAt, processAlive, processGroup, waitFor } from './system.js';
+import type { AttachmentRecord } from './types.js';
+
+export interface TeardownOptions {
+  /** Detach lazily (a crashed daemon's leftovers): never blocks on a dead device. */
+  lazy?: boolean;
+  searchPath?: string;
+}
+
+const STEP_TIMEOUT_MS = 15_000;
+
+/** Unmounts the filesystem at `record.target`, if it is mounted. */
+export async function unmountTarget(
+  record: AttachmentRecord,
+  options: TeardownOptions,
+): Promise<void> {
+  const target = record.target;
+  if (target === undefined) return;
+  if ((await mountsAt(target)).length > 0) {
+    const args = options.lazy === true ? ['-l', target] : [target];
+    const result = await run('umount', args, options);
+    if (result.status !== 0 && /busy/i.test(result.stderr)) {
+      throw new BusyError(`${target} is busy: something has a file open or its cwd there`, {
+        hint: `close what uses it (fuser -vm ${target} names it), then unmount again`,
+      });
+    }
+    if (result.status !== 0) await runOk('umount', args, target, options);
+  }
+  const gone = await waitFor(async () => (await mountsAt(target)).length === 0, STEP_TIMEOUT_MS);
+  if (!gone) {
+    throw new BusyError(`${target} is still mounted after umount`, {
+      hint: `close what uses it, then run 'umount ${target}'`,
+    });
+  }
+}
+
+/** Detaches the loop device, if it is still the one on our FUSE file. */
+async function detachLoop(record: AttachmentRecord, options: TeardownOptions): Promise<void> {
+  const { devicePath, fuseFile } = record;
+  if (devicePath === '' || fuseFile === undefined) return;
+  const ours = async () => (await loopBackingFile(devicePath)) === fuseFile;
+  if (!(await ours())) return;
+  await runOk('losetup', ['-d', devicePath], devicePath, { searchPath: options.searchPath });
+  if (!(await waitFor(async () => !(await ours()), STEP_TIMEOUT_MS))) {
+    throw new BusyError(`loop device ${devicePath} is still attached to ${fuseFile}`, {
+      hint: `something still holds it open (a mount?): find it with 'losetup -l' and 'findmnt ${devicePath}'`,
+    });
+  }
+}
+
+/**
+ * Ends a process (pid, start time): waits for it to end by itself (`graceMs`), then asks
+ * politely, then firmly; resolves once it is gone.
+ */
+async function endProcess(
+  pid: number | undefined,
+  start: string | undefined,
+  what: string,
+  graceMs = 5_000,
+) {
+  if (pid === undefined) return;
+  const alive = () => processAlive(pid, start);
+  if (await waitFor(async () => !(await alive()), graceMs)) return;
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // gone meanwhile
+    }
+    if (await waitFor(async () => !(await alive()), 5_000)) return;
+  }
+  throw new BusyError(`${what} (pid ${pid}) does not end, even on SIGKILL`, {
+    hint: `look at it with 'ps -o pid,stat,wchan -p ${pid}'`,
+  });
+}
+
+/**
+ * Ends nbdfuse's process group (nbdfuse and the relay it forked, even one forked after the
+ * record was last written): waits `graceMs` for it to end by itself, then SIGTERM, SIGKILL.
+ */
+async function endGroup(record: AttachmentRecord, graceMs: number): Promise<void> {
+  const { pid, pidStart } = record;
+  if (pid === undefined || record.kind !== 'nbdfuse') return;
+  const empty = async () => (await processGroup(pid, pidStart)).length === 0;
+  if (await waitFor(empty, graceMs)) return;
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    for (const member of await processGroup(pid, pidStart)) {
+      try {
+        process.kill(member, signal);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    if (await waitFor(empty, 5_000)) return;
+  }
+  throw new BusyError(`nbdfuse's processes (group ${pid}) do not end, even on SIGKILL`, {
+    hint: `look at them with 'ps -o pid,stat,wchan,args -g ${pid}'`,
+  });
+}
+
+/** Unmounts the FUSE file system (nbdfuse then exits) and ends nbdfuse and the relay. */
+async function stopFuse(record: AttachmentRecord, options: TeardownOptions): Promise<void> {
+  const fuseDir = record.fuseDir;
+  if (fuseDir === undefined) return;
+  if ((await mountsAt(fuseDir)).length > 0) {
+    const args = options.lazy === true ? ['-u', '-z', fuseDir] : ['-u', fuseDir];
+    const result = await run('fusermount3', args, { searchPath: options.searchPath });
+    if (result.status !== 0) await run('umount', ['-l', fuseDir], options);
+  }
+  if (!(await waitFor(async () => (await mountsAt(fuseDir)).length === 0, STEP_TIMEOUT_MS))) {
+    throw new MountError(fuseDir, 'fusermount3', 'the FUSE mount is still there', {
+      hint: `run 'fusermount3 -u -z ${fuseDir}'`,
+    });
+  }
+  await endGroup(record, 5_000);
+  await rmdir(fuseDir).catch((err: { code?: unknown }) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+}
+
+/** Disconnects /dev/nbdN (nbd-client backend), if it is still connected. */
+async function disconnectNbd(record: AttachmentRecord, options: TeardownOptions): Promise<void> {
+  if (record.kind !== 'nbd-client' || record.devicePath === '') return;
+  await run('nbd-client', ['-d', record.devicePath], options);
+  await endProcess(record.pid, record.pidStart, 'nbd-client');
+}
+
+/**
+ * Everything of `record` gone, in order; the state file last. Throws on the first step that
+ * fails (the record stays, so the teardown can run again).
+ */
+export async function teardown(
+  record: AttachmentRecord,
+  stateFile: string,
+  options: TeardownOptions = {},
+): Promise<void> {
+  if (options.lazy === true) {
+    // Leftovers: the relay may still be retrying a daemon that is gone, and every I/O on the
+    // device (even umount's) would wait for it. Ending the relay and nbdfuse first makes
+    // that I/O fail at once, so the lazy unmounts below never block.
+    await endGroup(record, 0);
+  }
+  await unmountTarget(record, options);
+  if (record.target !== undefined) {
+    delete record.target;
+    delete record.fsType;
+    delete record.mountOptions;
+    await writeRecord(stateFile, record);
+  }
+  await detachLoop(record, options);
+  await disconnectNbd(record, options);
+  await stopFuse(record, options);
+  if (record.logFile !== undefined) await rm(record.logFile, { force: true });
+  await removeRecord(stateFile);
+}

@@ -1,0 +1,57 @@
+/**
+ * What a mount test may leave behind, found from the system itself: loop devices whose
+ * backing file is under the test's directory, mounts (FUSE or filesystem) under it, and
+ * nbdfuse or relay processes whose command line names it. `assertNoLeaks(dir)` fails with
+ * the list; tests call it after every test.
+ */
+
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { requireTool, runToolOk } from './daemon.js';
+
+export interface Leaks {
+  loops: string[];
+  mounts: string[];
+  processes: string[];
+}
+
+async function processesNaming(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmd = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').join(' ');
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== 'Z' && cmd.includes(dir) && /nbdfuse|relay-main/.test(cmd)) {
+        found.push(`${name}: ${cmd}`);
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+export async function findLeaks(dir: string): Promise<Leaks> {
+  const listed = await runToolOk(await requireTool('losetup', 'mount'), ['-J', '--list']);
+  const loops =
+    listed.trim() === ''
+      ? []
+      : (
+          JSON.parse(listed) as { loopdevices: Array<{ name: string; 'back-file': string }> }
+        ).loopdevices
+          .filter((d) => d['back-file'].includes(dir))
+          .map((d) => `${d.name} on ${d['back-file']}`);
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const mounts = mountinfo
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((m) => m.includes(dir));
+  return { loops, mounts, processes: await processesNaming(dir) };
+}
+
+export async function assertNoLeaks(dir: string): Promise<void> {
+  const leaks = await findLeaks(dir);
+  assert.deepEqual(leaks, { loops: [], mounts: [], processes: [] }, 'leftovers after the test');
+}
