@@ -42,7 +42,7 @@ export class LinearDevice implements BlockDevice {
   /** Whether every segment's discard unmaps (see FileDevice and BlockDevDevice). */
   get punchesHoles(): boolean {
     return this.#segments.every(
-      (s) => s.discard !== undefined && (s as { punchesHoles?: boolean }).punchesHoles !== false,
+      (s) => s.discard !== undefined && s.punchesHoles !== false,
     );
   }
 
