@@ -19,6 +19,7 @@ import { parseSize } from '../src/util/index.js';
 import { DEFAULT_ARCHIVE_SIZE, runArchiveBench } from './archive.js';
 import { runContainerdBench } from './containerd.js';
 import { runDockerBench } from './docker.js';
+import { DEFAULT_DATA_SIZE, runDriverBench } from './driver.js';
 import {
   BenchOptionError,
   DEFAULT_MAPPINGS,
@@ -71,6 +72,14 @@ const BENCHMARKS: Readonly<Record<string, Benchmark>> = {
     short: { size: 256 * 1024 * 1024, seconds: 1 },
     run: (options, command) =>
       runPoolBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
+  },
+  driver: {
+    describe:
+      `image load, container create, mount, commit and remove (an image with a ` +
+      `${DEFAULT_DATA_SIZE / 2 ** 20} MiB data layer) against plain directories and overlayfs`,
+    short: { size: 16 * 1024 * 1024 },
+    run: (options, command) =>
+      runDriverBench({ ...options, command, log: (line) => process.stderr.write(`${line}\n`) }),
   },
   nbd: {
     describe:
@@ -138,6 +147,7 @@ Options:
   --size BYTES       docker: bytes a container writes (default 1G);
                      containerd: bytes of the image's data layer (default 64M);
                      pool: thin device and plain file size, e.g. 2G (default ${DEFAULT_SIZE / 2 ** 30}G);
+                     driver: the image's data layer (default ${DEFAULT_DATA_SIZE / 2 ** 20}M)
                      archive: bytes of file content in the tree (default ${DEFAULT_ARCHIVE_SIZE / 2 ** 20}M)
   --seconds S        pool: seconds per timed phase (default ${DEFAULT_SECONDS})
   --queue-depth N    pool: the concurrent queue depth, besides 1 (default ${DEFAULT_QUEUE_DEPTH})

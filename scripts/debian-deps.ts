@@ -43,6 +43,14 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
       why: 'mkfs.ext4 and e2fsck: a kernel filesystem on a device attached with nbdfuse',
     },
     { package: 'fuse3', why: 'fusermount3, which unmounts nbdfuse' },
+    {
+      package: 'busybox-static',
+      why: 'a static /bin/busybox: the programs of the test images, run in a container with chroot',
+    },
+    {
+      package: 'docker.io',
+      why: "dockerd and docker: 'docker load' checks that 'thinp image save' writes what Docker reads",
+    },
     { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
     {
       package: 'mount',

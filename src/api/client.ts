@@ -26,6 +26,7 @@ import {
   UsageError,
 } from '../util/index.js';
 import type { StampedEvent } from './events.js';
+import type { ImageOperations } from './image-operations.js';
 import { OPERATIONS, type OperationSpec, pathOf, type WireCall } from './operation-table.js';
 import type {
   CreatedDevice,
@@ -62,6 +63,23 @@ export class ApiClient implements StorageOperations {
   applyLayer = (id: string, tar: Readable): Promise<number> => this.invoke('applyLayer', id, tar);
   diffLayer = (id: string): Promise<Readable> => this.invoke('diffLayer', id);
   layerChanges = (id: string): Promise<Change[]> => this.invoke('layerChanges', id);
+
+  loadImage: ImageOperations['loadImage'] = (archive) => this.invoke('loadImage', archive);
+  listImages: ImageOperations['listImages'] = () => this.invoke('listImages');
+  removeImage: ImageOperations['removeImage'] = (ref) => this.invoke('removeImage', ref);
+  saveImage: ImageOperations['saveImage'] = (refs) => this.invoke('saveImage', refs);
+  createContainer: ImageOperations['createContainer'] = (image, spec) =>
+    this.invoke('createContainer', image, spec);
+  mountContainer: ImageOperations['mountContainer'] = (ref) => this.invoke('mountContainer', ref);
+  unmountContainer: ImageOperations['unmountContainer'] = (ref) =>
+    this.invoke('unmountContainer', ref);
+  removeContainer: ImageOperations['removeContainer'] = (ref) =>
+    this.invoke('removeContainer', ref);
+  listContainers: ImageOperations['listContainers'] = () => this.invoke('listContainers');
+  containerChanges: ImageOperations['containerChanges'] = (ref) =>
+    this.invoke('containerChanges', ref);
+  commitContainer: ImageOperations['commitContainer'] = (ref, tag) =>
+    this.invoke('commitContainer', ref, tag);
 
   /** The Prometheus text of `GET /metrics`. */
   async metrics(): Promise<string> {

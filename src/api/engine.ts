@@ -21,6 +21,7 @@ import {
 } from '../driver/index.js';
 import type {
   Change,
+  ImagesAndContainers,
   LayerListing,
   LayerMetadata,
   RemoveLayerOutcome,
@@ -29,6 +30,7 @@ import type {
 import type { PoolStatus, ThinDevice } from '../pool/index.js';
 import { BadInputError, NotFoundError, UnavailableError } from '../util/index.js';
 import type { EventHub } from './events.js';
+import { ImageEngine, type ImageOperations } from './image-operations.js';
 import {
   type CreatedDevice,
   type DeviceSpec,
@@ -43,6 +45,8 @@ export interface EngineContext {
   set: DeviceSet;
   /** The layer store; without one, layer operations are refused. */
   layers?: ThinLayerStore;
+  /** Opens (or hands back) the images and containers; without it, their operations are refused. */
+  images?: () => Promise<ImagesAndContainers>;
   events?: EventHub;
   /** The daemon's autoextend state, when it runs one. */
   autoextend?: Readonly<AutoextendState>;
@@ -50,7 +54,31 @@ export interface EngineContext {
 }
 
 export class StorageEngine implements StorageOperations {
-  constructor(private readonly ctx: EngineContext) {}
+  private readonly imageEngine: ImageEngine;
+
+  constructor(private readonly ctx: EngineContext) {
+    this.imageEngine = new ImageEngine(ctx.images);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Images and containers (image-operations.ts)
+
+  loadImage: ImageOperations['loadImage'] = (archive) => this.imageEngine.loadImage(archive);
+  listImages: ImageOperations['listImages'] = () => this.imageEngine.listImages();
+  removeImage: ImageOperations['removeImage'] = (ref) => this.imageEngine.removeImage(ref);
+  saveImage: ImageOperations['saveImage'] = (refs) => this.imageEngine.saveImage(refs);
+  createContainer: ImageOperations['createContainer'] = (image, spec) =>
+    this.imageEngine.createContainer(image, spec);
+  mountContainer: ImageOperations['mountContainer'] = (ref) => this.imageEngine.mountContainer(ref);
+  unmountContainer: ImageOperations['unmountContainer'] = (ref) =>
+    this.imageEngine.unmountContainer(ref);
+  removeContainer: ImageOperations['removeContainer'] = (ref) =>
+    this.imageEngine.removeContainer(ref);
+  listContainers: ImageOperations['listContainers'] = () => this.imageEngine.listContainers();
+  containerChanges: ImageOperations['containerChanges'] = (ref) =>
+    this.imageEngine.containerChanges(ref);
+  commitContainer: ImageOperations['commitContainer'] = (ref, tag) =>
+    this.imageEngine.commitContainer(ref, tag);
 
   // -------------------------------------------------------------------------------------
   // Pool

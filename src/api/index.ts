@@ -7,6 +7,7 @@ export { ApiClient, errorOf, isDaemonRunning } from './client.js';
 export { type EngineContext, StorageEngine } from './engine.js';
 export { EventHub, type EventListener, type StampedEvent, type ThinpEvent } from './events.js';
 export { toHttpStatus } from './http-status.js';
+export type { ContainerSpec, ImageOperations, RemovedContainer } from './image-operations.js';
 export {
   CommitStats,
   escapeLabel,

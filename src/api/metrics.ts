@@ -72,6 +72,16 @@ function families(s: MetricsSnapshot): Family[] {
     g('thinp_metadata_total_blocks', 'Metadata blocks.', s.status.metadata.totalBlocks),
     g('thinp_transaction_id', 'The pool transaction id.', s.status.transactionId),
     g('thinp_read_only', '1 unless the pool is in rw mode.', s.status.mode === 'rw' ? 0 : 1),
+    g(
+      'thinp_failed',
+      '1 once a failed data flush has failed the pool (writes and flushes get EIO).',
+      s.status.mode === 'fail' ? 1 : 0,
+    ),
+    g(
+      'thinp_needs_check',
+      '1 when the metadata is flagged needs_check.',
+      s.status.needsCheck ? 1 : 0,
+    ),
     {
       name: 'thinp_device_mapped_bytes',
       type: 'gauge',

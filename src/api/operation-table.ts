@@ -26,54 +26,19 @@
  *     GET    /layers/ID/changes         layerChanges
  */
 
-import type { Readable } from 'node:stream';
 import { BadInputError, parseSize } from '../util/index.js';
-import type { OperationName, StorageOperations } from './operations.js';
+import { IMAGE_OPERATIONS } from './image-operation-table.js';
+import type { OperationSpec, Result, WireRequest } from './operation-spec.js';
+import type { OperationName } from './operations.js';
 
-/** What a call puts on the wire. */
-export interface WireCall {
-  params?: string[];
-  query?: Record<string, string>;
-  json?: unknown;
-  /** A raw body: bytes, or a stream sent as it comes (chunked). */
-  raw?: Readable | Uint8Array;
-}
-
-/** What the server hands an operation's decoder. */
-export interface WireRequest {
-  params: string[];
-  query: URLSearchParams;
-  /** The JSON body (`body: 'json'`), undefined when empty. */
-  json: unknown;
-  /** The body as a stream (`body: 'raw'`). */
-  raw: Readable;
-  /** The body read whole (`body: 'bytes'`, at most MAX_DATA_REQUEST). */
-  bytes: Buffer;
-}
-
-type Args<K extends OperationName> = Parameters<StorageOperations[K]>;
-type Result<K extends OperationName> = Awaited<ReturnType<StorageOperations[K]>>;
-
-export interface OperationSpec<K extends OperationName> {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  /** `{}` stands for one path parameter. */
-  path: string;
-  body: 'none' | 'json' | 'raw' | 'bytes';
-  reply: 'json' | 'bytes' | 'stream' | 'none';
-  /** The success status of a JSON reply (200 unless given). */
-  status?: number;
-  encode(...args: Args<K>): WireCall;
-  decode(req: WireRequest): Args<K>;
-  /** The result as sent (the client undoes it with `fromJson`); as is unless given. */
-  toJson?(result: Result<K>, args: Args<K>): unknown;
-  fromJson?(json: unknown): Result<K>;
-}
+export type { OperationSpec, WireCall, WireRequest } from './operation-spec.js';
 
 export type OperationTable = { readonly [K in OperationName]: OperationSpec<K> };
 
 const none = () => ({});
 
 export const OPERATIONS: OperationTable = {
+  ...IMAGE_OPERATIONS,
   poolStatus: {
     method: 'GET',
     path: '/pool',

@@ -13,6 +13,7 @@ import type { Readable } from 'node:stream';
 import type { DeviceListing, DockerInfo, PoolDeviceUse, RemoveOutcome } from '../driver/index.js';
 import type { Change, LayerListing, LayerMetadata, RemoveLayerOutcome } from '../graph/index.js';
 import type { PoolStatus } from '../pool/index.js';
+import type { ImageOperations } from './image-operations.js';
 
 export interface PoolSizes {
   dataSize?: number;
@@ -42,7 +43,7 @@ export interface LayerSpec {
 /** The most bytes one `readDevice` or `writeDevice` moves. */
 export const MAX_DATA_REQUEST = 32 * 1024 * 1024;
 
-export interface StorageOperations {
+export interface StorageOperations extends ImageOperations {
   poolStatus(): Promise<PoolStatus>;
   /** Grows the data and/or metadata space, or adds a device; resolves with the new status. */
   resizePool(sizes: PoolSizes): Promise<PoolStatus>;

@@ -13,7 +13,7 @@
 import { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import type { AutoextendState, DeviceSet } from '../driver/index.js';
-import type { ThinLayerStore } from '../graph/index.js';
+import type { ImagesAndContainers, ThinLayerStore } from '../graph/index.js';
 import { BadInputError, NotFoundError } from '../util/index.js';
 import { StorageEngine } from './engine.js';
 import type { EventHub } from './events.js';
@@ -26,6 +26,8 @@ export interface ApiContext {
   config: Config;
   set: DeviceSet;
   layers?: ThinLayerStore;
+  /** The images and containers on the layer store (image-operations.ts). */
+  images?: () => Promise<ImagesAndContainers>;
   events: EventHub;
   commits: CommitStats;
   /** The daemon's autoextend state, when it runs one. */

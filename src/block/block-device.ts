@@ -3,7 +3,11 @@
 import { IoError } from '../util/index.js';
 
 /**
- * A device addressed in bytes. Callers never issue two overlapping writes at once.
+ * A device addressed in bytes. It orders nothing among the operations in flight: two
+ * overlapping writes, or a read, write or discard that overlap, may take effect in either
+ * order, and a discard does not wait for the writes in flight to its range. Callers that
+ * need an order wait for one operation before issuing the next (the pool keeps a data
+ * block's I/O, unmap, discard and reuse apart with its cells and its in-flight set).
  *
  * A write that has completed is visible to every later read, but it is durable only once a
  * later `flush()` has completed. Every failure is an `IoError` naming the device and the
@@ -19,7 +23,10 @@ export interface BlockDevice {
   read(buf: Uint8Array, offset: number): Promise<void>;
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
-  /** Makes every completed write durable (fdatasync). Waits for writes in flight first. */
+  /**
+   * Makes every write (and discard) that completed before the call durable (fdatasync).
+   * Writes still in flight need not be covered: callers wait for what must be durable.
+   */
   flush(): Promise<void>;
   /**
    * Grows the device to `newSize` bytes (files: ftruncate; new space reads as zeros).
@@ -29,14 +36,19 @@ export interface BlockDevice {
   /**
    * Discards `length` bytes from byte `offset`: once it resolves, every read of that range
    * returns zeros, and the device may give the space back to its host (files: punch a
-   * hole). The range must lie inside the device, and the device must be writable. Like a
-   * write, it must not overlap a write in flight; callers discard only whole ranges whose
-   * contents they no longer need. Like a write, it is durable only after a later `flush()`.
+   * hole). The range must lie inside the device, and the device must be writable. Callers
+   * discard only ranges whose contents they no longer need and to which nothing is in
+   * flight (see above). Like a write, it is durable only after a later `flush()`.
    *
    * Optional: a device that cannot discard leaves it out, and callers test for it
    * (`device.discard !== undefined`), writing zeros themselves if they need them.
    */
   discard?(offset: number, length: number): Promise<void>;
+  /**
+   * Whether `discard()` gives the space back (punches holes) rather than writing zeros, so
+   * that discarding a large free range is cheap. Left out: it does.
+   */
+  readonly punchesHoles?: boolean;
   close(): Promise<void>;
 }
 

@@ -41,9 +41,7 @@ export class LinearDevice implements BlockDevice {
 
   /** Whether every segment's discard unmaps (see FileDevice and BlockDevDevice). */
   get punchesHoles(): boolean {
-    return this.#segments.every(
-      (s) => s.discard !== undefined && (s as { punchesHoles?: boolean }).punchesHoles !== false,
-    );
+    return this.#segments.every((s) => s.discard !== undefined && s.punchesHoles !== false);
   }
 
   /** Adds `segment` at the end; the device grows by its size. */

@@ -35,3 +35,12 @@ export function listenAddress(value: string): ListenAddress {
   }
   return { kind: 'tcp', host: tcp[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
+
+/** A whole number from 0 to 2^53 - 1, written in decimal. */
+export function naturalArgument(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError(`'${value}' is not a whole number; give digits only, e.g. 128`);
+  }
+  return n;
+}

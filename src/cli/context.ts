@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../config/index.js';
-import { UnavailableError, UsageError } from '../util/index.js';
+import { UsageError } from '../util/index.js';
 import type { CliIo } from './io.js';
 
 export const DEFAULT_ROOT = './var/lib/thinp';
@@ -47,23 +47,4 @@ export function requireOneOf(command: Command, names: readonly string[]): void {
       hint: `see '${commandPath(command)} --help'`,
     });
   }
-}
-
-const AVAILABLE =
-  "for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp layer', " +
-  "'thinp check', 'thinp dump', 'thinp restore' and 'thinp daemon' work; see 'thinp --help'";
-
-/**
- * Gives `command` an action that checks its arguments and the configuration, then says
- * plainly that this build cannot carry it out yet.
- */
-export function planned(command: Command, io: CliIo, check?: (command: Command) => void): Command {
-  return command.action(async (...args: unknown[]) => {
-    const self = args.at(-1) as Command;
-    check?.(self);
-    await commandConfig(self, io);
-    throw new UnavailableError(`'${commandPath(self)}' is not available in this build of thinp`, {
-      hint: AVAILABLE,
-    });
-  });
 }

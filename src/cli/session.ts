@@ -13,7 +13,11 @@ import type { Command } from 'commander';
 import { ApiClient, isDaemonRunning, StorageEngine, type StorageOperations } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { DeviceSet, RootLock } from '../driver/index.js';
-import { ThinLayerStore } from '../graph/index.js';
+import {
+  type ImagesAndContainers,
+  openImagesAndContainers,
+  ThinLayerStore,
+} from '../graph/index.js';
 import { NotFoundError } from '../util/index.js';
 import { commandConfig, commandPath } from './context.js';
 import type { CliIo } from './io.js';
@@ -68,7 +72,12 @@ export async function withOperations<T>(
   return withRootLock(self, io, config, () =>
     useDeviceSet(io, config, async (set) => {
       const layers = await ThinLayerStore.open({ config, set });
-      return fn(new StorageEngine({ config, set, layers }), config);
+      let images: Promise<ImagesAndContainers> | undefined;
+      const openImages = () => {
+        images ??= openImagesAndContainers(config.root, layers);
+        return images;
+      };
+      return fn(new StorageEngine({ config, set, layers, images: openImages }), config);
     }),
   );
 }

@@ -26,7 +26,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import { ApiServer, CommitStats, EventHub } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import { Autoextender, DeviceSet, poolPresent, RootLock } from '../driver/index.js';
-import { ThinLayerStore } from '../graph/index.js';
+import {
+  type ImagesAndContainers,
+  openImagesAndContainers,
+  ThinLayerStore,
+} from '../graph/index.js';
 import { chooseAttacher } from '../mount/index.js';
 import { type ListenAddress, NbdServer, relayCommand } from '../nbd/index.js';
 import { startDockerPlugin, startSnapshotter } from '../plugin/index.js';
@@ -58,6 +62,8 @@ export interface DaemonHandle {
   deviceSet: DeviceSet;
   /** The storage driver's layers, mounted through this daemon's NBD server. */
   layers: ThinLayerStore;
+  /** Images and containers on those layers (their operations are the API's). */
+  images: ImagesAndContainers;
   /** Where NBD is served: ROOT/nbd.sock first, then the addresses given (ports bound). */
   nbdAddresses: ListenAddress[];
   controlSocket: string;
@@ -154,8 +160,18 @@ async function serve(
   }
 
   const layers = await openLayers(config, set, log);
+  const images = await openImages(config, layers, log);
   const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
-  const ctx = { config, set, layers, events, commits, onChange, autoextend: autoextend.state };
+  const ctx = {
+    config,
+    set,
+    layers,
+    events,
+    commits,
+    onChange,
+    autoextend: autoextend.state,
+    images: async () => images,
+  };
   const onError = (err: unknown, req: { method: string; path: string }) =>
     log('api-error', { ...req, error: err }, 'warn');
   const api = new ApiServer(ctx, { onError });
@@ -173,7 +189,21 @@ async function serve(
     metricsAddress = { host: options.metrics.host, port };
     log('listening', { metrics: `${metricsAddress.host}:${port}` });
   }
-  return handleOf({ config, set, layers, nbdAddresses, metricsAddress }, undo, log);
+  return handleOf({ config, set, layers, images, nbdAddresses, metricsAddress }, undo, log);
+}
+
+/** Images and containers on the layers; says what a crash left and opening settled. */
+async function openImages(
+  config: Config,
+  layers: ThinLayerStore,
+  log: DaemonLog,
+): Promise<ImagesAndContainers> {
+  const images = await openImagesAndContainers(config.root, layers);
+  const { intents, removedLayers, removedContainers } = images.settled;
+  if (intents.length + removedContainers.length > 0) {
+    log('images-settled', { intents, removedLayers, removedContainers }, 'warn');
+  }
+  return images;
 }
 
 /** Docker's graphdriver plugin and containerd's snapshotter, when asked for. */
@@ -214,12 +244,13 @@ interface Served {
   config: Config;
   set: DeviceSet;
   layers: ThinLayerStore;
+  images: ImagesAndContainers;
   nbdAddresses: ListenAddress[];
   metricsAddress: DaemonHandle['metricsAddress'];
 }
 
 function handleOf(served: Served, undo: Array<() => Promise<void>>, log: DaemonLog): DaemonHandle {
-  const { config, set, layers, nbdAddresses, metricsAddress } = served;
+  const { config, set, layers, images, nbdAddresses, metricsAddress } = served;
   let stopping: Promise<void> | undefined;
   let markStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => {
@@ -239,6 +270,7 @@ function handleOf(served: Served, undo: Array<() => Promise<void>>, log: DaemonL
     config,
     deviceSet: set,
     layers,
+    images,
     nbdAddresses,
     controlSocket: config.layout.controlSocket,
     metricsAddress,

@@ -15,7 +15,9 @@
  * - Make a device: `createDevice('scratch', 10 GiB)` takes the next free thin id from
  *   next_device_id (skipping ids the pool already has), creates it in the pool and writes
  *   metadata/scratch. `createSnapshot('monday', 'scratch')` makes an O(1) snapshot of the
- *   same size. Both refuse while free data or metadata space is below dm.min_free_space.
+ *   same size, also of an origin in use: the pool quiesces the origin meanwhile (its writes
+ *   in flight finish, new ones wait), as Docker suspends it, so the snapshot is one point in
+ *   time. Both refuse while free data or metadata space is below dm.min_free_space.
  * - Use it: `open('scratch')` gives its ThinDevice; the device is busy until `release`.
  * - Look: `list()` gives each device's mapped, exclusive and shared bytes; `status()` the
  *   pool's. Grow the pool with `resizeData` or `resizeMetadata`.
@@ -323,7 +325,8 @@ export class DeviceSet {
 
   /**
    * Creates `name` as a snapshot of `originName`, of the origin's size or of `size` when
-   * given (never smaller than the origin: the origin's data would not fit).
+   * given (never smaller than the origin: the origin's data would not fit). An origin in
+   * use is quiesced for the moment of the snapshot, not refused.
    */
   async createSnapshot(
     name: string,

@@ -33,5 +33,6 @@ export {
 } from './docker-info.js';
 export { deviceListingJson, poolStatusJson } from './json-shapes.js';
 export { openPoolMetadata, poolPresent } from './pool-files.js';
+export { recordedTransactionId } from './recorded-transaction.js';
 export { LOCK_FILE, type LockHolder, RootLock } from './root-lock.js';
-export { readStateFile, writeStateFile } from './state-files.js';
+export { listStateFiles, readStateFile, removeStateFile, writeStateFile } from './state-files.js';

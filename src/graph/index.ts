@@ -7,6 +7,13 @@
 
 export type { Change, ChangeKind } from '../archive/index.js';
 export { BaseDeviceMismatchError } from './base-device.js';
+export type { CommittedImage, ContainerListing } from './container-store.js';
+export type { SettleReport } from './graph-settle.js';
+export { BadImageArchiveError, DigestMismatchError } from './image-errors.js';
+export type { ImageLayers, LayerChange } from './image-layers.js';
+export type { ContainerRecord, ImageLayerRecord } from './image-records.js';
+export type { ImageListing, ImageProgress, LoadedImage, RemovedImage } from './image-store.js';
+export { type ImagesAndContainers, openImagesAndContainers } from './images.js';
 export { checkLayerId } from './layer-ids.js';
 export { ID_FILE, ROOTFS } from './layer-root.js';
 export type {

@@ -4,9 +4,14 @@
  * command and the reason. Nothing here touches the export.
  *
  * Errors follow the spec's SHOULDs: EINVAL for unknown commands, flags not valid for the
- * command or not negotiated, lengths of 0 or over the maximum, unaligned requests, and reads,
- * trims, caches or status queries past the end; ENOSPC for writes past the end; EPERM for any
- * change to a read-only export.
+ * command or not negotiated, lengths of 0, payloads over the maximum, unaligned requests, and
+ * reads, trims, caches or status queries past the end; ENOSPC for writes past the end; EPERM
+ * for any change to a read-only export.
+ *
+ * The maximum block size bounds payloads only: the data of a WRITE request and of a READ
+ * reply. WRITE_ZEROES, TRIM, CACHE and BLOCK_STATUS carry none, and clients (nbdcopy zeroes
+ * 128 MiB at once; the kernel trims whole ranges) send them as large as the export; they are
+ * never refused for their length alone.
  */
 
 import { blockSizes } from './flags.js';
@@ -30,8 +35,8 @@ const reject = (errno: NbdErrno, reason: string): Rejection => ({ errno, reason 
 /** Commands that change the export. */
 const MUTATING: ReadonlySet<number> = new Set([CMD.WRITE, CMD.TRIM, CMD.WRITE_ZEROES]);
 
-/** Commands whose payload (request or reply) is bounded by the maximum block size. */
-const PAYLOAD_BOUND: ReadonlySet<number> = new Set([CMD.READ, CMD.WRITE, CMD.CACHE]);
+/** Commands with a payload (request or reply), which the maximum block size bounds. */
+const PAYLOAD_BOUND: ReadonlySet<number> = new Set([CMD.READ, CMD.WRITE]);
 
 /** The command flags each command may carry once negotiated (FUA is checked separately). */
 const FLAGS_FOR: Readonly<Record<number, number>> = {
@@ -110,14 +115,11 @@ function checkRange(req: Request, n: Negotiated): Rejection | undefined {
   if (req.offset % sizes.minimum !== 0 || req.length % sizes.minimum !== 0) {
     return reject(NBD_ERRNO.EINVAL, `not aligned to the minimum block size ${sizes.minimum}`);
   }
-  if (req.length > sizes.maximum && boundByMaximum(req)) {
-    return reject(NBD_ERRNO.EINVAL, `length ${req.length} is over the maximum ${sizes.maximum}`);
+  if (req.length > sizes.maximum && PAYLOAD_BOUND.has(req.type)) {
+    return reject(
+      NBD_ERRNO.EINVAL,
+      `a payload of ${req.length} bytes is over the maximum ${sizes.maximum}`,
+    );
   }
   return undefined;
-}
-
-/** Read, write and cache always are; write zeroes is unless it asks for a fast zero. */
-function boundByMaximum(req: Request): boolean {
-  if (PAYLOAD_BOUND.has(req.type)) return true;
-  return req.type === CMD.WRITE_ZEROES && (req.flags & CMD_FLAG.FAST_ZERO) === 0;
 }

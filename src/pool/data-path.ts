@@ -1,6 +1,15 @@
 /**
- * What a thin device needs from its pool to do I/O: the data device, the cells, and the
- * metadata steps of provisioning, copy-on-write and discard. ThinPool implements it.
+ * What a thin device needs from its pool to do I/O: the data device, the cells, the
+ * in-flight set, the per-device gate, and the metadata steps of provisioning, copy-on-write
+ * and discard. ThinPool implements it.
+ *
+ * The rules a thin device follows (the locks are described in docs/ARCHITECTURE.md):
+ * - every change of a device (write, write zeroes, discard) runs inside `changing(id)`, so
+ *   a snapshot of it, or its removal, waits for the changes in flight and holds new ones;
+ * - every read or in-place write of a mapped data block runs inside `inFlight`, from the
+ *   lookup to the end of the data I/O, so a block freed meanwhile is neither discarded nor
+ *   handed out again before that I/O has finished;
+ * - the work on one virtual block (lookup, provision, copy, in-place write) holds its cell.
  */
 
 import type { BlockDevice } from '../block/index.js';
@@ -16,10 +25,15 @@ export interface IoCounters {
   commits: number;
 }
 
+/** The cell of virtual block `vblock` of device `id`. */
+export function cellKey(id: number, vblock: number): string {
+  return `${id}:${vblock}`;
+}
+
 export interface DataPath {
   readonly data: BlockDevice;
   readonly blockSize: number;
-  /** One lock per (device, virtual block): provisioning and copies of a block never race. */
+  /** One lock per (device, virtual block): provisioning, copies and unmaps never race. */
   readonly cells: KeyedLock<string>;
   readonly counters: IoCounters;
   /** Zero the rest of a new block around a partial write. */
@@ -27,11 +41,17 @@ export interface DataPath {
   /** New data blocks are known to read as zeros already. */
   readonly newBlocksAreZero: boolean;
   checkWritable(): void;
+  /** Runs a change of device `id` through its quiesce gate. */
+  changing<T>(id: number, fn: () => Promise<T>): Promise<T>;
+  /** Runs I/O to looked-up data blocks as one entry of the pool's in-flight set. */
+  inFlight<T>(fn: () => Promise<T>): Promise<T>;
   lookup(id: number, vblock: number): Promise<Mapping | undefined>;
   nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined>;
   /** Allocates a block, lets `fill` write it, maps it; no commit runs in between. */
   provision(id: number, vblock: number, fill: (block: number) => Promise<void>): Promise<void>;
+  /** Unmaps [begin, end) of device `id`, holding the cells of the blocks it unmaps. */
   unmapRange(id: number, begin: number, end: number): Promise<number>;
-  touched(): void;
+  /** Data was written in place (no metadata change): the next flush must commit. */
+  markDirty(): void;
   commit(): Promise<void>;
 }

@@ -1,12 +1,13 @@
 /**
  * ThinDevice: byte-addressed I/O on one thin device of a pool. Unmapped blocks read as
  * zeros; the first write to a block allocates it; a write to a shared block copies that one
- * block first. Writes to one block are serialized (a cell per block); different blocks run
- * concurrently.
+ * block first. Work on one block is serialized (a cell per block, discards included);
+ * different blocks run concurrently. Changes pass the device's quiesce gate, and reads and
+ * in-place writes are entries of the pool's in-flight set (see data-path.ts).
  */
 
 import { BadInputError } from '../util/index.js';
-import type { DataPath } from './data-path.js';
+import { cellKey, type DataPath } from './data-path.js';
 import { type BlockPiece, splitIntoBlocks, wholeBlocks } from './io-plan.js';
 
 /** Copies and zero-fills move at most this much at once, whatever the block size. */
@@ -44,6 +45,10 @@ export class ThinDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     this.checkRange(offset, buf.length, 'read');
     this.pool.counters.reads++;
+    await this.pool.inFlight(() => this.readMapped(buf, offset));
+  }
+
+  private async readMapped(buf: Uint8Array, offset: number): Promise<void> {
     const B = this.pool.blockSize;
     const pieces = splitIntoBlocks(offset, buf.length, B);
     const mappings = await Promise.all(pieces.map((p) => this.pool.lookup(this.id, p.vblock)));
@@ -74,7 +79,9 @@ export class ThinDevice {
     this.pool.checkWritable();
     this.pool.counters.writes++;
     const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
-    await Promise.all(pieces.map((p) => this.writePiece(p, buf.subarray(p.at, p.at + p.length))));
+    await this.pool.changing(this.id, () =>
+      Promise.all(pieces.map((p) => this.changeBlock(p, buf.subarray(p.at, p.at + p.length)))),
+    );
     if (options.fua === true) await this.pool.commit();
   }
 
@@ -85,7 +92,8 @@ export class ThinDevice {
   async discard(offset: number, length: number): Promise<void> {
     this.checkRange(offset, length, 'discard');
     const { first, end } = wholeBlocks(offset, length, this.pool.blockSize);
-    if (end > first) await this.pool.unmapRange(this.id, first, end);
+    if (end === first) return;
+    await this.pool.changing(this.id, () => this.pool.unmapRange(this.id, first, end));
   }
 
   /** Makes the range read as zeros: whole blocks are unmapped unless `noHole`. */
@@ -93,12 +101,15 @@ export class ThinDevice {
     this.checkRange(offset, length, 'write zeroes');
     this.pool.checkWritable();
     const B = this.pool.blockSize;
+    const noHole = options.noHole === true;
     const { first, end } = wholeBlocks(offset, length, B);
     const pieces = splitIntoBlocks(offset, length, B).filter(
-      (p) => options.noHole === true || p.vblock < first || p.vblock >= end,
+      (p) => noHole || p.vblock < first || p.vblock >= end,
     );
-    if (options.noHole !== true && end > first) await this.pool.unmapRange(this.id, first, end);
-    await Promise.all(pieces.map((p) => this.zeroPiece(p, options.noHole === true)));
+    await this.pool.changing(this.id, async () => {
+      if (!noHole && end > first) await this.pool.unmapRange(this.id, first, end);
+      await Promise.all(pieces.map((p) => this.changeBlock(p, undefined, noHole)));
+    });
     if (options.fua === true) await this.pool.commit();
   }
 
@@ -139,19 +150,22 @@ export class ThinDevice {
 
   // -------------------------------------------------------------------------------------
 
-  private cell(vblock: number): string {
-    return `${this.id}:${vblock}`;
-  }
-
-  private writePiece(p: BlockPiece, src: Uint8Array): Promise<void> {
-    return this.pool.cells.run(this.cell(p.vblock), async () => {
+  /**
+   * Writes `src` (or zeros when undefined) over piece `p`, holding its cell: in place when
+   * the block is mapped and not shared; otherwise in a new block, filled fresh or copied from
+   * the shared one. An unmapped block stays unmapped for zeros unless `allocate`.
+   */
+  private changeBlock(p: BlockPiece, src: Uint8Array | undefined, allocate = true): Promise<void> {
+    return this.pool.cells.run(cellKey(this.id, p.vblock), async () => {
       const B = this.pool.blockSize;
-      const m = await this.pool.lookup(this.id, p.vblock);
-      if (m !== undefined && !m.shared) {
-        await this.pool.data.write(src, m.dataBlock * B + p.inner);
-        this.pool.touched();
-        return;
-      }
+      const m = await this.pool.inFlight(async () => {
+        const found = await this.pool.lookup(this.id, p.vblock);
+        if (found === undefined || found.shared) return found;
+        await this.put(found.dataBlock * B + p.inner, p.length, src);
+        this.pool.markDirty();
+        return 'done' as const;
+      });
+      if (m === 'done' || (m === undefined && src === undefined && !allocate)) return;
       await this.pool.provision(this.id, p.vblock, (block) =>
         m === undefined
           ? this.provision(block, p, src)
@@ -160,37 +174,18 @@ export class ThinDevice {
     });
   }
 
-  private zeroPiece(p: BlockPiece, allocate: boolean): Promise<void> {
-    return this.pool.cells.run(this.cell(p.vblock), async () => {
-      const m = await this.pool.lookup(this.id, p.vblock);
-      if (m === undefined && !allocate) return;
-      // Re-enter the write path without the cell (we hold it): inline its steps.
-      const zeros = new Uint8Array(Math.min(p.length, CHUNK));
-      const B = this.pool.blockSize;
-      if (m !== undefined && !m.shared) {
-        await this.fillRange(m.dataBlock * B + p.inner, p.length, zeros);
-        this.pool.touched();
-        return;
-      }
-      await this.pool.provision(this.id, p.vblock, (block) =>
-        m === undefined
-          ? this.fillRange(block * B, B, zeros)
-          : this.copyOnWrite(m.dataBlock, block, p, undefined),
-      );
-    });
-  }
-
   /** A new block gets `src` at its place; the rest is zeroed unless it already reads zero. */
-  private async provision(block: number, p: BlockPiece, src: Uint8Array): Promise<void> {
+  private async provision(block: number, p: BlockPiece, src: Uint8Array | undefined) {
     const B = this.pool.blockSize;
     const base = block * B;
     const whole = p.inner === 0 && p.length === B;
     if (!whole && this.pool.zeroBlocks && !this.pool.newBlocksAreZero) {
-      const zeros = new Uint8Array(Math.min(B, CHUNK));
-      await this.fillRange(base, p.inner, zeros);
-      await this.fillRange(base + p.inner + p.length, B - p.inner - p.length, zeros);
+      await this.put(base, p.inner, undefined);
+      await this.put(base + p.inner + p.length, B - p.inner - p.length, undefined);
     }
-    await this.pool.data.write(src, base + p.inner);
+    if (src !== undefined || !this.pool.newBlocksAreZero) {
+      await this.put(base + p.inner, p.length, src);
+    }
   }
 
   /**
@@ -222,7 +217,13 @@ export class ThinDevice {
     }
   }
 
-  private async fillRange(at: number, length: number, zeros: Uint8Array): Promise<void> {
+  /** Writes `src` at byte `at` of the data device, or `length` zeros in chunks. */
+  private async put(at: number, length: number, src: Uint8Array | undefined): Promise<void> {
+    if (src !== undefined) {
+      await this.pool.data.write(src, at);
+      return;
+    }
+    const zeros = new Uint8Array(Math.min(length, CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
       await this.pool.data.write(zeros.subarray(0, n), at + done);

@@ -18,12 +18,27 @@
  * - Out of data space: the write fails with NoSpaceError (policy `error`) or waits up to
  *   `queueTimeoutMs` for space (policy `queue`); the mode is `out_of_data_space` meanwhile.
  *   A metadata failure (I/O, damage, metadata space exhausted) aborts the transaction, sets
- *   needs_check and turns the pool read-only: writes fail with ReadOnlyError.
+ *   needs_check and turns the pool read-only (`ro`): writes and changes fail with
+ *   ReadOnlyError, flushes with IoError (EIO, as the kernel's), reads go on.
+ * - A failed flush of the data device puts the pool in `fail` mode: the writes it covered may
+ *   be lost (Linux reports a failed fsync once), so the transaction is aborted rather than
+ *   retried, needs_check is set, and writes and flushes fail with IoError (EIO) from then on.
+ * - Snapshots are points in time: `createSnapshot` closes the origin's quiesce gate, waits
+ *   for the changes in flight to it, snapshots, and opens it again (the kernel's suspend).
+ *   `deleteDevice` quiesces the device the same way.
+ * - A data block freed by a commit is neither discarded nor handed out again until every
+ *   read or in-place write that looked it up has finished (the kernel's `all_io_ds`).
+ *
+ * Locks, in the order they are taken (docs/ARCHITECTURE.md, "Locks"): a device's quiesce
+ * gate → its cells → `commitLock` → `provisioning` → the metadata lock. The in-flight set is
+ * not a lock: a commit waits on it holding `provisioning`, and its entries take no lock but
+ * the metadata one.
  */
 
 import { EventEmitter } from 'node:events';
 import type { BlockDevice } from '../block/index.js';
 import {
+  breaksTransaction,
   DATA_BLOCK_LIMIT,
   MAX_METADATA_BLOCKS,
   type Mapping,
@@ -33,17 +48,29 @@ import {
 import {
   AsyncRwLock,
   BadInputError,
+  DeferredSet,
+  IoError,
   KeyedLock,
   Mutex,
   NoSpaceError,
+  QuiesceGate,
   ReadOnlyError,
   SECTOR_SIZE,
-  ThinpError,
 } from '../util/index.js';
-import type { DataPath, IoCounters } from './data-path.js';
+import { cellKey, type DataPath, type IoCounters } from './data-path.js';
 import { ThinDevice } from './thin-device.js';
 
-export type PoolMode = 'rw' | 'ro' | 'out_of_data_space';
+/** From best to worst; `ro` and `fail` are left only by reopening the pool. */
+export type PoolMode = 'rw' | 'out_of_data_space' | 'ro' | 'fail';
+const MODE_RANK: Readonly<Record<PoolMode, number>> = {
+  rw: 0,
+  out_of_data_space: 1,
+  ro: 2,
+  fail: 3,
+};
+
+/** An unmap takes the cells of at most this many blocks at once. */
+const UNMAP_BATCH = 1024;
 export type NoSpacePolicy = 'error' | 'queue';
 
 export interface ThinPoolOptions {
@@ -98,12 +125,17 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   readonly data: BlockDevice;
   readonly metadata: PoolMetadata;
   readonly blockSize: number;
-  /** Serializes provisioning and copy-on-write per (device, virtual block). */
+  /** Serializes the work on one (device, virtual block): provisioning, copies, unmaps. */
   readonly cells = new KeyedLock<string>();
   private readonly options: Required<Omit<ThinPoolOptions, 'cacheBlocks'>>;
+  /** One commit at a time. */
   private readonly commitLock = new Mutex();
   /** Provisions hold it shared (allocate, fill, map); a commit holds it alone. */
   private readonly provisioning = new AsyncRwLock();
+  /** Reads and in-place writes of looked-up data blocks, which a commit's frees wait for. */
+  private readonly allIo = new DeferredSet();
+  /** Per device: its changes pass it; snapshots of it and its removal quiesce it. */
+  private readonly gates = new Map<number, QuiesceGate>();
   private readonly devices = new Map<number, ThinDevice>();
   private poolMode: PoolMode = 'rw';
   private dirty = false;
@@ -184,7 +216,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     if (fresh || pool.options.sweepOnOpen) await pool.sweepFreeSpace();
     if (pool.options.commitIntervalMs > 0) {
       pool.timer = setInterval(() => {
-        if (pool.dirty) pool.commit().catch(() => undefined);
+        // A failed commit has changed the mode already and said so in events.
+        if (pool.dirty && pool.writable) pool.commit().catch(() => undefined);
       }, pool.options.commitIntervalMs);
       pool.timer.unref();
     }
@@ -198,7 +231,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
    */
   private async sweepFreeSpace(): Promise<void> {
     const discard = this.data.discard?.bind(this.data);
-    if (!this.options.discardFreed || discard === undefined || this.poolMode === 'ro') return;
+    if (!this.options.discardFreed || discard === undefined || !this.writable) return;
     if (!canPunchHoles(this.data)) return;
     let punching = true;
     await this.metadata.forEachFreeDataRun(async (first, length) => {
@@ -218,6 +251,11 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.poolMode;
   }
 
+  /** The pool takes writes and commits (`rw` or `out_of_data_space`). */
+  get writable(): boolean {
+    return MODE_RANK[this.poolMode] < MODE_RANK.ro;
+  }
+
   /** New data blocks are known to read as zeros. */
   get newBlocksAreZero(): boolean {
     return this.freeReadsZero;
@@ -230,18 +268,28 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   // -------------------------------------------------------------------------------------
   // Devices
 
-  createThin(id: number): Promise<void> {
+  async createThin(id: number): Promise<void> {
+    this.checkWritable('create a thin device');
     return this.metadataChange(() => this.metadata.createThin(id));
   }
 
-  /** Snapshots `origin` as `id`. The origin must be quiet: I/O to it waits meanwhile. */
-  createSnapshot(id: number, origin: number): Promise<void> {
-    return this.metadataChange(() => this.metadata.createSnapshot(id, origin));
+  /**
+   * Snapshots `origin` as `id`, at one point in time: the origin's changes in flight finish
+   * first, and new ones wait until the snapshot exists (the kernel's suspend and resume).
+   */
+  async createSnapshot(id: number, origin: number): Promise<void> {
+    this.checkWritable('snapshot');
+    return this.gate(origin).quiesce(() =>
+      this.metadataChange(() => this.metadata.createSnapshot(id, origin)),
+    );
   }
 
+  /** Deletes device `id` once its changes in flight have finished; later ones fail. */
   async deleteDevice(id: number): Promise<void> {
-    await this.metadataChange(() => this.metadata.deleteDevice(id));
+    this.checkWritable('delete a thin device');
+    await this.gate(id).quiesce(() => this.metadataChange(() => this.metadata.deleteDevice(id)));
     this.devices.delete(id);
+    this.gates.delete(id);
   }
 
   /** The I/O handle of thin device `id`, `size` bytes long (the metadata keeps no sizes). */
@@ -256,6 +304,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
 
   /** Compare-and-set of the transaction id, committed at once. */
   async setTransactionId(current: number, next: number): Promise<void> {
+    this.checkWritable('set the transaction id');
     await this.metadataChange(() => this.metadata.setTransactionId(current, next));
     await this.commit();
   }
@@ -263,13 +312,57 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   // -------------------------------------------------------------------------------------
   // The data path's metadata steps (used by ThinDevice)
 
-  /** Fails with ReadOnlyError unless the pool takes writes. */
-  checkWritable(): void {
+  /**
+   * Fails unless the pool takes writes: ReadOnlyError after a metadata failure, IoError
+   * (EIO) after a failed data flush.
+   */
+  checkWritable(op = 'write'): void {
     if (this.poolMode === 'ro') {
       throw new ReadOnlyError('the pool is read-only after a metadata failure', {
         hint: "run 'thinp check', then repair or restore the metadata",
       });
     }
+    if (this.poolMode === 'fail') {
+      throw new IoError(
+        this.data.name,
+        op,
+        'the pool has failed: a flush of its data device failed, so recent writes may be lost',
+        { hint: "check the data device, run 'thinp check', then reopen the pool" },
+      );
+    }
+  }
+
+  /**
+   * Fails unless a commit can run. A flush the pool cannot carry out is an I/O error (EIO),
+   * as the kernel fails the flush bios of a read-only pool, in `ro` mode as in `fail` mode.
+   */
+  private checkCanCommit(): void {
+    if (this.poolMode === 'ro') {
+      throw new IoError(
+        this.data.name,
+        'flush',
+        'the pool is read-only after a metadata failure, so nothing more can be made durable',
+        { hint: "run 'thinp check', then repair or restore the metadata" },
+      );
+    }
+    this.checkWritable('flush');
+  }
+
+  changing<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    return this.gate(id).pass(fn);
+  }
+
+  inFlight<T>(fn: () => Promise<T>): Promise<T> {
+    return this.allIo.run(fn);
+  }
+
+  private gate(id: number): QuiesceGate {
+    let gate = this.gates.get(id);
+    if (gate === undefined) {
+      gate = new QuiesceGate();
+      this.gates.set(id, gate);
+    }
+    return gate;
   }
 
   lookup(id: number, vblock: number): Promise<Mapping | undefined> {
@@ -293,18 +386,20 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   ): Promise<void> {
     this.checkWritable();
     const deadline = Date.now() + this.options.queueTimeoutMs;
-    let committed = false;
+    let triedCommit = false;
     for (;;) {
       const full = await this.provisioning.read(() => this.provisionNow(id, vblock, fill));
       if (full === undefined) return;
-      if (!committed) {
+      if (!triedCommit) {
         // Blocks freed in this transaction become usable once it is committed.
-        committed = true;
+        triedCommit = true;
         await this.commit();
         continue;
       }
-      this.setMode('out_of_data_space');
-      this.emit('outOfSpace', { space: 'data' });
+      if (this.poolMode !== 'out_of_data_space') {
+        this.setMode('out_of_data_space');
+        this.emit('outOfSpace', { space: 'data' });
+      }
       if (this.options.noSpacePolicy === 'error' || Date.now() >= deadline) throw full;
       await this.waitForSpace(deadline - Date.now());
       this.checkWritable();
@@ -337,15 +432,27 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return undefined;
   }
 
+  /**
+   * Unmaps [begin, end) of device `id`, a batch of blocks at a time, each batch holding the
+   * cells of its blocks (the kernel's bio prison): an unmap never runs alongside a lookup,
+   * provision, copy or in-place write of the same block.
+   */
   async unmapRange(id: number, begin: number, end: number): Promise<number> {
-    this.checkWritable();
-    const n = await this.metadataChange(() => this.metadata.removeRange(id, begin, end));
+    this.checkWritable('discard');
+    let n = 0;
+    for (let from = begin; from < end; from += UNMAP_BATCH) {
+      const to = Math.min(end, from + UNMAP_BATCH);
+      const keys: string[] = [];
+      for (let v = from; v < to; v++) keys.push(cellKey(id, v));
+      n += await this.cells.runAll(keys, () =>
+        this.metadataChange(() => this.metadata.removeRange(id, from, to)),
+      );
+    }
     if (n > 0) this.dirty = true;
     return n;
   }
 
-  /** Marks data written in place (no metadata change) so a flush commits. */
-  touched(): void {
+  markDirty(): void {
     this.dirty = true;
   }
 
@@ -354,45 +461,54 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
 
   /**
    * Makes every completed write durable: flushes the data device, then commits the
-   * metadata and discards what the transaction freed.
+   * metadata, then discards what the transaction freed once the I/O in flight to it has
+   * drained. Fails with IoError (EIO) in `ro` and `fail` mode, as the kernel fails a flush
+   * it cannot carry out. A failed data flush fails the pool.
    */
   commit(): Promise<void> {
     return this.commitLock.run(() => this.provisioning.write(() => this.commitNow()));
   }
 
   private async commitNow(): Promise<void> {
-    if (this.poolMode === 'ro') return;
-    {
-      const started = performance.now();
-      // Writes that complete while this commit runs set the flag again.
-      this.dirty = false;
-      try {
-        await this.data.flush();
-        await this.metadataChange(() =>
-          this.metadata.commit({ afterCommit: (freed) => this.discardFreed(freed) }),
-        );
-      } catch (err) {
-        this.dirty = true;
-        throw err;
-      }
-      this.counters.commits++;
-      this.emit('commit', {
-        transactionId: this.metadata.transactionId,
-        durationMs: performance.now() - started,
-      });
-      if (
-        this.poolMode === 'out_of_data_space' &&
-        this.metadata.dataUsage.usedBlocks < this.metadata.dataUsage.totalBlocks
-      ) {
-        this.setMode('rw');
-      }
-      this.wakeSpaceWaiters();
+    this.checkCanCommit();
+    const started = performance.now();
+    // Writes that complete while this commit runs set the flag again.
+    this.dirty = false;
+    try {
+      await this.data.flush();
+    } catch (err) {
+      await this.failData();
+      throw err;
     }
+    let freed: number[];
+    try {
+      freed = await this.metadataChange(() => this.metadata.commit());
+    } catch (err) {
+      this.dirty = true;
+      throw err;
+    }
+    // Still holding `provisioning`: no freed block can be handed out before this is done.
+    if (freed.length > 0) {
+      await this.allIo.drained();
+      await this.discardFreed(freed);
+    }
+    this.counters.commits++;
+    this.emit('commit', {
+      transactionId: this.metadata.transactionId,
+      durationMs: performance.now() - started,
+    });
+    if (
+      this.poolMode === 'out_of_data_space' &&
+      this.metadata.dataUsage.usedBlocks < this.metadata.dataUsage.totalBlocks
+    ) {
+      this.setMode('rw');
+    }
+    this.wakeSpaceWaiters();
   }
 
   private async discardFreed(blocks: number[]): Promise<void> {
     const discard = this.data.discard?.bind(this.data);
-    if (!this.options.discardFreed || discard === undefined || blocks.length === 0) return;
+    if (!this.options.discardFreed || discard === undefined) return;
     blocks.sort((a, b) => a - b);
     try {
       for (let i = 0; i < blocks.length; ) {
@@ -420,6 +536,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
         { hint: 'give a larger size' },
       );
     }
+    this.checkWritable('resize');
     if (bytes > this.data.size) await this.data.grow(bytes);
     await this.metadataChange(() => this.metadata.resizeData(blocks));
     await this.commit();
@@ -440,6 +557,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
         { hint: 'give a size between the current one and 16 GiB' },
       );
     }
+    this.checkWritable('resize');
     if (bytes > dev.size) await dev.grow(bytes);
     await this.metadataChange(() => this.metadata.resizeMetadata(blocks));
     await this.commit();
@@ -466,7 +584,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   async close(): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    if (this.poolMode !== 'ro') await this.commit();
+    if (this.writable) await this.commit();
     await this.metadata.close();
   }
 
@@ -480,26 +598,44 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     try {
       return await fn();
     } catch (err) {
-      if (breaksPool(err)) await this.failMetadata(err);
+      if (breaksTransaction(err)) await this.failMetadata(err);
       throw err;
     }
   }
 
   private async failMetadata(err: unknown): Promise<void> {
-    if (this.poolMode === 'ro') return;
+    if (!this.writable) return;
     this.setMode('ro');
     if (err instanceof NoSpaceError) this.emit('outOfSpace', { space: 'metadata' });
+    await this.abortAndMark();
+  }
+
+  /**
+   * A flush of the data device failed: the writes it covered may never reach the disk, and
+   * a retry could succeed over pages the kernel has dropped. Fail the pool instead: abort
+   * the transaction (its mappings may point at lost data), set needs_check, refuse writes.
+   */
+  private async failData(): Promise<void> {
+    this.dirty = true;
+    if (this.poolMode === 'fail') return;
+    this.setMode('fail');
+    await this.abortAndMark();
+  }
+
+  private async abortAndMark(): Promise<void> {
     try {
       await this.metadata.abort();
       await this.metadata.setNeedsCheck();
     } catch {
-      // The metadata device itself is failing; read-only is all that is left.
+      // The metadata device itself is failing; refusing writes is all that is left.
     }
     this.wakeSpaceWaiters();
   }
 
+  /** Moves to `mode`; once `ro` or `fail`, only to a worse one. */
   private setMode(mode: PoolMode): void {
-    if (this.poolMode === mode || this.poolMode === 'ro') return;
+    if (this.poolMode === mode) return;
+    if (!this.writable && MODE_RANK[mode] < MODE_RANK[this.poolMode]) return;
     this.poolMode = mode;
     this.emit('mode', mode);
   }
@@ -515,13 +651,13 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
 
   private waitForSpace(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
-      const waiter = () => done();
-      function done() {
+      const done = () => {
         clearTimeout(timer);
+        this.spaceWaiters = this.spaceWaiters.filter((w) => w !== done);
         resolve();
-      }
-      this.spaceWaiters.push(waiter);
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.spaceWaiters.push(done);
     });
   }
 
@@ -530,17 +666,6 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     this.spaceWaiters = [];
     for (const w of waiters) w();
   }
-}
-
-function breaksPool(err: unknown): boolean {
-  if (!(err instanceof ThinpError)) return true;
-  if (err instanceof NoSpaceError) return err.space === 'metadata';
-  return (
-    err.code === 'IO' ||
-    err.code === 'METADATA_CORRUPT' ||
-    err.code === 'CHECKSUM' ||
-    err.code === 'BAD_BLOCK'
-  );
 }
 
 function checkBlockSize(bytes: number): number {
@@ -555,6 +680,5 @@ function checkBlockSize(bytes: number): number {
 
 /** Whether discarding on `dev` returns space (punches holes) rather than writing zeros. */
 function canPunchHoles(dev: BlockDevice): boolean {
-  const punches = (dev as { punchesHoles?: boolean }).punchesHoles;
-  return punches !== false;
+  return dev.punchesHoles !== false;
 }

@@ -37,7 +37,7 @@ export {
 } from './format/superblock.js';
 export { type ImportedPool, MetadataImport } from './metadata-import.js';
 export {
-  type CommitOptions,
+  breaksTransaction,
   type FormatOptions,
   MAX_DATA_BLOCK_SECTORS,
   type Mapping,

@@ -95,10 +95,6 @@ export interface Mapping {
   shared: boolean;
 }
 
-export interface CommitOptions {
-  afterCommit?: (freedDataBlocks: number[]) => Promise<void>;
-}
-
 export interface SpaceUsage {
   usedBlocks: number;
   totalBlocks: number;
@@ -127,6 +123,8 @@ export class PoolMetadata {
   private held = 0;
   private readonly details = new Map<number, { d: DeviceDetails; changed: boolean }>();
   private failure: unknown;
+  /** Data blocks freed by commits that `commit()` has not yet handed to its caller. */
+  private freedSinceCommit: number[] = [];
 
   private constructor(device: BlockDevice, cache: OpenOptions) {
     this.device = device;
@@ -538,15 +536,19 @@ export class PoolMetadata {
   // -------------------------------------------------------------------------------------
   // Metadata snapshot
 
-  /** Commits, then keeps a frozen copy of the trees readable at `heldRoot`. */
-  async reserveMetadataSnap(): Promise<number> {
-    await this.commit();
-    await this.change(async () => {
+  /**
+   * Commits, then keeps a frozen copy of the trees readable at `heldRoot`, and commits again:
+   * one critical section, so no other operation moves the roots between the copy and the
+   * references it takes.
+   */
+  reserveMetadataSnap(): Promise<number> {
+    return this.change(async () => {
       if (this.held !== 0) {
         throw new BusyError(`a metadata snapshot is already held (block ${this.held})`, {
           hint: 'release it first',
         });
       }
+      await this.commitLocked();
       const copy = await this.tm.newBlock(superblockValidator);
       encodeSuperblock(
         {
@@ -557,12 +559,12 @@ export class PoolMetadata {
         },
         copy.buf,
       );
-      this.tm.inc(this.mappingRoot);
-      this.tm.inc(this.detailsRoot);
+      this.tm.inc(this.committed.dataMappingRoot);
+      this.tm.inc(this.committed.deviceDetailsRoot);
       this.held = copy.loc;
+      await this.commitLocked();
+      return this.held;
     });
-    await this.commit();
-    return this.held;
   }
 
   /** Drops the held metadata snapshot, freeing what only it referenced. */
@@ -592,44 +594,52 @@ export class PoolMetadata {
   // Transactions
 
   /**
-   * Makes every change so far durable: dirty blocks, flush, superblock, flush. `afterCommit`
-   * runs before any other operation can start, with the data blocks the transaction freed
-   * (the pool punches them out of the data device there, before they can be handed out).
+   * Makes every change so far durable: dirty blocks, flush, superblock, flush. Resolves with
+   * the data blocks freed by the commits since the last `commit()` resolved (its own and
+   * those inside `reserveMetadataSnap`): free from now on, and the caller's to discard
+   * before it hands them out again.
    */
-  commit(options: CommitOptions = {}): Promise<void> {
+  commit(): Promise<number[]> {
     return this.change(async () => {
-      for (const [id, entry] of this.details) {
-        if (!entry.changed) continue;
-        const v = encodeDetails(entry.d);
-        this.detailsRoot = (await btree.insert(this.trees.details, this.detailsRoot, id, v)).root;
-        entry.changed = false;
-      }
-      await this.dsm.commit();
-      await this.msm.prepareCommit();
-      await this.tm.endOperation();
-      await this.bm.flush();
-      const sb: Superblock = {
-        ...this.committed,
-        flags: this.flags,
-        version: SUPERBLOCK_VERSION,
-        time: this.poolTime,
-        transId: this.transId,
-        heldRoot: this.held,
-        dataSpaceMap: this.dsm.root(),
-        metadataSpaceMap: this.msm.root(),
-        dataMappingRoot: this.mappingRoot,
-        deviceDetailsRoot: this.detailsRoot,
-      };
-      const buf = Buffer.alloc(METADATA_BLOCK_SIZE);
-      encodeSuperblock(sb, buf);
-      await this.bm.writeSuperblock(buf, superblockValidator);
-      this.committed = sb;
-      this.tm.forgetShadows();
-      this.msm.committedNow();
-      this.bm.fitCacheTo(this.msm.nrAllocated);
-      const freed = this.dsm.committedNow();
-      await options.afterCommit?.(freed);
+      await this.commitLocked();
+      const freed = this.freedSinceCommit;
+      this.freedSinceCommit = [];
+      return freed;
     });
+  }
+
+  /** The commit itself, run by an operation that holds the lock. */
+  private async commitLocked(): Promise<void> {
+    for (const [id, entry] of this.details) {
+      if (!entry.changed) continue;
+      const v = encodeDetails(entry.d);
+      this.detailsRoot = (await btree.insert(this.trees.details, this.detailsRoot, id, v)).root;
+      entry.changed = false;
+    }
+    await this.dsm.commit();
+    await this.msm.prepareCommit();
+    await this.tm.endOperation();
+    await this.bm.flush();
+    const sb: Superblock = {
+      ...this.committed,
+      flags: this.flags,
+      version: SUPERBLOCK_VERSION,
+      time: this.poolTime,
+      transId: this.transId,
+      heldRoot: this.held,
+      dataSpaceMap: this.dsm.root(),
+      metadataSpaceMap: this.msm.root(),
+      dataMappingRoot: this.mappingRoot,
+      deviceDetailsRoot: this.detailsRoot,
+    };
+    const buf = Buffer.alloc(METADATA_BLOCK_SIZE);
+    encodeSuperblock(sb, buf);
+    await this.bm.writeSuperblock(buf, superblockValidator);
+    this.committed = sb;
+    this.tm.forgetShadows();
+    this.msm.committedNow();
+    this.bm.fitCacheTo(this.msm.nrAllocated);
+    for (const b of this.dsm.committedNow()) this.freedSinceCommit.push(b);
   }
 
   /** Forgets every change since the last commit. */
@@ -757,7 +767,13 @@ function cacheOptions(o: OpenOptions): BlockManagerOptions {
   };
 }
 
-function breaksTransaction(err: unknown): boolean {
+/**
+ * Whether `err`, thrown by a metadata change, leaves the transaction broken (I/O, damaged
+ * metadata, metadata space exhausted): the object is failed until `abort()`, and a pool over
+ * it goes read-only. Errors found before anything changed (bad input, no such device, data
+ * space full) do not.
+ */
+export function breaksTransaction(err: unknown): boolean {
   if (!(err instanceof ThinpError)) return true;
   if (err instanceof NoSpaceError) return err.space === 'metadata';
   return err instanceof MetadataCorruptError || err instanceof IoError;

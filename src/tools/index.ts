@@ -7,7 +7,15 @@ export type { BlockDevice } from '../block/index.js';
 export * from './check/index.js';
 export { type DumpOptions, dumpMetadata } from './dump.js';
 export { createMetadataFile, openMetadataFile } from './metadata-file.js';
-export { type RestoreSummary, restoreMetadata } from './restore.js';
+export {
+  formatRepairReport,
+  type LostSpan,
+  nothingLost,
+  type RepairOptions,
+  type RepairReport,
+  repairMetadata,
+} from './repair/index.js';
+export { type RestoreSummary, restoreEvents, restoreMetadata } from './restore.js';
 export { DumpXmlError, parseDumpXml, readDumpXml } from './xml/dump-reader.js';
 export { type DumpSink, DumpWriter, formatDumpXml } from './xml/dump-writer.js';
 export type {

@@ -65,6 +65,24 @@ export async function restoreMetadata(
   return restore.summary();
 }
 
+/**
+ * Formats `device` and writes the pool that `events` describe (a metadata image, as repair
+ * rebuilds it), through the same checks and the same writer as a restore from XML.
+ */
+export async function restoreEvents(
+  events: Iterable<XmlEvent>,
+  device: BlockDevice,
+): Promise<RestoreSummary> {
+  const restore = new Restore(device);
+  const checker = new ImageLimitChecker();
+  for (const event of events) {
+    checker.check(event);
+    if (event.kind === 'superblock') checkFlags(event.info);
+    await restore.event(event);
+  }
+  return restore.summary();
+}
+
 /** The state of one restore between events. */
 class Restore {
   private build: MetadataImport | undefined;

@@ -37,19 +37,142 @@ export class KeyedLock<K> {
   }
 
   async run<T>(key: K, fn: () => Promise<T>): Promise<T> {
+    return this.runAll([key], fn);
+  }
+
+  /**
+   * Runs `fn` holding every key of `keys` at once. All the keys are queued in one step, so
+   * two callers that share keys are in the same order on each of them and never deadlock,
+   * whatever order the keys come in.
+   */
+  async runAll<T>(keys: Iterable<K>, fn: () => Promise<T>): Promise<T> {
     let release!: () => void;
     const mine = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const previous = this.tails.get(key);
-    const tail = previous === undefined ? mine : previous.then(() => mine);
-    this.tails.set(key, tail);
-    if (previous !== undefined) await previous;
+    const held: Array<[K, Promise<void>]> = [];
+    const waits: Array<Promise<void>> = [];
+    for (const key of new Set(keys)) {
+      const previous = this.tails.get(key);
+      const tail = previous === undefined ? mine : previous.then(() => mine);
+      this.tails.set(key, tail);
+      held.push([key, tail]);
+      if (previous !== undefined) waits.push(previous);
+    }
+    if (waits.length > 0) await Promise.all(waits);
     try {
       return await fn();
     } finally {
       release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      for (const [key, tail] of held) if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+/**
+ * The kernel's deferred set (dm_deferred_set): work in flight `enter`s it and `leave`s it;
+ * `drained()` resolves once everything that had entered before the call has left, whatever
+ * entered since. A pool uses it so that a freed block is reused only after the I/O that
+ * looked it up has finished.
+ */
+export class DeferredSet {
+  /** Entries still in flight per generation; a new generation starts at each `drained()`. */
+  private readonly counts = new Map<number, number>();
+  private generation = 0;
+  private waiters: Array<{ upTo: number; resolve: () => void }> = [];
+
+  /** Enters the set; call `leave` with the result once the work is done. */
+  enter(): number {
+    const g = this.generation;
+    this.counts.set(g, (this.counts.get(g) ?? 0) + 1);
+    return g;
+  }
+
+  leave(entry: number): void {
+    const left = (this.counts.get(entry) ?? 1) - 1;
+    if (left > 0) this.counts.set(entry, left);
+    else this.counts.delete(entry);
+    this.wake();
+  }
+
+  /** Runs `fn` as one entry. */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const entry = this.enter();
+    try {
+      return await fn();
+    } finally {
+      this.leave(entry);
+    }
+  }
+
+  /** Resolves once every entry made before this call has left. */
+  drained(): Promise<void> {
+    const upTo = this.generation++;
+    if (!this.busyUpTo(upTo)) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
+  }
+
+  private busyUpTo(upTo: number): boolean {
+    for (const g of this.counts.keys()) if (g <= upTo) return true;
+    return false;
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (this.busyUpTo(w.upTo)) still.push(w);
+      else w.resolve();
+    }
+    this.waiters = still;
+  }
+}
+
+/**
+ * A gate in front of one object's changes, the kernel's suspend/resume of a dm device:
+ * changes `pass` through it concurrently; `quiesce(fn)` closes it (new changes wait), waits
+ * for the changes inside to finish, runs `fn`, and opens it again.
+ */
+export class QuiesceGate {
+  private inside = 0;
+  private closed: Promise<void> | undefined;
+  private drainedWaiter: (() => void) | undefined;
+
+  /** Changes inside the gate now. */
+  get active(): number {
+    return this.inside;
+  }
+
+  /** Runs `fn` inside the gate, once it is open. */
+  async pass<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.closed !== undefined) await this.closed;
+    this.inside++;
+    try {
+      return await fn();
+    } finally {
+      this.inside--;
+      if (this.inside === 0) this.drainedWaiter?.();
+    }
+  }
+
+  /** Runs `fn` with the gate closed and nothing inside it. One quiesce at a time. */
+  async quiesce<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.closed !== undefined) await this.closed;
+    let open!: () => void;
+    this.closed = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    try {
+      if (this.inside > 0) {
+        await new Promise<void>((resolve) => {
+          this.drainedWaiter = resolve;
+        });
+      }
+      this.drainedWaiter = undefined;
+      return await fn();
+    } finally {
+      this.closed = undefined;
+      open();
     }
   }
 }

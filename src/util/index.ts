@@ -3,7 +3,7 @@
  * layer.
  */
 
-export { AsyncRwLock, KeyedLock, Mutex } from './async.js';
+export { AsyncRwLock, DeferredSet, KeyedLock, Mutex, QuiesceGate } from './async.js';
 export { readU64LE, writeU64LE } from './bytes.js';
 export { crc32c, crc32cRegister } from './crc32c.js';
 export {

@@ -20,7 +20,11 @@ interface PendingWrite {
  * they were made and then flushes `inner`. Reads see the held writes over the inner device,
  * the newest winning.
  *
- * Each write and each flush is one op, numbered from 0 since construction. After
+ * A discard is held the same way, as a write of zeros (it is durable only after a flush too).
+ * Devices joined with `crashesWith` lose power together: when one crashes, so do the others,
+ * in the same mode, before any of them takes another op.
+ *
+ * Each write, discard and flush is one op, numbered from 0 since construction. After
  * `crashAfter(n, mode)` the op numbered `n` does not happen: it throws
  * `IoError(name, op, 'simulated crash')` and the device is crashed. Crashing drops the held
  * writes (`drop-all`) or applies a random subset of them to `inner` in their order, each kept
@@ -40,6 +44,8 @@ export class CrashDevice implements BlockDevice {
   #closed = false;
   /** The flush now running, which the next flush waits for: flushes apply in turn. */
   #flushing: Promise<void> = Promise.resolve();
+  /** Devices on the same power supply. */
+  #together: CrashDevice[] = [];
 
   constructor(inner: BlockDevice) {
     this.inner = inner;
@@ -79,16 +85,33 @@ export class CrashDevice implements BlockDevice {
     this.#armed = { at: n, mode, rng };
   }
 
-  /** Crashes now, dropping or partly applying the held writes as `mode` says. */
+  /** Makes this device and `others` lose power together from now on. */
+  crashesWith(...others: CrashDevice[]): void {
+    for (const other of others) {
+      this.#together.push(other);
+      other.#together.push(this);
+    }
+  }
+
+  /**
+   * Crashes now, dropping or partly applying the held writes as `mode` says; the devices it
+   * crashes with crash too (each first stops taking ops, then settles its held writes).
+   */
   async crash(mode: CrashMode, rng: () => number = Math.random): Promise<void> {
     this.#check('crash');
-    this.#crashed = true;
-    this.#armed = undefined;
-    const pending = this.#pending;
-    this.#pending = [];
+    const all = [this, ...this.#together.filter((d) => !d.#crashed && !d.#closed)];
+    const held = all.map((d) => {
+      d.#crashed = true;
+      d.#armed = undefined;
+      const pending = d.#pending;
+      d.#pending = [];
+      return pending;
+    });
     if (mode === 'drop-all') return;
-    for (const write of pending) {
-      if (rng() < 0.5) await this.inner.write(write.data, write.offset);
+    for (const [i, d] of all.entries()) {
+      for (const write of held[i] as PendingWrite[]) {
+        if (rng() < 0.5) await d.inner.write(write.data, write.offset);
+      }
     }
   }
 
@@ -111,6 +134,14 @@ export class CrashDevice implements BlockDevice {
     this.#checkRange('write', offset, buf.length);
     if (!this.#countOp()) return this.#crashArmed('write');
     this.#pending.push({ offset, data: Uint8Array.from(buf) });
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.#check('discard');
+    if (this.readOnly) throw new IoError(this.name, 'discard', 'the device is read-only');
+    this.#checkRange('discard', offset, length);
+    if (!this.#countOp()) return this.#crashArmed('discard');
+    this.#pending.push({ offset, data: new Uint8Array(length) });
   }
 
   async flush(): Promise<void> {

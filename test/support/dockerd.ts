@@ -39,6 +39,18 @@ export class PrivateDockerd {
     this.execRoot = path.join(dir, 'exec');
   }
 
+  /** A dockerd on `vfs` under `dir`, started. */
+  static async start(dir: string): Promise<PrivateDockerd> {
+    const dockerd = new PrivateDockerd(dir, { storageDriver: 'vfs' });
+    await dockerd.start();
+    return dockerd;
+  }
+
+  /** `docker ARGS` that must succeed; its stdout. */
+  run(...args: string[]): Promise<string> {
+    return this.dockerOk(args);
+  }
+
   /** dockerd's output so far (for failure messages). */
   get log(): string {
     return this.logText;

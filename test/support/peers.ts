@@ -87,3 +87,27 @@ export function thinDump(metaFile: string, args: readonly string[] = []): Promis
 export async function thinRestore(xmlFile: string, metaFile: string): Promise<void> {
   await runPeerOk('thin_restore', ['-i', xmlFile, '-o', metaFile]);
 }
+
+/**
+ * `thin_repair -i input -o output args`; never throws on a non-zero exit status. The output
+ * file must exist and be big enough: the caller truncates it to size first.
+ */
+export async function thinRepair(
+  input: string,
+  output: string,
+  args: readonly string[] = [],
+): Promise<PeerResult> {
+  const file = await requirePeer('thin_repair');
+  try {
+    const { stdout, stderr } = await run(file, ['-i', input, '-o', output, ...args], {
+      encoding: 'utf8',
+    });
+    return { status: 0, stdout, stderr };
+  } catch (err) {
+    // thin_repair 0.9.0 aborts (SIGABRT) on some damage: that is a failure like any other.
+    const failure = err as { code?: unknown; signal?: unknown; stdout?: string; stderr?: string };
+    if (typeof failure.code !== 'number' && typeof failure.signal !== 'string') throw err;
+    const status = typeof failure.code === 'number' ? failure.code : 128;
+    return { status, stdout: failure.stdout ?? '', stderr: failure.stderr ?? '' };
+  }
+}

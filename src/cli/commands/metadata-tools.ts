@@ -29,7 +29,7 @@ import {
   UsageError,
 } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
-import { commandConfig, planned, writeJson } from '../context.js';
+import { commandConfig, writeJson } from '../context.js';
 import type { CliIo, TextSink } from '../io.js';
 import {
   fileError,
@@ -43,6 +43,7 @@ import {
   requireMetadataFile,
   scratchPath,
 } from './metadata-files.js';
+import { addRepairCommand } from './repair.js';
 
 const METADATA_FILE = 'work on this metadata file instead of the pool under the root';
 const METADATA_SNAP = 'use the held metadata snapshot instead of the live metadata';
@@ -54,13 +55,7 @@ export function addMetadataToolCommands(program: Command, io: CliIo): void {
   addCheckCommand(program, io);
   addDumpCommand(program, io);
   addRestoreCommand(program, io);
-  planned(
-    program
-      .command('repair')
-      .description('rebuild damaged pool metadata from what can still be read, as thin_repair')
-      .option('--metadata <file>', METADATA_FILE),
-    io,
-  );
+  addRepairCommand(program, io);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -116,7 +111,7 @@ function failOnProblems(file: string, report: CheckReport, ignoreNonFatal: boole
     {
       hint:
         fatal > 0
-          ? "restore the metadata from a dump with 'thinp restore', or repair it"
+          ? "restore the metadata from a dump with 'thinp restore', or repair it with 'thinp repair'"
           : 'non-fatal problems leave the pool usable: give --ignore-non-fatal-errors to accept them',
     },
   );

@@ -57,6 +57,18 @@ describe('renderMetrics', () => {
     }
   });
 
+  it('says when the pool has failed and needs a check', () => {
+    assert.ok(lines.includes('thinp_failed 0'));
+    assert.ok(lines.includes('thinp_needs_check 0'));
+    const failed = renderMetrics({
+      ...snapshot,
+      status: { ...snapshot.status, mode: 'fail', needsCheck: true },
+    }).split('\n');
+    for (const line of ['thinp_failed 1', 'thinp_needs_check 1', 'thinp_read_only 1']) {
+      assert.ok(failed.includes(line), `missing: ${line}`);
+    }
+  });
+
   it('follows the text format: HELP and TYPE before samples, one sample a line', () => {
     assert.ok(text.endsWith('\n'));
     const sample =

@@ -212,13 +212,6 @@ describe('user errors exit 1', () => {
     );
   });
 
-  test('a command this build cannot carry out says so', async () => {
-    assertUserError(
-      await cli('image', 'list'),
-      /^thinp: 'thinp image list' is not available in this build of thinp; for now 'thinp config', 'thinp info', 'thinp pool', 'thinp device', 'thinp layer', 'thinp check', 'thinp dump', 'thinp restore' and 'thinp daemon' work/,
-    );
-  });
-
   test('the configuration is checked before anything else', async () => {
     assertUserError(
       await cli('--storage-opt', 'dm.fs=zfs', 'pool', 'create'),

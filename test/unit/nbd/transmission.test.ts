@@ -82,7 +82,7 @@ for (const structured of [false, true]) {
 }
 
 describe('NBD request validation on the wire', () => {
-  test('rejects unaligned requests and lengths over the maximum, skipping write payloads', async () => {
+  test('rejects unaligned requests and payloads over the maximum, skipping write payloads', async () => {
     const { client, disk } = await open({ maxBlockSize: 64 * 1024 });
     assert.equal((await roundTrip(client, req(CMD.READ, 100, 512))).error, E.EINVAL);
     assert.equal(
@@ -97,6 +97,25 @@ describe('NBD request validation on the wire', () => {
     assert.equal((await roundTrip(client, req(CMD.READ, 0, big))).error, E.EINVAL);
     assert.equal((await roundTrip(client, req(CMD.TRIM, 0, big))).error, 0, 'trim has no maximum');
     assert.equal(disk.calls.write, 0);
+  });
+
+  test('never refuses zeroes, trims, caches or status queries for their length alone', async () => {
+    const { client, disk } = await open(
+      { maxBlockSize: 64 * 1024 },
+      { structured: true, allocation: true },
+    );
+    const big = 4 * MiB;
+    await roundTrip(client, req(CMD.WRITE, 0, 64 * 1024), Buffer.alloc(64 * 1024, 5));
+    assert.equal((await roundTrip(client, req(CMD.WRITE_ZEROES, 0, big))).error, 0);
+    assert.equal(
+      (await roundTrip(client, req(CMD.WRITE_ZEROES, 0, big, CMD_FLAG.NO_HOLE))).error,
+      0,
+    );
+    assert.equal((await roundTrip(client, req(CMD.TRIM, 0, big))).error, 0);
+    assert.equal((await roundTrip(client, req(CMD.CACHE, 0, big))).error, 0);
+    const status = await roundTrip(client, req(CMD.BLOCK_STATUS, 0, big));
+    assert.equal(status.chunks[0]?.type, wire.REPLY_TYPE.BLOCK_STATUS);
+    assert.deepEqual([disk.calls.cache, disk.calls.write], [1, 1]);
   });
 
   test('rejects unknown commands and flags, and flush with a range', async () => {

@@ -187,4 +187,33 @@ describe('CrashDevice', () => {
     assert.equal(device.pendingWrites, 0);
     assert.equal(device.opCount, 40);
   });
+
+  test('holds a discard like a write: zeros once flushed, undone by a crash', async () => {
+    const inner = new MemoryDevice(8192);
+    const device = new CrashDevice(inner);
+    await device.write(new Uint8Array(8192).fill(7), 0);
+    await device.flush();
+    await device.discard(0, 4096);
+    assert.equal(await byteAt(device, 0), 0, 'reads see the held discard');
+    assert.equal(await byteAt(inner, 0), 7, 'the inner device does not, yet');
+    await device.crash('drop-all');
+    assert.equal(await byteAt(inner, 0), 7);
+    const again = new CrashDevice(inner);
+    await again.discard(0, 4096);
+    await again.flush();
+    assert.equal(await byteAt(inner, 0), 0);
+    assert.equal(await byteAt(inner, 4096), 7);
+  });
+
+  test('devices that crash together lose power at the same op', async () => {
+    const a = new CrashDevice(new MemoryDevice(4096));
+    const b = new CrashDevice(new MemoryDevice(4096));
+    a.crashesWith(b);
+    await b.write(Uint8Array.of(1), 0);
+    a.crashAfter(a.opCount, 'drop-all');
+    await assert.rejects(a.write(Uint8Array.of(2), 0), isIo(/simulated crash/));
+    assert.equal(b.crashed, true);
+    assert.equal(await byteAt(b.inner, 0), 0, 'the held write of the other device is lost');
+    await assert.rejects(b.flush(), isIo(/device crashed/));
+  });
 });
