@@ -49,7 +49,16 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     },
     {
       package: 'docker.io',
-      why: "dockerd and docker: 'docker load' checks that 'thinp image save' writes what Docker reads",
+      why: "dockerd and docker: a real dockerd on thinp's graphdriver plugin, and 'docker load' of 'thinp image save'",
+    },
+    {
+      package: 'containerd',
+      why: 'containerd and ctr: a real containerd with thinp as a proxy snapshotter',
+    },
+    { package: 'runc', why: 'the runtime that runs the test containers of dockerd and containerd' },
+    {
+      package: 'golang-go',
+      why: "Go, which builds containerd's snapshotter conformance suite offline (shared/tools)",
     },
     { package: 'tar', why: 'GNU tar: the reference unpacker that layer tars are compared with' },
     {
