@@ -24,6 +24,12 @@ export const CONFORMANCE_DIR = path.join(
 
 export class PrivateContainerd {
   readonly socket: string;
+  /**
+   * Its containerd namespace, unique to the instance: runc keeps container state in
+   * /run/containerd/runc/<namespace> whatever containerd's root, so a shared name would
+   * collide with a run that was killed.
+   */
+  readonly namespace: string;
   private child: ChildProcess | undefined;
   private output = '';
 
@@ -33,6 +39,7 @@ export class PrivateContainerd {
     readonly snapshotters: Record<string, string>,
   ) {
     this.socket = path.join(dir, 'containerd.sock');
+    this.namespace = `thinp-test-${path.basename(path.dirname(dir)).replace(/[^A-Za-z0-9-]/g, '')}`;
   }
 
   get log(): string {
@@ -84,10 +91,10 @@ export class PrivateContainerd {
     }
   }
 
-  /** `ctr -a SOCKET -n thinp-test ARGS`; resolves whatever its status. */
+  /** `ctr -a SOCKET -n NAMESPACE ARGS`; resolves whatever its status. */
   async ctr(args: readonly string[], timeoutMs = 120_000): Promise<ToolResult> {
     const ctr = await requireTool('ctr', 'containerd');
-    return runTool(ctr, ['-a', this.socket, '-n', 'thinp-test', ...args], { timeoutMs });
+    return runTool(ctr, ['-a', this.socket, '-n', this.namespace, ...args], { timeoutMs });
   }
 
   async ctrOk(args: readonly string[], timeoutMs?: number): Promise<string> {
@@ -115,6 +122,7 @@ export class PrivateContainerd {
     const pkill = await requireTool('pkill', 'procps');
     await runTool(pkill, ['-KILL', '-f', `containerd-shim.*${this.socket}`]);
     await unmountUnder(this.dir);
+    await rm(path.join('/run/containerd/runc', this.namespace), { recursive: true, force: true });
     await rm(this.dir, { recursive: true, force: true });
   }
 

@@ -17,25 +17,30 @@
  * so removal goes through the layer store's deferred deletion.
  */
 
-import type { ThinLayerStore } from '../../graph/index.js';
+import path from 'node:path';
+import { ROOTFS, type ThinLayerStore } from '../../graph/index.js';
 import type { SnapshotDevices, SnapshotMount } from './service.js';
 
 export class LayerSnapshotDevices implements SnapshotDevices {
-  /** Layers this snapshotter holds a mount reference on, with their rootfs. */
-  private readonly mounted = new Map<string, string>();
-
-  constructor(private readonly layers: ThinLayerStore) {}
+  /**
+   * The snapshotter is the only user of its layers, so every mount reference a layer has is
+   * its own, including one a restarted daemon adopted from the mount table: the counts live
+   * in the layer store, not here.
+   */
+  constructor(
+    private readonly layers: ThinLayerStore,
+    private readonly mountDir: string,
+  ) {}
 
   async create(device: string, parent: string | undefined): Promise<void> {
     await this.layers.createReadWrite(device, parent);
   }
 
   async mounts(device: string, readOnly: boolean): Promise<SnapshotMount[]> {
-    let rootfs = this.mounted.get(device);
-    if (rootfs === undefined) {
-      rootfs = await this.layers.get(device);
-      this.mounted.set(device, rootfs);
-    }
+    const rootfs =
+      this.layers.references(device) > 0
+        ? path.join(this.mountDir, device, ROOTFS)
+        : await this.layers.get(device);
     return [{ type: 'bind', source: rootfs, options: ['rbind', readOnly ? 'ro' : 'rw'] }];
   }
 
@@ -44,10 +49,7 @@ export class LayerSnapshotDevices implements SnapshotDevices {
   }
 
   async remove(device: string): Promise<void> {
-    if (this.mounted.has(device)) {
-      this.mounted.delete(device);
-      await this.layers.put(device);
-    }
+    while (this.layers.references(device) > 0) await this.layers.put(device);
     await this.layers.remove(device);
   }
 

@@ -26,7 +26,10 @@ export async function startSnapshotter(start: SnapshotterStart): Promise<Snapsho
   await layers.refreshBase();
   const catalog = await SnapshotCatalog.open(path.join(config.root, 'containerd'));
   const unsettled = catalog.unsettled().map((r) => r.name);
-  const service = await SnapshotService.open(catalog, new LayerSnapshotDevices(layers));
+  const service = await SnapshotService.open(
+    catalog,
+    new LayerSnapshotDevices(layers, config.layout.mountDir),
+  );
   if (unsettled.length > 0) log('snapshots-settled', { snapshots: unsettled }, 'warn');
   const server = new SnapshotterServer(service, {
     onCall: (method, ms, err) => {
