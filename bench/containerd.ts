@@ -8,20 +8,14 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PrivateContainerd } from '../test/support/containerd.js';
 import { DaemonProcess, requireTool, runToolOk } from '../test/support/daemon.js';
 import { busyboxLayers, dockerSaveTar, tarOf } from '../test/support/image-builder.js';
-import {
-  formatRatio,
-  formatSeconds,
-  machineInfo,
-  markdownTable,
-  renderReport,
-  writeReport,
-} from './report.js';
+import { hasOverlay, median, peerTable, timed } from './peer-runs.js';
+import { machineInfo, renderReport, writeReport } from './report.js';
 
 const MiB = 1024 * 1024;
 const REF = 'docker.io/thinp-bench/busybox:big';
@@ -187,32 +181,17 @@ async function topSnapshot(containerd: PrivateContainerd, name: string): Promise
 }
 
 function render(results: Result[], tarBytes: number, repeats: number): string {
-  const thinp = results.find((r) => r.snapshotter === 'thinp') as Result;
-  const peers = results.filter((r) => r.snapshotter !== 'thinp');
-  const rows: string[][] = [];
-  const row = (what: string, pick: (r: Result) => number, rate?: number) => {
-    const show = (r: Result) =>
-      rate === undefined ? formatSeconds(pick(r)) : `${(rate / MiB / pick(r)).toFixed(1)} MiB/s`;
-    rows.push([
-      what,
-      show(thinp),
-      ...peers.flatMap((p) => [show(p), formatRatio(pick(p) / pick(thinp))]),
-    ]);
-  };
-  row('ctr images import', (r) => r.importSeconds, tarBytes);
-  row('snapshot prepare + mount', (r) => r.prepareSeconds);
-  row('snapshot commit', (r) => r.commitSeconds);
-  row('snapshot remove', (r) => r.removeSeconds);
-  const headers = [
-    'operation',
-    'thinp',
-    ...peers.flatMap((p) => [p.snapshotter, `${p.snapshotter} vs thinp`]),
-  ];
-  return `${markdownTable(
-    headers,
-    rows,
-    headers.map((_, i) => (i === 0 ? 'left' : 'right')),
-  )}\n\n(${repeats} repeats; medians)`;
+  const by = (pick: (r: Result) => number) => new Map(results.map((r) => [r.snapshotter, pick(r)]));
+  return peerTable(
+    results.map((r) => r.snapshotter),
+    [
+      { operation: 'ctr images import', seconds: by((r) => r.importSeconds), bytes: tarBytes },
+      { operation: 'snapshot prepare + mount', seconds: by((r) => r.prepareSeconds) },
+      { operation: 'snapshot commit', seconds: by((r) => r.commitSeconds) },
+      { operation: 'snapshot remove', seconds: by((r) => r.removeSeconds) },
+    ],
+    repeats,
+  );
 }
 
 async function makeImage(dir: string, bytes: number): Promise<string> {
@@ -227,19 +206,4 @@ async function makeImage(dir: string, bytes: number): Promise<string> {
     await dockerSaveTar([...(await busyboxLayers()), big], { tags: ['thinp-bench/busybox:big'] }),
   );
   return file;
-}
-
-async function hasOverlay(): Promise<boolean> {
-  return /\toverlay$/m.test(await readFile('/proc/filesystems', 'utf8').catch(() => ''));
-}
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return (performance.now() - t0) / 1000;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }

@@ -11,20 +11,14 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DaemonProcess, requireTool } from '../test/support/daemon.js';
 import { PrivateDockerd } from '../test/support/dockerd.js';
 import { busyboxLayers, dockerSaveTar, tarOf } from '../test/support/image-builder.js';
-import {
-  formatRatio,
-  formatSeconds,
-  machineInfo,
-  markdownTable,
-  renderReport,
-  writeReport,
-} from './report.js';
+import { hasOverlay, median, peerTable, timed } from './peer-runs.js';
+import { machineInfo, renderReport, writeReport } from './report.js';
 
 export const DEFAULT_WRITE_BYTES = 1024 * 1024 * 1024;
 const DEFAULT_REPEATS = 5;
@@ -179,32 +173,22 @@ function render(
   writeBytes: number,
   repeats: number,
 ): string {
-  const thinp = results.find((r) => r.driver === 'thinp') as DriverResult;
-  const peers = results.filter((r) => r.driver !== 'thinp');
-  const rows: string[][] = [];
-  const rowOf = (what: string, pick: (r: DriverResult) => number, rate?: number) => {
-    const show = (r: DriverResult) =>
-      rate === undefined ? formatSeconds(pick(r)) : `${(rate / MiB / pick(r)).toFixed(1)} MiB/s`;
-    rows.push([
-      what,
-      show(thinp),
-      ...peers.flatMap((p) => [show(p), formatRatio(pick(p) / pick(thinp))]),
-    ]);
-  };
-  rowOf('docker load', (r) => r.loadSeconds, tarBytes);
-  rowOf('docker run (create + start + exit)', (r) => r.runSeconds);
-  rowOf('docker rm', (r) => r.rmSeconds);
-  rowOf(`container writes ${formatMiB(writeBytes)} (fsync)`, (r) => r.writeSeconds, writeBytes);
-  const headers = [
-    'operation',
-    'thinp',
-    ...peers.flatMap((p) => [p.driver, `${p.driver} vs thinp`]),
-  ];
-  return `${markdownTable(
-    headers,
-    rows,
-    headers.map((_, i) => (i === 0 ? 'left' : 'right')),
-  )}\n\n(${repeats} repeats; medians)`;
+  const by = (pick: (r: DriverResult) => number) =>
+    new Map(results.map((r) => [r.driver, pick(r)]));
+  return peerTable(
+    results.map((r) => r.driver),
+    [
+      { operation: 'docker load', seconds: by((r) => r.loadSeconds), bytes: tarBytes },
+      { operation: 'docker run (create + start + exit)', seconds: by((r) => r.runSeconds) },
+      { operation: 'docker rm', seconds: by((r) => r.rmSeconds) },
+      {
+        operation: `container writes ${formatMiB(writeBytes)} (fsync)`,
+        seconds: by((r) => r.writeSeconds),
+        bytes: writeBytes,
+      },
+    ],
+    repeats,
+  );
 }
 
 async function makeImage(dir: string, bytes: number): Promise<string> {
@@ -223,22 +207,6 @@ async function makeImage(dir: string, bytes: number): Promise<string> {
     await dockerSaveTar([...(await busyboxLayers()), tools, big], { tags: [IMAGE] }),
   );
   return file;
-}
-
-async function hasOverlay(): Promise<boolean> {
-  const filesystems = await readFile('/proc/filesystems', 'utf8').catch(() => '');
-  return /\toverlay$/m.test(filesystems);
-}
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return (performance.now() - t0) / 1000;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
 
 function formatMiB(bytes: number): string {
