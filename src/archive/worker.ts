@@ -29,7 +29,22 @@ async function run(request: Request): Promise<Reply> {
   }
 }
 
+/** How often the worker looks whether the process that started it is still there. */
+const PARENT_CHECK_MS = 200;
+
+/**
+ * Ends the worker when its parent dies (the daemon killed with -9): an orphan would go on
+ * writing into a mounted layer, keeping it busy for the restarted daemon that cleans it up.
+ */
+function exitWithParent(): void {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(1);
+  }, PARENT_CHECK_MS).unref();
+}
+
 async function main(): Promise<void> {
+  exitWithParent();
   process.umask(0);
   let reply: Reply;
   const request = JSON.parse(process.argv[2] ?? '{}') as Request;

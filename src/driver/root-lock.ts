@@ -16,7 +16,7 @@
  */
 
 import { rmSync } from 'node:fs';
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { link, open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BusyError, IoError } from '../util/index.js';
 import { errnoOf } from './state-files.js';
@@ -86,22 +86,33 @@ export class RootLock {
 
 // ---------------------------------------------------------------------------------------
 
-/** Creates the lock file with O_EXCL; false if it exists. */
+/**
+ * Creates the lock file holding `me`, or returns false if it exists. The holder is written to
+ * a file of this process's own and linked into place, so the lock never exists without its
+ * holder (a process killed half way leaves no empty lock, only its own temporary file).
+ */
 async function tryCreate(file: string, me: LockHolder): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  const temp = `${file}.${process.pid}.tmp`;
   try {
-    handle = await open(file, 'wx', 0o644);
+    const handle = await open(temp, 'w', 0o644);
+    try {
+      await handle.writeFile(`${JSON.stringify(me)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(temp, file);
+    } catch (err) {
+      if (errnoOf(err) === 'EEXIST') return false;
+      throw err;
+    }
+    return true;
   } catch (err) {
-    if (errnoOf(err) === 'EEXIST') return false;
     throw new IoError(file, 'create', (err as Error).message, { cause: err });
-  }
-  try {
-    await handle.writeFile(`${JSON.stringify(me)}\n`);
-    await handle.sync();
   } finally {
-    await handle.close();
+    await rm(temp, { force: true });
   }
-  return true;
 }
 
 type ReadHolder = LockHolder | 'gone' | 'unreadable';

@@ -566,7 +566,9 @@ export class ThinLayerStore implements LayerStore {
 
   private async dropMount(f: Awaited<ReturnType<FilesystemTools['findMounts']>>[number]) {
     const name = f.record.exportName;
-    if (f.state === 'live') {
+    // A scratch mount at start belongs to an apply the crash cut short, whose worker may
+    // still hold files there: take it down lazily, as a stale one.
+    if (f.state === 'live' && !isScratchName(name)) {
       if (f.mounted !== undefined) await f.mounted.unmount();
       else await f.attachment.detach();
     } else {
