@@ -560,6 +560,12 @@ export class ThinLayerStore implements LayerStore {
         this.log('layer-mount-adopted', { layer: name, target: f.mounted.target });
         continue;
       }
+      if (f.state === 'live' && held?.parent === undefined) {
+        // A live mount of a plain device (made through the mount layer by someone else):
+        // not the store's to take down.
+        this.log('mount-left', { device: name, target: f.mounted?.target });
+        continue;
+      }
       await this.dropMount(f);
     }
   }
