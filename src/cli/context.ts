@@ -48,3 +48,17 @@ export function requireOneOf(command: Command, names: readonly string[]): void {
     });
   }
 }
+
+/** Rows as columns padded to their widest cell, two spaces apart; the first row is the header. */
+export function formatTable(rows: readonly string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map(
+      (r) =>
+        `${r
+          .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd()}\n`,
+    )
+    .join('');
+}

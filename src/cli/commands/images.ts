@@ -18,7 +18,7 @@ import { type Bytes, formatHumanSize, NotFoundError, UsageError } from '../../ut
 import { sizeArgument } from '../arguments.js';
 import { byteProgress } from '../byte-progress.js';
 import { type ByteIo, stdinBytes } from '../byte-streams.js';
-import { commandPath, writeJson } from '../context.js';
+import { commandPath, formatTable, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
 import { withOperations } from '../session.js';
 
@@ -260,17 +260,4 @@ function containerRows(all: readonly ContainerListing[]): string[][] {
       c.created,
     ]),
   ];
-}
-
-function formatTable(rows: readonly string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows
-    .map(
-      (r) =>
-        `${r
-          .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd()}\n`,
-    )
-    .join('');
 }

@@ -13,7 +13,7 @@ import { type Bytes, formatHumanSize, IoError } from '../../util/index.js';
 import { sizeArgument } from '../arguments.js';
 import { byteProgress } from '../byte-progress.js';
 import { type ByteIo, bytesToStdout, stdinBytes } from '../byte-streams.js';
-import { writeJson } from '../context.js';
+import { formatTable, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
 import { withOperations } from '../session.js';
 
@@ -188,14 +188,5 @@ function formatList(layers: readonly LayerListing[]): string {
       String(l.mounts),
     ]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows
-    .map(
-      (r) =>
-        `${r
-          .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd()}\n`,
-    )
-    .join('');
+  return formatTable(rows);
 }
