@@ -9,7 +9,9 @@
  *    NBD on ROOT/nbd.sock plus the addresses given;
  * 4. open the layer store (graph/), which mounts through an attacher to that NBD socket:
  *    it adopts the mounts a previous daemon left (they outlive it: nbdfuse reaches the
- *    daemon through a reconnecting relay), cleans up stale ones, checks the base device;
+ *    daemon through a reconnecting relay), holds the devices of filesystems that outlived
+ *    their unmount, cleans up stale ones, then finishes the deferred removals of devices
+ *    nobody holds (the set was opened with them kept), and checks the base device;
  * 5. serve the control API on ROOT/thinp.sock (mode 0600), and metrics on a TCP address if
  *    given.
  *
@@ -104,11 +106,11 @@ async function openDeviceSet(config: Config, log: DaemonLog): Promise<DeviceSet>
     lowWaterPercent: 100 - config.storage.autoextendThreshold,
   };
   if (await poolPresent(config)) {
-    const set = await DeviceSet.open(config, { pool });
+    // Deferred removals finish once the layer store knows which devices still have a user.
+    const set = await DeviceSet.open(config, { pool, deferRemovals: true });
     await refuseNeedsCheck(config, set);
     const r = set.recovered;
     if (r !== undefined) log('recovered', { ...r }, 'warn');
-    for (const name of set.finishedRemovals) log('deferred-removal-finished', { device: name });
     return set;
   }
   const set = await DeviceSet.create(config, { pool });
@@ -160,6 +162,7 @@ async function serve(
   }
 
   const layers = await openLayers(config, set, log);
+  undo.unshift(() => layers.close());
   const images = await openImages(config, layers, log);
   const onChange = (event: string, fields: Record<string, unknown>) => log(event, fields);
   const ctx = {

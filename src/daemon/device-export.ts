@@ -13,7 +13,9 @@
  *   at once with `UnavailableError`;
  * - a device is busy (`DeviceSet.open`) while at least one connection is in transmission
  *   with it: the first attach opens it, the last detach releases it (which finishes a
- *   deferred removal); `releaseAll()` at daemon stop releases whatever is left.
+ *   deferred removal); `releaseAll()` at daemon stop releases whatever is left;
+ * - a device waiting for a deferred removal is still served while something holds it open
+ *   (a relay coming back after a restart, for a mount that outlived its unmount).
  */
 
 import type { DeviceEntry, DeviceSet } from '../driver/index.js';
@@ -37,7 +39,7 @@ export class DeviceExports implements ExportRegistry {
   get(name: string): Export | undefined {
     if (name === '') return undefined;
     try {
-      return new DeviceExport(this, this.set.get(name), this.set.pool.blockSize);
+      return new DeviceExport(this, this.set.getInUse(name), this.set.pool.blockSize);
     } catch (err) {
       if (err instanceof NotFoundError) return undefined;
       throw err;

@@ -52,7 +52,6 @@ import {
 import { checkDeviceName } from './device-names.js';
 import { DeviceTable, refuseOldDeviceFiles } from './device-table.js';
 import { blockUsage } from './device-usage.js';
-import { checkNewDevice, deviceSize } from './direct-lvm.js';
 import { checkGrowth, checkMinFreeSpace } from './free-space.js';
 import {
   createPoolFiles,
@@ -136,6 +135,12 @@ export type RemoveOutcome = 'removed' | 'deferred';
 /** How to open the set; `pool` overrides the pool options the config implies. */
 export interface DeviceSetOptions {
   pool?: Omit<ThinPoolOptions, 'zeroBlocks' | 'noSpacePolicy' | 'discardFreed'>;
+  /**
+   * Keep the devices waiting for a deferred removal at open, for `finishDeferredRemovals()`
+   * to remove later: a daemon first learns which of them still have a user (a mount that
+   * outlived the previous daemon, whose relay comes back) and holds those open.
+   */
+  deferRemovals?: boolean;
 }
 
 const FIRST_DEVICE_ID = 1;
@@ -240,7 +245,7 @@ export class DeviceSet {
       if (files.record !== undefined && files.group !== undefined) {
         await set.notePaths(files.record);
       }
-      await set.load();
+      await set.load(options.deferRemovals !== true);
     } catch (err) {
       await set.close().catch(() => undefined);
       throw err;
@@ -248,7 +253,7 @@ export class DeviceSet {
     return set;
   }
 
-  private async load(): Promise<void> {
+  private async load(finishRemovals: boolean): Promise<void> {
     if (this.group !== undefined && this.pool.mode !== 'ro') await this.space.finishExtensions();
     const dir = this.config.layout.metadataDir;
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -266,11 +271,27 @@ export class DeviceSet {
       await this.finishReplacement(replaced);
       this.finishedReplacements.push(replaced.name);
     }
+    if (finishRemovals) await this.finishRemovals();
+  }
+
+  /** Removes every device waiting for a deferred removal that nobody holds open. */
+  private async finishRemovals(): Promise<string[]> {
+    const removed: string[] = [];
     for (const [name, record] of this.devices.entries()) {
-      if (!record.deleted) continue;
+      if (!record.deleted || this.users.has(name)) continue;
       await this.removeNow(name, record);
       this.finishedRemovals.push(name);
+      removed.push(name);
     }
+    return removed;
+  }
+
+  /**
+   * After an open with `deferRemovals`: removes the devices waiting for a deferred removal
+   * that nobody holds open now (the others go at their last release); returns their names.
+   */
+  finishDeferredRemovals(): Promise<string[]> {
+    return this.change(() => this.finishRemovals());
   }
 
   /** Settles the transaction a crash left open, if any, and closes it. */
@@ -491,9 +512,24 @@ export class DeviceSet {
   // -------------------------------------------------------------------------------------
   // Use
 
-  /** The I/O handle of `name`; the device is busy until `release(name)`. */
+  /**
+   * The I/O handle of `name`; the device is busy until `release(name)`. A device waiting for
+   * a deferred removal can still be opened while someone holds it (as a dm device can until
+   * its last close), so a user that reconnects keeps it; once released it is gone.
+   */
   open(name: string): ThinDevice {
-    const record = this.devices.live(name);
+    const record = this.users.has(name) ? this.devices.record(name) : this.devices.live(name);
+    this.users.set(name, (this.users.get(name) ?? 0) + 1);
+    return this.pool.device(record.deviceId, record.size);
+  }
+
+  /**
+   * Opens `name` for a user a restarted daemon found (a mount that outlived the previous
+   * daemon), even when its removal was deferred: it then goes at that user's `release`.
+   * Open the set with `deferRemovals` so such a device is still there to hold.
+   */
+  hold(name: string): ThinDevice {
+    const record = this.devices.record(name);
     this.users.set(name, (this.users.get(name) ?? 0) + 1);
     return this.pool.device(record.deviceId, record.size);
   }
@@ -518,6 +554,11 @@ export class DeviceSet {
   /** The device `name`; NotFoundError if there is none (or it is being removed). */
   get(name: string): DeviceEntry {
     return entryOf(name, this.devices.live(name));
+  }
+
+  /** As `get`, but also a device waiting for removal while it is still held open. */
+  getInUse(name: string): DeviceEntry {
+    return this.users.has(name) ? entryOf(name, this.devices.record(name)) : this.get(name);
   }
 
   /** The device `name` whether live or waiting for removal; undefined if there is none. */

@@ -59,6 +59,7 @@ import type {
   LayerStore,
   RemoveLayerOutcome,
 } from './layer-store.js';
+import { LingeringMounts } from './lingering-mounts.js';
 import { MOUNT_TOOLS, TREE_TOOLS } from './machine-tools.js';
 import { MountCounts } from './mount-counts.js';
 import type { FilesystemTools, TreeTools } from './tools.js';
@@ -88,6 +89,8 @@ export class ThinLayerStore implements LayerStore {
   private readonly counts = new MountCounts();
   /** Layers mounted by a daemon that is not running (seen without an attacher). */
   private readonly foreignMounts = new Set<string>();
+  /** Layers whose filesystem outlived our unmount, held open until it goes. */
+  private readonly lingering: LingeringMounts;
 
   private constructor(
     options: LayerStoreOptions,
@@ -99,12 +102,16 @@ export class ThinLayerStore implements LayerStore {
     this.trees = options.trees ?? TREE_TOOLS;
     this.attacher = options.attacher;
     this.log = options.log ?? (() => {});
+    this.lingering = new LingeringMounts(this.set, this.locks, this.log);
   }
 
   /** Opens the store on an open device set; with an attacher, sets up the base device. */
   static async open(options: LayerStoreOptions): Promise<ThinLayerStore> {
     const store = new ThinLayerStore(options, await devicePrefix(options.config.root));
     await store.settleMounts();
+    for (const name of await options.set.finishDeferredRemovals()) {
+      store.log('deferred-removal-finished', { device: name });
+    }
     await store.removeUnfinished();
     if (options.attacher !== undefined && options.set.lookup(BASE_DEVICE) !== undefined) {
       await store.setUpBase(options.attacher);
@@ -343,6 +350,11 @@ export class ThinLayerStore implements LayerStore {
     }
   }
 
+  /** Stops watching lingering mounts (the daemon stops); mounts stay as they are. */
+  close(): Promise<void> {
+    return this.lingering.close();
+  }
+
   /** Unmounts every layer, whatever its count (dockerd's Cleanup at its shutdown). */
   async cleanup(): Promise<void> {
     const failures: unknown[] = [];
@@ -424,6 +436,7 @@ export class ThinLayerStore implements LayerStore {
   ): Promise<{ mounted: MountedFs; rootfs: string }> {
     const attacher = this.requireAttacher(`mounting layer ${id}`);
     const target = this.mountpoint(name);
+    if (this.lingering.has(name)) await this.lingering.waitEnded(name, LINGER_WAIT_MS);
     await mkdir(target, { recursive: true, mode: 0o755 });
     this.set.open(name);
     let mounted: MountedFs | undefined;
@@ -438,10 +451,12 @@ export class ThinLayerStore implements LayerStore {
     }
   }
 
+  /** Unmounts device `name`; its open passes to `lingering` when its filesystem lives on. */
   private async unmountDevice(name: string, mounted: MountedFs): Promise<void> {
-    await mounted.unmount();
+    const lingering = await mounted.unmount();
     await removeMountpoint(this.mountpoint(name));
-    await this.set.release(name);
+    if (lingering !== undefined) this.lingering.add(name, lingering);
+    else await this.set.release(name);
   }
 
   private fsOptions(mountLabel: string | undefined): {
@@ -560,6 +575,11 @@ export class ThinLayerStore implements LayerStore {
         this.log('layer-mount-adopted', { layer: name, target: f.mounted.target });
         continue;
       }
+      if (f.state === 'lingering' && f.lingering !== undefined && held !== undefined) {
+        this.set.hold(name);
+        this.lingering.add(name, f.lingering);
+        continue;
+      }
       if (f.state === 'live' && held?.parent === undefined) {
         // A live mount of a plain device (made through the mount layer by someone else):
         // not the store's to take down.
@@ -575,8 +595,11 @@ export class ThinLayerStore implements LayerStore {
     // A scratch mount at start belongs to an apply the crash cut short, whose worker may
     // still hold files there: take it down lazily, as a stale one.
     if (f.state === 'live' && !isScratchName(name)) {
-      if (f.mounted !== undefined) await f.mounted.unmount();
-      else await f.attachment.detach();
+      const lingering = await (f.mounted?.unmount() ?? f.attachment.detach());
+      if (lingering !== undefined && this.set.lookup(name) !== undefined) {
+        this.set.hold(name);
+        this.lingering.add(name, lingering);
+      }
     } else {
       await this.fs.cleanupStale(f);
     }
@@ -606,6 +629,9 @@ function requireLayer(id: string, held: HeldDevice): void {
 }
 
 /** Removes an empty mount point; one still in use or already gone is left alone. */
+/** How long a mount waits for a filesystem of the same layer that outlived its unmount. */
+const LINGER_WAIT_MS = 30_000;
+
 async function removeMountpoint(target: string): Promise<void> {
   await rmdir(target).catch(() => undefined);
 }

@@ -2,11 +2,13 @@
  * After a restart: the attachments recorded in a state directory, each checked against the
  * system (mount table, `losetup -J`, /proc/PID with its start time). One whose every piece
  * is there is `live`: the daemon adopts it (the relay under nbdfuse has reconnected or is
- * reconnecting). Any other is `stale` (a daemon crashed mid-attach, nbdfuse died, a loop
- * device went away): `cleanupStale` removes what remains, lazily, so a dead device never
- * blocks the cleanup.
+ * reconnecting). One handed over to mounts not ours (lingering.ts) whose processes still
+ * run is `lingering`: its device still has a user. Any other is `stale` (a daemon crashed
+ * mid-attach, nbdfuse died, a loop device went away): `cleanupStale` removes what remains,
+ * lazily, so a dead device never blocks the cleanup.
  */
 
+import { LingeringAttachment } from './lingering.js';
 import { listRecordFiles, readRecord, writeRecord } from './state-file.js';
 import { type LoopDevice, listLoopDevices, mountsAt, processAlive } from './system.js';
 import { teardown } from './teardown.js';
@@ -61,8 +63,6 @@ export async function findMounts(
   for (const stateFile of await listRecordFiles(stateDir)) {
     const record = await readRecord(stateFile);
     if (record === undefined) continue;
-    if (recoverLoop(record, loops)) await writeRecord(stateFile, record);
-    const problems = await problemsOf(record, loops);
     const attachment = new TrackedAttachment(record, stateFile, options.searchPath);
     const mounted =
       record.target === undefined
@@ -73,6 +73,22 @@ export async function findMounts(
             record.fsType ?? 'ext4',
             record.mountOptions ?? [],
           );
+    if (record.handedOver === true) {
+      const lingering = new LingeringAttachment(record, stateFile);
+      const ended = await lingering.ended();
+      found.push({
+        stateFile,
+        record,
+        state: ended ? 'stale' : 'lingering',
+        problems: ended ? ['handed over to mounts not ours, and its processes have ended'] : [],
+        attachment,
+        mounted: undefined,
+        lingering: ended ? undefined : lingering,
+      });
+      continue;
+    }
+    if (recoverLoop(record, loops)) await writeRecord(stateFile, record);
+    const problems = await problemsOf(record, loops);
     found.push({
       stateFile,
       record,
@@ -80,6 +96,7 @@ export async function findMounts(
       problems,
       attachment,
       mounted,
+      lingering: undefined,
     });
   }
   return found;

@@ -17,6 +17,9 @@
  *   /proc/self/mountinfo, `losetup -J` and /proc/PID. `live` ones are adopted through their
  *   `mounted.unmount()`/`attachment.detach()`; `cleanupStale(found)` removes any (lazily,
  *   ending the relay and nbdfuse first, so it never waits on a daemon that is gone).
+ * - `unmount()`/`detach()` resolve with a `Lingering` attachment when the filesystem lives
+ *   on in mounts not ours (lingering.ts); its device still has a user until `ended()`, then
+ *   `settle()` removes its record. `findMounts` reports such ones as `lingering`.
  * - A plain `unmount()`/`detach()` while the daemon is away waits for it (the relay retries
  *   for 5 minutes, then the pending I/O fails with EIO): after a crash, use `cleanupStale`.
  * - Errors: `MountError` (an `IoError`: a program failed; names the program, its stderr and
@@ -44,6 +47,7 @@ export type {
   FoundMount,
   FsOptions,
   FsType,
+  Lingering,
   MountedFs,
   RelayCommand,
 } from './types.js';

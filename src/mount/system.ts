@@ -4,7 +4,8 @@
  * recycled pid is never taken for ours). Reads only; nothing here changes the system.
  */
 
-import { readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from './programs.js';
 
@@ -53,6 +54,24 @@ export async function mountsAt(mountPoint: string): Promise<MountEntry[]> {
 /** The entries whose source is `devicePath` (a filesystem and its bind mounts). */
 export async function mountsOf(devicePath: string): Promise<MountEntry[]> {
   return (await readMounts()).filter((m) => m.source === devicePath);
+}
+
+/**
+ * Whether a filesystem (or anything else that claims block devices) holds `devicePath`, in
+ * any mount namespace: an exclusive open fails with EBUSY then. A mount that lives on only
+ * in a container's namespace, or one detached lazily while files are open in it, shows in
+ * no mount table we can read, but it still claims its device.
+ */
+export async function deviceClaimed(devicePath: string): Promise<boolean> {
+  try {
+    const handle = await open(devicePath, constants.O_RDONLY | constants.O_EXCL);
+    await handle.close();
+    return false;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'EBUSY') return true;
+    if ((err as { code?: unknown }).code === 'ENOENT') return false;
+    throw err;
+  }
 }
 
 /** The backing file of loop device `devicePath` (/dev/loopN), or undefined when detached. */

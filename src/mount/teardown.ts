@@ -7,21 +7,22 @@
  * fusermount3 -z, for mounts whose device no longer answers; the relay and nbdfuse are ended
  * first then, so nothing waits on a device that will never answer).
  *
- * Handing over: when the filesystem is still mounted elsewhere once ours is gone (bind mounts
- * made by containerd, a container runtime or a test, whose unmounts are lazy and may come
- * later), the rest cannot be taken down without cutting their I/O. Then the loop device is
- * detached with autoclear (the kernel frees it at its last close), the FUSE mount detached
- * lazily (its session ends when the loop device lets go of the file), and nbdfuse and the
- * relay are left to serve until then: they exit by themselves when the session ends, and the
- * export's NBD connection closes with them.
+ * Handing over: when the filesystem still lives once our mount is gone (bind mounts made by
+ * containerd, a container runtime or a test, whose unmounts are lazy and may come later; a
+ * container's mount namespace that has not ended yet), the rest cannot be taken down without
+ * cutting its I/O: it is handed over to the kernel instead (lingering.ts). Whether it still
+ * lives is asked of the kernel (an exclusive open of the loop device fails while any
+ * filesystem holds it), not only of our mount table, which shows no other namespace.
  */
 
 import { rm, rmdir } from 'node:fs/promises';
 import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
+import { handOver, LingeringAttachment } from './lingering.js';
 import { run, runOk } from './programs.js';
 import { removeRecord, writeRecord } from './state-file.js';
 import {
+  deviceClaimed,
   loopBackingFile,
   mountsAt,
   mountsOf,
@@ -29,7 +30,7 @@ import {
   processGroup,
   waitFor,
 } from './system.js';
-import type { AttachmentRecord } from './types.js';
+import type { AttachmentRecord, Lingering } from './types.js';
 
 export interface TeardownOptions {
   /** Detach lazily (a crashed daemon's leftovers): never blocks on a dead device. */
@@ -157,13 +158,17 @@ async function disconnectNbd(record: AttachmentRecord, options: TeardownOptions)
 
 /**
  * Everything of `record` gone, in order; the state file last. Throws on the first step that
- * fails (the record stays, so the teardown can run again).
+ * fails (the record stays, so the teardown can run again). Resolves with the `Lingering`
+ * attachment when the filesystem lives on in mounts not ours (handed over, see above).
  */
 export async function teardown(
   record: AttachmentRecord,
   stateFile: string,
   options: TeardownOptions = {},
-): Promise<void> {
+): Promise<Lingering | undefined> {
+  if (record.handedOver === true && options.lazy !== true) {
+    return new LingeringAttachment(record, stateFile);
+  }
   if (options.lazy === true) {
     // Leftovers: the relay may still be retrying a daemon that is gone, and every I/O on the
     // device (even umount's) would wait for it. Ending the relay and nbdfuse first makes
@@ -177,41 +182,21 @@ export async function teardown(
     delete record.mountOptions;
     await writeRecord(stateFile, record);
   }
-  if (options.lazy !== true && (await stillMountedElsewhere(record))) {
-    await handOver(record, stateFile, options);
-    return;
+  if (options.lazy !== true && (await stillInUse(record))) {
+    return handOver(record, stateFile, options);
   }
   await detachLoop(record, options);
   await disconnectNbd(record, options);
   await stopFuse(record, options);
   if (record.logFile !== undefined) await rm(record.logFile, { force: true });
   await removeRecord(stateFile);
+  return undefined;
 }
 
-/** Whether a filesystem on the attachment's device is mounted somewhere (not by us). */
-async function stillMountedElsewhere(record: AttachmentRecord): Promise<boolean> {
+/** Whether a filesystem on the attachment's device lives on (mounted by others, anywhere). */
+async function stillInUse(record: AttachmentRecord): Promise<boolean> {
   if (record.kind !== 'nbdfuse' || record.devicePath === '') return false;
-  return (await mountsOf(record.devicePath)).length > 0;
-}
-
-/**
- * Lets the kernel finish the teardown once the last foreign mount goes (see the module
- * comment): autoclear on the loop device, a lazy FUSE unmount, the record removed.
- */
-async function handOver(
-  record: AttachmentRecord,
-  stateFile: string,
-  options: TeardownOptions,
-): Promise<void> {
-  await runOk('losetup', ['-d', record.devicePath], record.devicePath, {
-    searchPath: options.searchPath,
-  });
-  if (record.fuseDir !== undefined && (await mountsAt(record.fuseDir)).length > 0) {
-    await runOk('fusermount3', ['-u', '-z', record.fuseDir], record.fuseDir, {
-      searchPath: options.searchPath,
-    });
-  }
-  if (record.fuseDir !== undefined) await rmdir(record.fuseDir).catch(() => undefined);
-  if (record.logFile !== undefined) await rm(record.logFile, { force: true });
-  await removeRecord(stateFile);
+  if (record.fuseFile === undefined) return false;
+  if ((await loopBackingFile(record.devicePath)) !== record.fuseFile) return false;
+  return (await mountsOf(record.devicePath)).length > 0 || deviceClaimed(record.devicePath);
 }

@@ -6,7 +6,7 @@
 
 import { BusyError } from '../util/index.js';
 import { teardown } from './teardown.js';
-import type { Attachment, AttachmentRecord, FsType, MountedFs } from './types.js';
+import type { Attachment, AttachmentRecord, FsType, Lingering, MountedFs } from './types.js';
 
 export class TrackedAttachment implements Attachment {
   constructor(
@@ -28,14 +28,14 @@ export class TrackedAttachment implements Attachment {
   }
 
   /** Refuses while a filesystem of ours is mounted on it: unmount that first. */
-  async detach(): Promise<void> {
+  async detach(): Promise<Lingering | undefined> {
     if (this.record.target !== undefined) {
       throw new BusyError(
         `${this.record.devicePath} (export ${this.exportName}) is mounted at ${this.record.target}`,
         { hint: 'unmount the filesystem first (MountedFs.unmount)' },
       );
     }
-    await teardown(this.record, this.stateFile, { searchPath: this.searchPath });
+    return teardown(this.record, this.stateFile, { searchPath: this.searchPath });
   }
 }
 
@@ -48,8 +48,8 @@ export class TrackedMount implements MountedFs {
     readonly options: readonly string[],
   ) {}
 
-  async unmount(): Promise<void> {
+  async unmount(): Promise<Lingering | undefined> {
     const a = this.attachment;
-    await teardown(a.record, a.stateFile, { searchPath: a.searchPath });
+    return teardown(a.record, a.stateFile, { searchPath: a.searchPath });
   }
 }

@@ -27,8 +27,26 @@ export interface Attachment {
   readonly devicePath: string;
   readonly exportName: string;
   readonly readOnly: boolean;
-  /** Removes the block device and everything under it; verified (see above). */
-  detach(): Promise<void>;
+  /**
+   * Removes the block device and everything under it; verified (see above). When a
+   * filesystem on it is still mounted by someone else, hands it over instead (teardown.ts)
+   * and resolves with the `Lingering` attachment.
+   */
+  detach(): Promise<Lingering | undefined>;
+}
+
+/**
+ * An attachment handed over to mounts that are not ours (a container's, a bind mount whose
+ * lazy unmount has not finished): its loop device clears at its last close, and nbdfuse and
+ * the relay serve the device until then. Its record stays, under a name of its own, so a
+ * restarted daemon knows the device still has a user.
+ */
+export interface Lingering {
+  readonly exportName: string;
+  /** Whether nbdfuse and the relay have ended (the kernel let go of the device). */
+  ended(): Promise<boolean>;
+  /** Removes what is left (record, FUSE directory, log); call once `ended()`. */
+  settle(): Promise<void>;
 }
 
 export type AttacherKind = 'nbd-client' | 'nbdfuse';
@@ -83,8 +101,8 @@ export interface MountedFs {
   /** The `-o` list it is mounted with (nouuid and ro included). */
   readonly options: readonly string[];
   readonly attachment: Attachment;
-  /** umount, then detach; each step verified. */
-  unmount(): Promise<void>;
+  /** umount, then detach; each step verified. Resolves with the attachment if it lingers. */
+  unmount(): Promise<Lingering | undefined>;
 }
 
 /** What a state file records about one attachment (and its mount, once mounted). */
@@ -111,6 +129,8 @@ export interface AttachmentRecord {
   fsType?: FsType;
   /** The `-o` list it was mounted with. */
   mountOptions?: string[];
+  /** Handed over to mounts not ours (see `Lingering`): nothing of it is ours to take down. */
+  handedOver?: boolean;
 }
 
 /** One attachment found on the machine from its state file, checked against the system. */
@@ -121,8 +141,9 @@ export interface FoundMount {
   /**
    * `live`: every piece is there and the export still answers; adopt it with `adopt`.
    * `stale`: something is missing or dead (a crashed daemon): `cleanupStale` removes the rest.
+   * `lingering`: handed over, and its processes still serve a mount not ours: `lingering`.
    */
-  state: 'live' | 'stale';
+  state: 'live' | 'stale' | 'lingering';
   /** What was found missing, for the log ("nbdfuse 1234 is gone", "loop0 detached"). */
   problems: string[];
   /**
@@ -131,4 +152,6 @@ export interface FoundMount {
    */
   attachment: Attachment;
   mounted: MountedFs | undefined;
+  /** The handed-over attachment, when `lingering`. */
+  lingering: Lingering | undefined;
 }

@@ -358,11 +358,18 @@ describe('DeviceSet: busy devices', () => {
     assert.equal(((await readJson(file)) as { deleted: boolean }).deleted, true);
     assert.equal(set.deferredDeletedCount, 1);
     assert.deepEqual(await set.list(), []);
-    assert.throws(() => set.open('busy'), /is being removed/);
+    assert.throws(() => set.get('busy'), /is being removed/);
     await assert.rejects(set.createDevice('busy', MiB), BusyError);
+    // Held, it can still be opened (a user coming back), as a dm device until its last close.
+    const again = set.open('busy');
+    assert.equal(set.getInUse('busy').name, 'busy');
     await dev.write(Buffer.alloc(512, 1), 0);
     await set.release('busy');
+    assert.equal(set.deferredDeletedCount, 1, 'one user still holds it');
+    await again.read(Buffer.alloc(512), 0);
+    await set.release('busy');
     assert.equal(set.deferredDeletedCount, 0);
+    assert.throws(() => set.open('busy'), /there is no device/);
     assert.equal(await set.pool.metadata.exists(1), false);
     await set.close();
     await assertCheckClean(set.config);
@@ -378,6 +385,29 @@ describe('DeviceSet: busy devices', () => {
     assert.deepEqual(again.finishedRemovals, ['held']);
     assert.equal(await again.pool.metadata.exists(1), false);
     await again.close();
+  });
+
+  it('with deferRemovals, keeps them for a user found at start, and finishes the rest', async () => {
+    const set = await freshSet();
+    await set.createDevice('found', MiB);
+    await set.createDevice('unused', MiB);
+    set.open('found');
+    set.open('unused');
+    await set.removeDevice('found');
+    await set.removeDevice('unused');
+    await set.close();
+    const again = await DeviceSet.open(set.config, { deferRemovals: true });
+    assert.deepEqual(again.finishedRemovals, []);
+    assert.equal(again.deferredDeletedCount, 2);
+    again.hold('found');
+    assert.deepEqual(await again.finishDeferredRemovals(), ['unused']);
+    assert.equal(again.getInUse('found').name, 'found');
+    await again.release('found');
+    assert.equal(again.deferredDeletedCount, 0);
+    assert.equal(await again.pool.metadata.exists(1), false);
+    assert.equal(await again.pool.metadata.exists(2), false);
+    await again.close();
+    await assertCheckClean(set.config);
   });
 
   it('refuses to remove a busy device without deferred removal', async () => {
