@@ -57,10 +57,18 @@ async function createBaseDevice(ctx: BaseDeviceContext): Promise<void> {
   const type: FsType = config.storage.fs;
   await set.setBaseFilesystem({ uuid: '', filesystem: type });
   await set.createDevice(BASE_DEVICE, config.storage.baseSize, { initialized: false });
-  const uuid = await withAttachment(ctx, async (devicePath) => {
-    await ctx.fs.makeFilesystem(devicePath, type, [...config.storage.mkfsArgs]);
-    return (await probe(ctx, devicePath)).uuid;
-  });
+  let uuid: string;
+  try {
+    uuid = await withAttachment(ctx, async (devicePath) => {
+      await ctx.fs.makeFilesystem(devicePath, type, [...config.storage.mkfsArgs]);
+      return (await probe(ctx, devicePath)).uuid;
+    });
+  } catch (err) {
+    // Nothing may be made on a base device without its filesystem: it goes, and the next
+    // layer on the base device tries again.
+    await set.removeDevice(BASE_DEVICE).catch(() => undefined);
+    throw err;
+  }
   await set.markInitialized(BASE_DEVICE);
   await set.setBaseFilesystem({ uuid, filesystem: type });
   ctx.log('base-device-created', { size: config.storage.baseSize, filesystem: type, uuid });

@@ -512,7 +512,8 @@ export class ThinLayerStore implements LayerStore {
    * made here on first need (the caller holds the lock of `base`).
    */
   private async originOf(origin: string): Promise<HeldDevice> {
-    if (origin === BASE_DEVICE && this.set.lookup(BASE_DEVICE) === undefined) {
+    // A base device whose making failed (mkfs refused its size, a crash) is made again.
+    if (origin === BASE_DEVICE && this.set.lookup(BASE_DEVICE)?.initialized !== true) {
       await this.setUpBase(this.requireAttacher('making the base device'));
     }
     const held = this.set.lookup(origin);
