@@ -2,9 +2,9 @@
  * rescue: legacy Docker devicemapper roots (`/var/lib/docker` of Docker ≤ 24 with the
  * devicemapper driver), read in userspace and never written: their images, containers and
  * sizes listed; a filesystem exported as a tar through thinp's own read-only mount path; an
- * image saved as a `docker save` tarball. Damaged metadata is repaired into a temporary copy
- * first, and the loss is reported. Imports graph, mount, archive, nbd, tools, thin, block and
- * util.
+ * image saved as a `docker save` tarball; the whole root imported into a thinp root. Damaged metadata is repaired into a temporary copy
+ * first, and the loss is reported. Imports graph, mount, archive, nbd, tools, thin, block,
+ * driver (state files) and util.
  *
  * Life cycle: `locateRoot` → `RescueSession.open` → `listRoot` / `exportFilesystem` /
  * `saveImage` (each may mount devices, kept until close) → `session.close()`.
@@ -16,14 +16,17 @@ export {
   NotDockerRootError,
   UnknownRefError,
 } from './errors.js';
+export { type ImportOptions, type ImportSummary, importRoot } from './import-root.js';
 export type { LegacyPool } from './legacy-pool.js';
 export {
   type ContainerConfig,
   type DeviceRecord,
+  type DeviceSetRecord,
   type LayerRecord,
   type MountRecord,
   parseContainerConfig,
   parseDeviceRecord,
+  parseDeviceSet,
   parseImageDiffIds,
   parseLayerRecord,
   parseRepositories,

@@ -23,6 +23,8 @@ const SECTOR = 512;
 export interface LegacyPool {
   metadata: PoolMetadata;
   data: BlockDevice;
+  /** The metadata file in use: the source, or the repaired copy. */
+  metadataFile: string;
   /** Bytes per data block. */
   blockSize: number;
   /** The repair's report when the metadata was damaged and a repaired copy is in use. */
@@ -62,10 +64,13 @@ export async function openLegacyPool(paths: LegacyPaths, workDir: string): Promi
     }
     const metadata = await PoolMetadata.open(metaDevice);
     const dir = scratch;
+    const metadataFile =
+      scratch === undefined ? paths.metadataFile : path.join(scratch, 'metadata');
     const opened = metaDevice;
     return {
       metadata,
       data,
+      metadataFile,
       blockSize: metadata.dataBlockSize * SECTOR,
       repair,
       problems,

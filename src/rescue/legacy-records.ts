@@ -46,6 +46,25 @@ export interface ContainerConfig {
   /** The image id, `sha256:<hex>`. */
   image: string;
   driver: string;
+  /** RFC 3339, as Docker wrote it ('' when absent). */
+  created: string;
+}
+
+/** `devicemapper/metadata/deviceset-metadata`. */
+export interface DeviceSetRecord {
+  nextDeviceId: number;
+  baseDeviceUuid: string;
+  baseDeviceFilesystem: string;
+}
+
+export function parseDeviceSet(content: string, file: string): DeviceSetRecord {
+  const json = parseJson(content, file);
+  return {
+    nextDeviceId: natural(json, 'next_device_id', file),
+    baseDeviceUuid: typeof json.BaseDeviceUUID === 'string' ? json.BaseDeviceUUID : '',
+    baseDeviceFilesystem:
+      typeof json.BaseDeviceFilesystem === 'string' ? json.BaseDeviceFilesystem : '',
+  };
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -153,5 +172,6 @@ export function parseContainerConfig(content: string, file: string): ContainerCo
     name: text(json, 'Name', file).replace(/^\//, ''),
     image: parseDigestText(text(json, 'Image', file), `${file}: Image`),
     driver: typeof json.Driver === 'string' ? json.Driver : '',
+    created: typeof json.Created === 'string' ? json.Created : '',
   };
 }

@@ -20,10 +20,12 @@ import { NotDockerRootError } from './errors.js';
 import {
   type ContainerConfig,
   type DeviceRecord,
+  type DeviceSetRecord,
   type LayerRecord,
   type MountRecord,
   parseContainerConfig,
   parseDeviceRecord,
+  parseDeviceSet,
   parseImageDiffIds,
   parseLayerRecord,
   parseRepositories,
@@ -56,6 +58,8 @@ export interface LegacyContainer extends ContainerConfig {
 /** Everything rescue knows of a legacy root. */
 export interface LegacyCatalog {
   paths: LegacyPaths;
+  /** `deviceset-metadata`: the base device's UUID and filesystem (undefined if absent). */
+  deviceSet: DeviceSetRecord | undefined;
   devices: Map<string, DeviceRecord>;
   layers: Map<string, LayerRecord>;
   images: LegacyImage[];
@@ -89,8 +93,11 @@ export async function locateRoot(
 /** Reads the device records, layers, images and containers of the root at `paths`. */
 export async function readCatalog(paths: LegacyPaths): Promise<LegacyCatalog> {
   const layers = await readLayers(paths.imageDir);
+  const setFile = path.join(paths.recordsDir, 'deviceset-metadata');
+  const setText = await readOptional(setFile);
   return {
     paths,
+    deviceSet: setText === undefined ? undefined : parseDeviceSet(setText, setFile),
     devices: await readDevices(paths.recordsDir),
     layers,
     images: await readImages(paths.imageDir),

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { applyLayer } from '../../src/archive/index.js';
 import { thinp } from '../support/cli.js';
-import { requireTool, runToolOk } from '../support/daemon.js';
+import { requireTool, runToolOk, startInProcess } from '../support/daemon.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { APPLETS, busyboxLayers, imageConfigOf } from '../support/image-builder.js';
 import {
@@ -304,6 +304,51 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     );
     assert.equal(await digestOf(meta), before, 'the damaged source was not written');
     await assertNoLeaks(dir);
+  });
+
+  it('imports the root into a thinp root whose images, containers and layers thinp uses', async () => {
+    const target = path.join(dir, 'thinp-root');
+    const r = await rescue(['import', '--root', target, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.deepEqual([...summary.images].sort(), [bbId, xfId].sort());
+    assert.deepEqual(summary.containers, [CONTAINER]);
+    assert.equal(summary.devices[H.rw], CONTAINER);
+    assert.equal(summary.devices[H.init], `${CONTAINER}-init`);
+    const at = (args: string[]) =>
+      thinp(['--root', target, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? '' } });
+    const check = await at(['check']);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const images = await at(['image', 'list', '--json']);
+    assert.equal(images.status, 0, images.stderr);
+    const bb = JSON.parse(images.stdout).find((i: { id: string }) => i.id === bbId);
+    assert.deepEqual([...bb.tags].sort(), ['bb:1', 'bb:latest']);
+    const daemon = await startInProcess(target, ['dm.min_free_space=0%']);
+    try {
+      const mounted = await at(['layer', 'mount', CONTAINER]);
+      assert.equal(mounted.status, 0, mounted.stderr);
+      const rootfs = mounted.stdout.trim();
+      const got = await snapshotTree(rootfs, {
+        mtime: 'seconds',
+        dirMtimes: false,
+        root: false,
+        xattrs: false,
+      });
+      assertSameTree(got, await reference('rw'), 'the imported container layer');
+      assert.equal((await at(['layer', 'unmount', CONTAINER])).status, 0);
+    } finally {
+      await daemon.stop();
+    }
+    assert.equal(
+      await digestOf(path.join(root, 'devicemapper', 'devicemapper', 'metadata')),
+      sourceDigest,
+    );
+    const again = await rescue(['import', '--root', target]);
+    assert.equal(again.status, 1);
+    assert.match(
+      again.stderr,
+      /already holds a thinp root .*; import into a new or empty --root directory/,
+    );
   });
 
   it('names the problem and the fix for bad input', async () => {

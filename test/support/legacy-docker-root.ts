@@ -33,6 +33,8 @@ export interface BuiltDevice {
   mappedBlocks: number;
   /** Blocks shared with the origin. */
   sharedBlocks: number;
+  /** The filesystem's UUID (blkid). */
+  uuid: string;
 }
 
 /** Makes ROOT/devicemapper with the pool of `devices` (origins first). */
@@ -53,6 +55,8 @@ export async function writeLegacyPool(
     for (const [i, d] of devices.entries()) {
       const image = path.join(work, `device-${i}.img`);
       await makeFs(d, image, work);
+      const blkid = await requireTool('blkid', 'util-linux');
+      const uuid = (await runToolOk(blkid, ['-s', 'UUID', '-o', 'value', image])).trim();
       const origin = d.origin === undefined ? undefined : maps.get(d.origin);
       const img = await open(image, 'r');
       const map: number[] = [];
@@ -85,7 +89,7 @@ export async function writeLegacyPool(
       maps.set(d.hash, map);
       const deviceId = i + 1;
       const mapped = map.filter((b) => b >= 0).length;
-      built.set(d.hash, { deviceId, mappedBlocks: mapped, sharedBlocks: shared });
+      built.set(d.hash, { deviceId, mappedBlocks: mapped, sharedBlocks: shared, uuid });
       xml.push(deviceXml(deviceId, map));
     }
   } finally {
@@ -220,7 +224,7 @@ export async function writeDeviceRecords(
     path.join(dir, 'deviceset-metadata'),
     JSON.stringify({
       next_device_id: devices.length + 1,
-      BaseDeviceUUID: '00000000-0000-4000-8000-000000000000',
+      BaseDeviceUUID: built.get('')?.uuid ?? '',
       BaseDeviceFilesystem: baseFs,
     }),
   );

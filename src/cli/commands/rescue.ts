@@ -1,25 +1,26 @@
 /**
- * `thinp rescue docker list|export|save`: the images and containers of a legacy Docker
+ * `thinp rescue docker list|export|save|import`: the images and containers of a legacy Docker
  * devicemapper root, read-only (rescue/). Each command opens the root, does its one thing
  * and closes it (unmounting whatever it mounted), also when it fails; a damaged root is
  * read through a repaired copy of its metadata, and what was lost goes to stderr.
  */
 
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import {
   describeLoss,
   exportFilesystem,
+  importRoot,
   listRoot,
   locateRoot,
   type RescueListing,
   RescueSession,
   saveImage,
 } from '../../rescue/index.js';
-import { type Bytes, formatHumanSize } from '../../util/index.js';
+import { type Bytes, formatHumanSize, UsageError } from '../../util/index.js';
 import { formatTable, writeJson } from '../context.js';
 import type { CliIo } from '../io.js';
 
@@ -77,6 +78,41 @@ export function addRescueCommands(program: Command, io: CliIo): void {
         withSession(self, io, (s) => saveImage(s, ref, out)),
       );
       io.stdout.write(`Saved: ${ref} as ${saved.config.digest} to ${o.output}\n`);
+    });
+  addImport(docker, io);
+}
+
+function addImport(docker: Command, io: CliIo): void {
+  docker
+    .command('import')
+    .description(
+      'the whole root into a new thinp root (--root): images, containers and devices, data copied',
+    )
+    .option(
+      '--share',
+      "hard-link the data file instead of copying it (stop Docker's use of it first)",
+    )
+    .option('--json', 'machine-readable summary')
+    .action(async (o: { share?: boolean; json?: boolean }, self: Command) => {
+      const given = self.optsWithGlobals<{ root?: string }>().root;
+      if (given === undefined) {
+        throw new UsageError("'thinp rescue docker import' needs --root THINP_ROOT", {
+          hint: 'give a new or empty directory for the thinp root',
+        });
+      }
+      const target = path.resolve(io.cwd, given);
+      await mkdir(target, { recursive: true, mode: 0o700 });
+      const summary = await withSession(self, io, (s) =>
+        importRoot(s, target, { share: o.share === true }),
+      );
+      if (o.json === true) writeJson(io, summary);
+      else {
+        io.stdout.write(
+          `Imported ${summary.images.length} images, ${summary.containers.length} containers ` +
+            `and ${Object.keys(summary.devices).length} devices into ${target}` +
+            `${summary.dataShared ? ' (data file shared)' : ''}\n`,
+        );
+      }
     });
 }
 

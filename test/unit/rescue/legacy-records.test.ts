@@ -101,7 +101,7 @@ describe('legacy Docker records', () => {
       JSON.stringify({ ID: 'c1', Name: '/web', Image: A, Driver: 'devicemapper', Config: {} }),
       'config.v2.json',
     );
-    assert.deepEqual(ctr, { id: 'c1', name: 'web', image: A, driver: 'devicemapper' });
+    assert.deepEqual(ctr, { id: 'c1', name: 'web', image: A, driver: 'devicemapper', created: '' });
     assert.throws(
       () => parseContainerConfig('{"ID":"c1","Name":"/x"}', 'config.v2.json'),
       /config.v2.json has no "Image"/,
