@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { NotFoundError } from '../util/index.js';
 import { NotDockerRootError } from './errors.js';
 import {
   type ContainerConfig,
@@ -81,11 +82,15 @@ export async function locateRoot(
     containersDir: path.join(root, 'containers'),
   };
   if (!(await isDir(paths.recordsDir))) throw new NotDockerRootError(root, 'devicemapper/metadata');
-  for (const [file, name] of [
-    [paths.dataFile, 'devicemapper/devicemapper/data'],
-    [paths.metadataFile, 'devicemapper/devicemapper/metadata'],
+  for (const [file, given, name] of [
+    [paths.dataFile, devices.data, 'devicemapper/devicemapper/data'],
+    [paths.metadataFile, devices.metadata, 'devicemapper/devicemapper/metadata'],
   ] as const) {
-    if (!(await exists(file))) throw new NotDockerRootError(root, name);
+    if (await exists(file)) continue;
+    if (given === undefined) throw new NotDockerRootError(root, name);
+    throw new NotFoundError(`${given} does not exist`, {
+      hint: 'give the pool data device with --data and its metadata device with --metadata',
+    });
   }
   return paths;
 }

@@ -306,6 +306,46 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     await assertNoLeaks(dir);
   });
 
+  it('reads a direct-lvm root from its data and metadata devices, given by path', async () => {
+    const losetup = await requireTool('losetup', 'mount');
+    const lvm = path.join(dir, 'lvm');
+    await mkdir(path.join(lvm, 'devicemapper'), { recursive: true });
+    await cp(
+      path.join(root, 'devicemapper', 'metadata'),
+      path.join(lvm, 'devicemapper', 'metadata'),
+      {
+        recursive: true,
+      },
+    );
+    await cp(path.join(root, 'image'), path.join(lvm, 'image'), { recursive: true });
+    await cp(path.join(root, 'containers'), path.join(lvm, 'containers'), { recursive: true });
+    const loops: string[] = [];
+    try {
+      for (const f of ['data', 'metadata']) {
+        const file = path.join(root, 'devicemapper', 'devicemapper', f);
+        loops.push((await runToolOk(losetup, ['-r', '-f', '--show', file])).trim());
+      }
+      const [data, metadata] = loops as [string, string];
+      const devices = ['--data', data, '--metadata', metadata];
+      const listed = await rescue(['list', '--json', ...devices], lvm);
+      assert.equal(listed.status, 0, listed.stderr);
+      const web = JSON.parse(listed.stdout).containers[0];
+      assert.equal(web.size, (built.get(H.rw) as BuiltDevice).mappedBlocks * BLOCK);
+      const tarFile = path.join(dir, 'web-lvm.tar');
+      const e = await rescue(['export', 'web', '-o', tarFile, ...devices], lvm);
+      assert.equal(e.status, 0, e.stderr);
+      assertSameTree(await unpacked(tarFile, 'web-lvm'), await reference('rw'), 'web from devices');
+      const missing = await rescue(
+        ['list', '--data', path.join(dir, 'nodev'), '--metadata', metadata],
+        lvm,
+      );
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /nodev does not exist; give the pool data device with --data/);
+    } finally {
+      for (const loop of loops) await runToolOk(losetup, ['-d', loop]);
+    }
+  });
+
   it('imports the root into a thinp root whose images, containers and layers thinp uses', async () => {
     const target = path.join(dir, 'thinp-root');
     const r = await rescue(['import', '--root', target, '--json']);
@@ -343,6 +383,16 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
       await digestOf(path.join(root, 'devicemapper', 'devicemapper', 'metadata')),
       sourceDigest,
     );
+    const sharing = path.join(dir, 'thinp-shared');
+    const shared = await rescue(['import', '--root', sharing, '--share']);
+    assert.equal(shared.status, 0, shared.stderr);
+    assert.match(
+      shared.stdout,
+      /Imported 2 images, 1 containers and 7 devices .*\(data file shared\)/,
+    );
+    const source = await stat(path.join(root, 'devicemapper', 'devicemapper', 'data'));
+    assert.equal((await stat(path.join(sharing, 'devicemapper', 'data'))).ino, source.ino);
+    await rm(sharing, { recursive: true });
     const again = await rescue(['import', '--root', target]);
     assert.equal(again.status, 1);
     assert.match(
