@@ -4,18 +4,30 @@
  *
  * Sizes are the bytes the thin device maps: for a container its read-write device, for an
  * image its top layer's device; blocks shared with the parent are counted (a total, not an
- * exclusive size). Layer diffs for `save` are Docker's naive diff between the mounted
- * trees of each layer and its parent, so the saved image gets new diffIDs and a new id
- * unless every layer comes out byte for byte as Docker stored it.
+ * exclusive size). `save` writes each layer as Docker stored it, replaying its tar-split
+ * record over its mounted tree, so the image keeps its id; where a record is missing or
+ * does not give the layer's diffID, it writes Docker's naive diff between the layer's tree
+ * and its parent's instead, and the image gets new diffIDs and a new id.
  */
 
+import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { exportDiff } from '../archive/index.js';
-import { parseImageConfig, type SavedImage, writeDockerSave } from '../graph/index.js';
+import {
+  type Digest,
+  parseImageConfig,
+  replayTar,
+  type SavedImage,
+  type SaveLayer,
+  writeDockerSave,
+} from '../graph/index.js';
 import { BadInputError } from '../util/index.js';
+import { convertTarSplit } from './docker-tar-split.js';
 import { deviceOf, layersOf, type Resolved, resolveRef } from './refs.js';
 import type { RescueSession } from './session.js';
+
+const TAR_SPLIT = 'tar-split.json.gz';
 
 export interface RescueListing {
   images: Array<{ id: string; tags: string[]; layers: string[]; size: number }>;
@@ -76,16 +88,34 @@ export async function saveImage(
   const roots: string[] = [];
   for (const layer of layers) roots.push((await session.mount(layer.cacheId)).rootfs);
   const config = parseImageConfig(r.image.config, r.image.id);
+  const saveLayers = layers.map((layer, i): SaveLayer => {
+    const diff = async () => exportDiff(roots[i] as string, roots[i - 1]);
+    return {
+      open: () => replayLayer(session, layer.chainId, roots[i] as string),
+      diffId: layer.diffId as Digest,
+      fallback: diff,
+    };
+  });
   const saved = await writeDockerSave(
     out,
-    [
-      {
-        config,
-        tags: r.image.tags,
-        layers: roots.map((root, i) => async () => exportDiff(root, roots[i - 1])),
-      },
-    ],
+    [{ config, tags: r.image.tags, layers: saveLayers }],
     session.workDir,
   );
   return saved[0] as SavedImage;
+}
+
+/**
+ * The layer's tar as Docker stored it, from its tar-split record and its mounted tree; it
+ * fails (and the diff is written instead) when there is no record or it does not replay.
+ */
+async function replayLayer(
+  session: RescueSession,
+  chainId: string,
+  rootfs: string,
+): Promise<NodeJS.ReadableStream> {
+  const hex = chainId.replace(/^sha256:/, '');
+  const from = path.join(session.catalog.paths.imageDir, 'layerdb', 'sha256', hex, TAR_SPLIT);
+  const to = path.join(session.workDir, `${hex}.split.gz`);
+  await convertTarSplit(from, to);
+  return replayTar(to, rootfs);
 }

@@ -133,6 +133,7 @@ async function buildRoot(): Promise<void> {
         diffId: diffIds[i] as string,
         cacheId: H[name],
         size: 1000,
+        tar: layers[i],
       })),
     },
     {
@@ -234,13 +235,23 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     await assertNoLeaks(dir);
   });
 
-  it('saves an image that a current Docker loads and runs', async () => {
+  it('saves images that a current Docker loads and runs, keeping the id where tar-split allows', async () => {
     const saved = path.join(dir, 'bb-saved.tar');
     const r = await rescue(['save', 'bb:1', '-o', saved]);
     assert.equal(r.status, 0, r.stderr);
+    // Every layer replayed from its tar-split record: the same diffIDs, the same image id.
+    assert.match(r.stdout, new RegExp(`as ${bbId} `));
+    // No tar-split record: the layer is the diff of its tree, so the id is a new one.
+    const xfSaved = path.join(dir, 'xf-saved.tar');
+    const x = await rescue(['save', 'xf:1', '-o', xfSaved]);
+    assert.equal(x.status, 0, x.stderr);
+    assert.doesNotMatch(x.stdout, new RegExp(xfId));
     const dockerd = await PrivateDockerd.start(path.join(dir, 'dockerd'));
     try {
       assert.match(await dockerd.run('load', '-i', saved), /Loaded image: bb:1/);
+      assert.equal((await dockerd.run('image', 'inspect', '-f', '{{.Id}}', 'bb:1')).trim(), bbId);
+      assert.match(await dockerd.run('load', '-i', xfSaved), /Loaded image: xf:1/);
+      assert.equal(await dockerd.run('run', '--rm', '--network', 'none', 'xf:1'), 'on xfs\n');
       const out = await dockerd.run(
         'run',
         '--rm',

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { requireTool, runToolOk } from './daemon.js';
 
 export const BLOCK = 64 * 1024;
@@ -236,8 +237,11 @@ export async function writeDeviceRecords(
 
 export interface ImageSpec {
   config: Buffer;
-  /** Per layer, bottom first: its diffID and the device (cache-id) holding it. */
-  layers: Array<{ diffId: string; cacheId: string; size: number }>;
+  /**
+   * Per layer, bottom first: its diffID, the device (cache-id) holding it, and the tar it
+   * was applied from, when Docker's tar-split record of it is to be written.
+   */
+  layers: Array<{ diffId: string; cacheId: string; size: number; tar?: Buffer }>;
   tags: string[];
 }
 
@@ -260,6 +264,8 @@ export async function writeImageStore(
       await put(path.join(ldir, 'cache-id'), layer.cacheId);
       await put(path.join(ldir, 'size'), String(layer.size));
       if (i > 0) await put(path.join(ldir, 'parent'), chain[i - 1] as string);
+      if (layer.tar !== undefined)
+        await put(path.join(ldir, 'tar-split.json.gz'), dockerTarSplit(layer.tar));
     }
     for (const tag of image.tags) {
       const repo = tag.slice(0, tag.lastIndexOf(':'));
@@ -308,4 +314,48 @@ export async function writeContainers(
     await put(path.join(m, 'init-id'), `${c.mountId}-init`);
     await put(path.join(m, 'parent'), c.parent);
   }
+}
+
+/**
+ * Docker's tar-split record of a ustar `tar` (as tar-stream writes short names): a segment
+ * entry (type 2) of the bytes kept as they are, then a file entry (type 1) per tar entry with
+ * its name and the size of its contents (0 but for regular files); the crc64 payload of file
+ * entries is left out, as thinp does not read it.
+ */
+export function dockerTarSplit(tar: Buffer): Buffer {
+  const lines: string[] = [];
+  let pending: Buffer[] = [];
+  let position = 0;
+  const segment = () => {
+    const bytes = Buffer.concat(pending);
+    pending = [];
+    if (bytes.length > 0) {
+      lines.push(
+        JSON.stringify({ type: 2, payload: bytes.toString('base64'), position: position++ }),
+      );
+    }
+  };
+  let off = 0;
+  while (off + 512 <= tar.length) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const field = (at: number, len: number) =>
+      h.toString('latin1', at, at + len).replace(/\0.*$/s, '');
+    const size = Number.parseInt(field(124, 12).trim() || '0', 8);
+    const type = String.fromCharCode(h[156] as number);
+    const prefix = field(345, 155);
+    const name = prefix === '' ? field(0, 100) : `${prefix}/${field(0, 100)}`;
+    pending.push(h);
+    off += 512;
+    segment();
+    const regular = type === '0' || type === '\0' || type === '7';
+    lines.push(JSON.stringify({ type: 1, name, size: regular ? size : 0, position: position++ }));
+    const padded = Math.ceil(size / 512) * 512;
+    if (regular) pending.push(tar.subarray(off + size, off + padded));
+    else pending.push(tar.subarray(off, off + padded));
+    off += padded;
+  }
+  pending.push(tar.subarray(off));
+  segment();
+  return gzipSync(`${lines.join('\n')}\n`);
 }
