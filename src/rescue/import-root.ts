@@ -12,16 +12,18 @@
  *   `<mount-id>` devices become the layers `<container id>-init` and `<container id>`;
  *   `base` stays `base`; any other device keeps its legacy name as a plain thin device;
  * - image and container records are written under ROOT/graph (images with their tags and
- *   exact config bytes, so their ids stay; containers with their names).
+ *   exact config bytes, so their ids stay; containers with their names), and Docker's
+ *   tar-split records as thinp's, so that `thinp image save` keeps the ids too.
  *
  * The target must hold no pool and no records. The source is only read (with `share`, its
  * data file gets a second name and is written by thinp from then on).
  */
 
-import { link, mkdir, open, stat } from 'node:fs/promises';
+import { link, mkdir, open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeStateFile } from '../driver/index.js';
 import { BadInputError, ExistsError } from '../util/index.js';
+import { convertTarSplit } from './docker-tar-split.js';
 import { layersOf } from './refs.js';
 import type { RescueSession } from './session.js';
 
@@ -38,6 +40,8 @@ export interface ImportSummary {
   root: string;
   images: string[];
   containers: string[];
+  /** Layers (chain ids) whose tar-split record was carried over; the others save as diffs. */
+  tarSplits: string[];
   /** Legacy device hash → thinp device name. */
   devices: Record<string, string>;
   dataShared: boolean;
@@ -60,11 +64,13 @@ export async function importRoot(
   await copySparse(session.pool.metadataFile, path.join(dm, 'metadata'), metadata.size);
   await writeDeviceRecords(session, target, names);
   const images = await writeImages(session, target);
+  const splits = await writeTarSplits(session, target);
   const containers = await writeContainers(session, target);
   return {
     root: target,
     images,
     containers,
+    tarSplits: splits,
     devices: Object.fromEntries([...names].map(([h, n]) => [h === '' ? 'base' : h, n.name])),
     dataShared: shared,
   };
@@ -162,6 +168,24 @@ async function writeImages(session: RescueSession, target: string): Promise<stri
       loaded,
     });
     out.push(image.id);
+  }
+  return out;
+}
+
+/** Docker's tar-split records as thinp's (ROOT/graph/tar-split/<layer>.split.gz). */
+async function writeTarSplits(session: RescueSession, target: string): Promise<string[]> {
+  const dir = path.join(target, 'graph', 'tar-split');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const layerdb = path.join(session.catalog.paths.imageDir, 'layerdb', 'sha256');
+  const out: string[] = [];
+  for (const layer of session.catalog.layers.values()) {
+    const from = path.join(layerdb, hex(layer.chainId), 'tar-split.json.gz');
+    const to = path.join(dir, `${hex(layer.chainId)}.split.gz`);
+    const ok = await convertTarSplit(from, to).then(
+      () => true,
+      () => rm(to, { force: true }).then(() => false),
+    );
+    if (ok) out.push(layer.chainId);
   }
   return out;
 }

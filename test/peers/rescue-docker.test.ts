@@ -365,6 +365,10 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     assert.deepEqual([...summary.images].sort(), [bbId, xfId].sort());
     assert.deepEqual(summary.containers, [CONTAINER]);
     assert.equal(summary.devices[H.rw], CONTAINER);
+    assert.equal(summary.tarSplits.length, 3);
+    for (const chain of summary.tarSplits) {
+      await stat(path.join(target, 'graph', 'tar-split', `${chain.slice(7)}.split.gz`));
+    }
     assert.equal(summary.devices[H.init], `${CONTAINER}-init`);
     const at = (args: string[]) =>
       thinp(['--root', target, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? '' } });
@@ -388,6 +392,8 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
       assertSameTree(got, await reference('rw'), 'the imported container layer');
       assert.equal((await at(['layer', 'unmount', CONTAINER])).status, 0);
     } finally {
+      // Layers stay mounted across a stop of the daemon (as Docker's do): unmount them first.
+      await daemon.handle.layers.cleanup();
       await daemon.stop();
     }
     assert.equal(
