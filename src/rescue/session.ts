@@ -16,6 +16,7 @@ import { chooseAttacher, type FsType, type MountedFs, mountDevice } from '../mou
 import { type ExportRegistry, NbdServer } from '../nbd/index.js';
 import { BadInputError, NotFoundError } from '../util/index.js';
 import { LegacyDeviceExport } from './device-export.js';
+import { claimWorkDir, cleanLeftovers, WORK_PREFIX } from './leftovers.js';
 import { type LegacyPool, openLegacyPool } from './legacy-pool.js';
 import { type LegacyCatalog, type LegacyPaths, readCatalog } from './legacy-root.js';
 
@@ -33,20 +34,28 @@ export interface MountedLegacy {
 export class RescueSession {
   private server: NbdServer | undefined;
   private readonly mounts: MountedFs[] = [];
+  private readonly exported = new Map<string, LegacyDeviceExport>();
 
   private constructor(
     readonly catalog: LegacyCatalog,
     readonly pool: LegacyPool,
     readonly workDir: string,
+    /** Work directories of earlier rescues that did not close, cleaned at open. */
+    readonly cleaned: string[],
   ) {}
 
-  /** Opens the root at `paths`; the work directory goes under `workParent` (default: tmp). */
+  /**
+   * Opens the root at `paths`; the work directory goes under `workParent` (default: tmp),
+   * where the work directories of rescues that did not close are cleaned first.
+   */
   static async open(paths: LegacyPaths, workParent = tmpdir()): Promise<RescueSession> {
     const catalog = await readCatalog(paths);
-    const workDir = await mkdtemp(path.join(workParent, 'thinp-rescue-'));
+    const cleaned = await cleanLeftovers(workParent);
+    const workDir = await mkdtemp(path.join(workParent, WORK_PREFIX));
     try {
+      await claimWorkDir(workDir);
       const pool = await openLegacyPool(paths, workDir);
-      return new RescueSession(catalog, pool, workDir);
+      return new RescueSession(catalog, pool, workDir, cleaned);
     } catch (err) {
       await rm(workDir, { recursive: true, force: true });
       throw err;
@@ -99,8 +108,18 @@ export class RescueSession {
     return { hash, rootfs: path.join(target, 'rootfs'), type };
   }
 
-  /** Unmounts everything, stops serving, closes the pool and removes the work directory. */
-  async close(): Promise<void> {
+  private closing: Promise<void> | undefined;
+
+  /**
+   * Unmounts everything, stops serving, closes the pool and removes the work directory;
+   * once (later calls wait for the first). What fails is thrown and the work directory kept.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     const errors: unknown[] = [];
     for (const m of this.mounts.splice(0).reverse()) {
       await m.unmount().catch((e: unknown) => errors.push(e));
@@ -111,8 +130,6 @@ export class RescueSession {
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) throw new AggregateError(errors, 'closing the rescue session failed');
   }
-
-  private readonly exported = new Map<string, LegacyDeviceExport>();
 
   private get socket(): string {
     return path.join(this.workDir, 'nbd.sock');

@@ -9,7 +9,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { cp, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -31,7 +33,7 @@ import {
   writeLegacyPool,
 } from '../support/legacy-docker-root.js';
 import { pathedDevices } from '../support/metadata-paths.js';
-import { assertNoLeaks } from '../support/mount-leaks.js';
+import { assertNoLeaks, findLeaks } from '../support/mount-leaks.js';
 import { tempDir } from '../support/temp.js';
 import { assertSameTree, snapshotTree } from '../support/tree-snapshot.js';
 
@@ -416,6 +418,38 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
       again.stderr,
       /already holds a thinp root .*; import into a new or empty --root directory/,
     );
+  });
+
+  it('cleans what a killed rescue left mounted at the next rescue', async () => {
+    const script = path.join(dir, 'killed-rescue.mts');
+    const src = path.resolve('src/rescue/index.ts');
+    await writeFile(
+      script,
+      `import { locateRoot, RescueSession } from ${JSON.stringify(src)};
+const session = await RescueSession.open(await locateRoot(${JSON.stringify(root)}), ${JSON.stringify(work)});
+await session.mount(${JSON.stringify(H.rw)});
+process.stdout.write('mounted\\n');
+setInterval(() => {}, 1000);
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const [first] = (await once(child.stdout, 'data')) as [Buffer];
+      assert.equal(first.toString(), 'mounted\n');
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'close').catch(() => undefined);
+    }
+    assert.ok((await findLeaks(dir)).mounts.length > 0, 'the killed rescue left its mount');
+    const r = await rescue(['list']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /removed the mounts and work directory .* of a rescue that was cut short/,
+    );
+    await assertNoLeaks(dir);
   });
 
   it('names the problem and the fix for bad input', async () => {

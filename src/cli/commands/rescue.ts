@@ -129,10 +129,24 @@ async function withSession<T>(
     metadata: at(o.metadata),
   });
   const session = await RescueSession.open(paths, at(o.workDir));
+  for (const dir of session.cleaned) {
+    io.stderr.write(
+      `thinp: removed the mounts and work directory ${dir} of a rescue that was cut short\n`,
+    );
+  }
   for (const line of describeLoss(session)) io.stderr.write(`thinp: ${line}\n`);
+  // Interrupted: unmount what this rescue mounted before exiting (a rescue killed outright
+  // leaves its work directory, which the next one cleans).
+  const interrupted = (signal: NodeJS.Signals) => {
+    void session.close().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     return await fn(session);
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await session.close();
   }
 }
