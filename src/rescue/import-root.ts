@@ -15,6 +15,9 @@
  *   exact config bytes, so their ids stay; containers with their names), and Docker's
  *   tar-split records as thinp's, so that `thinp image save` keeps the ids too.
  *
+ * An image whose layers or devices are missing (or lost to damage) is left out, and so is a
+ * container whose devices are, or whose image is; the summary says which and why.
+ *
  * The target must hold no pool and no records. The source is only read (with `share`, its
  * data file gets a second name and is written by thinp from then on).
  */
@@ -24,6 +27,7 @@ import path from 'node:path';
 import { writeStateFile } from '../driver/index.js';
 import { BadInputError, ExistsError } from '../util/index.js';
 import { convertTarSplit } from './docker-tar-split.js';
+import type { LegacyContainer, LegacyImage } from './legacy-root.js';
 import { layersOf } from './refs.js';
 import type { RescueSession } from './session.js';
 
@@ -40,6 +44,8 @@ export interface ImportSummary {
   root: string;
   images: string[];
   containers: string[];
+  /** Images and containers left out, each with why (a layer or device missing or lost). */
+  skipped: string[];
   /** Layers (chain ids) whose tar-split record was carried over; the others save as diffs. */
   tarSplits: string[];
   /** Legacy device hash → thinp device name. */
@@ -63,14 +69,16 @@ export async function importRoot(
   const metadata = session.pool.metadata.device;
   await copySparse(session.pool.metadataFile, path.join(dm, 'metadata'), metadata.size);
   await writeDeviceRecords(session, target, names);
-  const images = await writeImages(session, target);
+  const skipped: string[] = [];
+  const images = await writeImages(session, target, skipped);
   const splits = await writeTarSplits(session, target);
-  const containers = await writeContainers(session, target);
+  const containers = await writeContainers(session, target, images, skipped);
   return {
     root: target,
     images,
     containers,
     tarSplits: splits,
+    skipped,
     devices: Object.fromEntries([...names].map(([h, n]) => [h === '' ? 'base' : h, n.name])),
     dataShared: shared,
   };
@@ -148,12 +156,21 @@ async function writeDeviceRecords(
   });
 }
 
-async function writeImages(session: RescueSession, target: string): Promise<string[]> {
+async function writeImages(
+  session: RescueSession,
+  target: string,
+  skipped: string[],
+): Promise<string[]> {
   const dir = path.join(target, 'graph', 'images');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const loaded = new Date().toISOString();
   const out: string[] = [];
   for (const image of session.catalog.images) {
+    const problem = await imageProblem(session, image);
+    if (problem !== undefined) {
+      skipped.push(`image ${image.id}: ${problem}`);
+      continue;
+    }
     const layers = layersOf(session.catalog, image).map((l) => ({
       chainId: l.chainId,
       diffId: l.diffId,
@@ -170,6 +187,31 @@ async function writeImages(session: RescueSession, target: string): Promise<stri
     out.push(image.id);
   }
   return out;
+}
+
+/** Why `image` cannot become a thinp image (a layer or its device is missing), if it cannot. */
+async function imageProblem(
+  session: RescueSession,
+  image: LegacyImage,
+): Promise<string | undefined> {
+  for (const chainId of image.chain) {
+    const layer = session.catalog.layers.get(chainId);
+    if (layer === undefined) return `layer ${chainId} is not in the layerdb`;
+    const problem = await deviceProblem(session, layer.cacheId);
+    if (problem !== undefined) return `layer ${chainId}: ${problem}`;
+  }
+  return undefined;
+}
+
+/** Why the driver's device `hash` is unusable (no record, deleted, not in the pool), if it is. */
+async function deviceProblem(session: RescueSession, hash: string): Promise<string | undefined> {
+  const record = session.catalog.devices.get(hash);
+  if (record === undefined) return `device ${hash} has no record`;
+  if (record.deleted) return `device ${hash} is marked deleted`;
+  if (!(await session.pool.metadata.exists(record.deviceId))) {
+    return `thin device ${record.deviceId} (${hash}) is not in the pool`;
+  }
+  return undefined;
 }
 
 /** Docker's tar-split records as thinp's (ROOT/graph/tar-split/<layer>.split.gz). */
@@ -190,12 +232,21 @@ async function writeTarSplits(session: RescueSession, target: string): Promise<s
   return out;
 }
 
-async function writeContainers(session: RescueSession, target: string): Promise<string[]> {
+async function writeContainers(
+  session: RescueSession,
+  target: string,
+  images: readonly string[],
+  skipped: string[],
+): Promise<string[]> {
   const dir = path.join(target, 'graph', 'containers');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const out: string[] = [];
   for (const c of session.catalog.containers) {
-    if (c.mount === undefined) continue;
+    const problem = await containerProblem(session, c, images);
+    if (problem !== undefined) {
+      skipped.push(`container ${c.name}: ${problem}`);
+      continue;
+    }
     await writeStateFile(path.join(dir, `${c.id}.json`), {
       id: c.id,
       name: c.name,
@@ -207,6 +258,20 @@ async function writeContainers(session: RescueSession, target: string): Promise<
     out.push(c.id);
   }
   return out;
+}
+
+async function containerProblem(
+  session: RescueSession,
+  c: LegacyContainer,
+  images: readonly string[],
+): Promise<string | undefined> {
+  if (c.mount === undefined) return 'no layerdb/mounts record';
+  if (!images.includes(c.image)) return `its image ${c.image} is not imported`;
+  for (const hash of [c.mount.initId ?? `${c.mount.mountId}-init`, c.mount.mountId]) {
+    const problem = await deviceProblem(session, hash);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
 }
 
 async function refuseOccupied(target: string): Promise<void> {

@@ -316,6 +316,25 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
       'web from the repaired root',
     );
     assert.equal(await digestOf(meta), before, 'the damaged source was not written');
+    // Import takes the repaired metadata, and leaves out an image whose device has no record.
+    await rm(path.join(damaged, 'devicemapper', 'metadata', H.xf));
+    const target = path.join(dir, 'thinp-from-damaged');
+    const imp = await rescue(['import', '--root', target, '--json'], damaged);
+    assert.equal(imp.status, 0, imp.stderr);
+    const summary = JSON.parse(imp.stdout);
+    assert.deepEqual(summary.images, [bbId]);
+    assert.deepEqual(summary.containers, [CONTAINER]);
+    assert.equal(summary.skipped.length, 1);
+    assert.match(
+      summary.skipped[0],
+      new RegExp(`^image ${xfId}: layer .*: device ${H.xf} has no record$`),
+    );
+    const check = await thinp(['--root', target, 'check'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    await rm(target, { recursive: true });
     await assertNoLeaks(dir);
   });
 
@@ -365,6 +384,7 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     assert.equal(r.status, 0, r.stderr);
     const summary = JSON.parse(r.stdout);
     assert.deepEqual([...summary.images].sort(), [bbId, xfId].sort());
+    assert.deepEqual(summary.skipped, []);
     assert.deepEqual(summary.containers, [CONTAINER]);
     assert.equal(summary.devices[H.rw], CONTAINER);
     assert.equal(summary.tarSplits.length, 3);

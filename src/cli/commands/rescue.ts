@@ -107,6 +107,7 @@ function addImport(docker: Command, io: CliIo): void {
       );
       if (o.json === true) writeJson(io, summary);
       else {
+        for (const why of summary.skipped) io.stderr.write(`thinp: left out ${why}\n`);
         io.stdout.write(
           `Imported ${summary.images.length} images, ${summary.containers.length} containers ` +
             `and ${Object.keys(summary.devices).length} devices into ${target}` +
