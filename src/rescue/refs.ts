@@ -19,7 +19,9 @@ const short = (id: string) => id.replace(/^sha256:/, '');
 export function resolveRef(catalog: LegacyCatalog, ref: string): Resolved {
   const byName = catalog.containers.find((c) => c.name === ref.replace(/^\//, ''));
   if (byName !== undefined) return { kind: 'container', container: byName };
-  const tag = ref.includes(':') && !ref.startsWith('sha256:') ? ref : `${ref}:latest`;
+  // A tag follows the last ':' after the last '/' (a registry's port comes before it).
+  const hasTag = ref.slice(ref.lastIndexOf('/') + 1).includes(':');
+  const tag = hasTag || ref.startsWith('sha256:') ? ref : `${ref}:latest`;
   const tagged = catalog.images.find((i) => i.tags.includes(tag) || i.tags.includes(ref));
   if (tagged !== undefined) return { kind: 'image', image: tagged };
   const hex = short(ref).toLowerCase();

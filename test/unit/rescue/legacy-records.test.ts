@@ -120,7 +120,7 @@ describe('references into a legacy root', () => {
         config: Buffer.from(''),
         diffIds: [],
         chain: [],
-        tags: ['app:latest', 'app:1'],
+        tags: ['app:latest', 'app:1', 'reg.example:5000/app:latest'],
       },
       {
         id: `sha256:ab${'2'.repeat(62)}`,
@@ -148,6 +148,8 @@ describe('references into a legacy root', () => {
     assert.ok(tagged.kind === 'image' && tagged.image.tags.includes('app:1'));
     const latest = resolveRef(catalog, 'app');
     assert.ok(latest.kind === 'image' && latest.image.tags.includes('app:latest'));
+    const registry = resolveRef(catalog, 'reg.example:5000/app');
+    assert.ok(registry.kind === 'image' && registry.image.tags.includes('app:1'));
     const byPrefix = resolveRef(catalog, 'ab2');
     assert.ok(byPrefix.kind === 'image' && byPrefix.image.id.startsWith('sha256:ab2'));
     const ctr = resolveRef(catalog, 'cd3');
