@@ -45,7 +45,21 @@ export function addRescueCommands(program: Command, io: CliIo): void {
     .option('--docker-root <dir>', `the Docker root (default ${DEFAULT_DOCKER_ROOT})`)
     .option('--data <dev>', 'the pool data device of a direct-lvm root (opened read-only)')
     .option('--metadata <dev>', 'the pool metadata device of a direct-lvm root (read-only)')
-    .option('--work-dir <dir>', 'where mounts and repaired metadata go (default: the temp dir)');
+    .option('--work-dir <dir>', 'where mounts and repaired metadata go (default: the temp dir)')
+    .addHelpText(
+      'after',
+      `
+Nothing of the root is written: the pool is opened read-only, damaged metadata is repaired
+into a temporary copy (what was lost goes to stderr), and filesystems are mounted read-only
+through thinp's NBD mount path (ext4 with noload, xfs with norecovery).
+
+Examples:
+  thinp rescue docker list --json
+  thinp rescue docker export web -o web.tar
+  thinp rescue docker save alpine:3.12 -o alpine.tar && docker load -i alpine.tar
+  thinp rescue docker --data /dev/vg/thinpool_tdata --metadata /dev/vg/thinpool_tmeta list
+  thinp --root /var/lib/thinp rescue docker import`,
+    );
   docker
     .command('list')
     .description(
@@ -94,11 +108,14 @@ function addImport(docker: Command, io: CliIo): void {
     )
     .option('--json', 'machine-readable summary')
     .action(async (o: { share?: boolean; json?: boolean }, self: Command) => {
-      const given = self.optsWithGlobals<{ root?: string }>().root;
-      if (given === undefined) {
-        throw new UsageError("'thinp rescue docker import' needs --root THINP_ROOT", {
-          hint: 'give a new or empty directory for the thinp root',
-        });
+      const given = self.optsWithGlobals<{ root?: string }>().root ?? io.env.THINP_ROOT;
+      if (given === undefined || given === '') {
+        throw new UsageError(
+          "'thinp rescue docker import' needs --root THINP_ROOT (or $THINP_ROOT)",
+          {
+            hint: 'give a new or empty directory for the thinp root',
+          },
+        );
       }
       const target = path.resolve(io.cwd, given);
       await mkdir(target, { recursive: true, mode: 0o700 });
