@@ -30,6 +30,8 @@ export {
   parseImageDiffIds,
   parseLayerRecord,
   parseRepositories,
+  parseTransaction,
+  type TransactionRecord,
 } from './legacy-records.js';
 export {
   type LegacyCatalog,

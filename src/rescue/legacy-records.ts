@@ -175,3 +175,19 @@ export function parseContainerConfig(content: string, file: string): ContainerCo
     created: typeof json.Created === 'string' ? json.Created : '',
   };
 }
+
+/** `devicemapper/metadata/transaction-metadata`: the driver's last opened transaction. */
+export interface TransactionRecord {
+  openTransactionId: number;
+  deviceHash: string;
+  deviceId: number;
+}
+
+export function parseTransaction(content: string, file: string): TransactionRecord {
+  const json = parseJson(content, file);
+  return {
+    openTransactionId: natural(json, 'open_transaction_id', file),
+    deviceHash: typeof json.device_hash === 'string' ? json.device_hash : '',
+    deviceId: natural(json, 'device_id', file),
+  };
+}

@@ -30,6 +30,8 @@ import {
   parseImageDiffIds,
   parseLayerRecord,
   parseRepositories,
+  parseTransaction,
+  type TransactionRecord,
 } from './legacy-records.js';
 
 /** Where the pool of a legacy root is. */
@@ -61,6 +63,8 @@ export interface LegacyCatalog {
   paths: LegacyPaths;
   /** `deviceset-metadata`: the base device's UUID and filesystem (undefined if absent). */
   deviceSet: DeviceSetRecord | undefined;
+  /** `transaction-metadata`: the driver's last opened transaction (undefined if absent). */
+  transaction: TransactionRecord | undefined;
   devices: Map<string, DeviceRecord>;
   layers: Map<string, LayerRecord>;
   images: LegacyImage[];
@@ -100,9 +104,12 @@ export async function readCatalog(paths: LegacyPaths): Promise<LegacyCatalog> {
   const layers = await readLayers(paths.imageDir);
   const setFile = path.join(paths.recordsDir, 'deviceset-metadata');
   const setText = await readOptional(setFile);
+  const txFile = path.join(paths.recordsDir, 'transaction-metadata');
+  const txText = await readOptional(txFile);
   return {
     paths,
     deviceSet: setText === undefined ? undefined : parseDeviceSet(setText, setFile),
+    transaction: txText === undefined ? undefined : parseTransaction(txText, txFile),
     devices: await readDevices(paths.recordsDir),
     layers,
     images: await readImages(paths.imageDir),

@@ -42,6 +42,8 @@ export class RescueSession {
     readonly workDir: string,
     /** Work directories of earlier rescues that did not close, cleaned at open. */
     readonly cleaned: string[],
+    /** What rescue passed over and why (a device whose creation was cut short). */
+    readonly notes: string[],
   ) {}
 
   /**
@@ -55,7 +57,8 @@ export class RescueSession {
     try {
       await claimWorkDir(workDir);
       const pool = await openLegacyPool(paths, workDir);
-      return new RescueSession(catalog, pool, workDir, cleaned);
+      const notes = dropUnfinished(catalog, pool.metadata.transactionId);
+      return new RescueSession(catalog, pool, workDir, cleaned, notes);
     } catch (err) {
       await rm(workDir, { recursive: true, force: true });
       throw err;
@@ -157,4 +160,20 @@ async function filesystemOf(exp: LegacyDeviceExport, hash: string): Promise<FsTy
   throw new BadInputError(`device ${hash} holds neither an ext4 nor an xfs filesystem`, {
     hint: 'its first blocks may be lost; read it raw with the repaired metadata, or rescue another image or container',
   });
+}
+
+/**
+ * Docker's driver rolls back a transaction opened but not committed to the pool (its
+ * transaction-metadata's id above the pool's): the device it was making is half made. Rescue
+ * passes it over as Docker would have, and says so.
+ */
+function dropUnfinished(catalog: LegacyCatalog, poolTransaction: number): string[] {
+  const tx = catalog.transaction;
+  if (tx === undefined || tx.openTransactionId <= poolTransaction) return [];
+  if (!catalog.devices.has(tx.deviceHash)) return [];
+  catalog.devices.delete(tx.deviceHash);
+  const name = tx.deviceHash === '' ? 'base' : tx.deviceHash;
+  return [
+    `device ${name} (thin id ${tx.deviceId}) was being made when Docker stopped (transaction ${tx.openTransactionId}, the pool's is ${poolTransaction}); it is passed over, as Docker would have rolled it back`,
+  ];
 }

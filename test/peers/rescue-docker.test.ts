@@ -335,6 +335,18 @@ describe('thinp rescue docker', { timeout: 240_000 }, () => {
     });
     assert.equal(check.status, 0, check.stdout + check.stderr);
     await rm(target, { recursive: true });
+    // A device whose creation Docker had not committed to the pool is passed over.
+    await writeFile(
+      path.join(damaged, 'devicemapper', 'metadata', 'transaction-metadata'),
+      JSON.stringify({ open_transaction_id: 8, device_hash: H.rw, device_id: 6 }),
+    );
+    const half = await rescue(['export', 'web', '-o', path.join(dir, 'half.tar')], damaged);
+    assert.equal(half.status, 1);
+    assert.match(
+      half.stderr,
+      new RegExp(`device ${H.rw} \\(thin id 6\\) was being made when Docker stopped`),
+    );
+    assert.match(half.stderr, new RegExp(`the devicemapper driver has no device ${H.rw}`));
     await assertNoLeaks(dir);
   });
 

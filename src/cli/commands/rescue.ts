@@ -152,7 +152,9 @@ async function withSession<T>(
       `thinp: removed the mounts and work directory ${dir} of a rescue that was cut short\n`,
     );
   }
-  for (const line of describeLoss(session)) io.stderr.write(`thinp: ${line}\n`);
+  for (const line of [...session.notes, ...describeLoss(session)]) {
+    io.stderr.write(`thinp: ${line}\n`);
+  }
   // Interrupted: unmount what this rescue mounted before exiting (a rescue killed outright
   // leaves its work directory, which the next one cleans).
   const interrupted = (signal: NodeJS.Signals) => {

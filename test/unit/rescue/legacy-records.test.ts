@@ -16,6 +16,7 @@ import {
   parseImageDiffIds,
   parseLayerRecord,
   parseRepositories,
+  parseTransaction,
   resolveRef,
   UnknownRefError,
 } from '../../../src/rescue/index.js';
@@ -49,6 +50,17 @@ describe('legacy Docker records', () => {
     );
     assert.throws(() => parseDeviceRecord('{not json', 'f'), /f is not valid JSON/);
     assert.throws(() => parseDeviceRecord('[1]', 'f'), /f is not a JSON object/);
+  });
+
+  it('parses the driver transaction record', () => {
+    assert.deepEqual(
+      parseTransaction('{"open_transaction_id":9,"device_hash":"abc","device_id":7}', 't'),
+      { openTransactionId: 9, deviceHash: 'abc', deviceId: 7 },
+    );
+    assert.throws(
+      () => parseTransaction('{"device_id":7}', 't'),
+      /t has no whole number "open_transaction_id"/,
+    );
   });
 
   it('parses a layer directory, with and without a parent', () => {
