@@ -34,6 +34,7 @@ export interface MountedLegacy {
 export class RescueSession {
   private server: NbdServer | undefined;
   private readonly mounts: MountedFs[] = [];
+  private readonly mountedBy = new Map<string, MountedLegacy>();
   private readonly exported = new Map<string, LegacyDeviceExport>();
 
   private constructor(
@@ -84,8 +85,10 @@ export class RescueSession {
     return (await this.pool.metadata.mappedBlocks(id)) * this.pool.blockSize;
   }
 
-  /** Mounts device `hash` read-only under the work directory. */
+  /** Mounts device `hash` read-only under the work directory (once; later calls share it). */
   async mount(hash: string): Promise<MountedLegacy> {
+    const known = this.mountedBy.get(hash);
+    if (known !== undefined) return known;
     const { id, size } = this.device(hash);
     if (!(await this.pool.metadata.exists(id))) {
       throw new NotFoundError(`thin device ${id} (${hash}) is not in the pool's metadata`, {
@@ -108,7 +111,9 @@ export class RescueSession {
       readOnly: true,
     });
     this.mounts.push(mounted);
-    return { hash, rootfs: path.join(target, 'rootfs'), type };
+    const result = { hash, rootfs: path.join(target, 'rootfs'), type };
+    this.mountedBy.set(hash, result);
+    return result;
   }
 
   private closing: Promise<void> | undefined;
