@@ -17,6 +17,7 @@ const layers = {
   mount: ['util'],
   driver: ['pool', 'thin', 'config', 'block', 'util'],
   graph: ['driver', 'pool', 'mount', 'archive', 'config', 'util'],
+  rescue: ['graph', 'driver', 'mount', 'archive', 'nbd', 'tools', 'thin', 'block', 'util'],
   api: ['graph', 'driver', 'pool', 'tools', 'config', 'util'],
   plugin: ['api', 'graph', 'driver', 'pool', 'config', 'util'],
   daemon: [
@@ -35,7 +36,7 @@ const layers = {
     'block',
     'util',
   ],
-  cli: ['api', 'graph', 'driver', 'pool', 'tools', 'config', 'util'],
+  cli: ['rescue', 'api', 'graph', 'driver', 'pool', 'tools', 'config', 'util'],
 };
 
 module.exports = { layers };

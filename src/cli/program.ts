@@ -9,6 +9,7 @@ import { addDeviceCommands } from './commands/device.js';
 import { addInfoCommand } from './commands/info.js';
 import { addMetadataToolCommands } from './commands/metadata-tools.js';
 import { addPoolCommands } from './commands/pool.js';
+import { addRescueCommands } from './commands/rescue.js';
 import { addStorageCommands } from './commands/storage.js';
 import { DEFAULT_ROOT } from './context.js';
 import type { CliIo } from './io.js';
@@ -47,6 +48,7 @@ export function buildProgram(io: CliIo): Command {
   addStorageCommands(program, io);
   addDaemonCommand(program, io);
   addConfigCommand(program, io);
+  addRescueCommands(program, io);
   return program;
 }
 

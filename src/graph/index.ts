@@ -9,6 +9,15 @@ export type { Change, ChangeKind } from '../archive/index.js';
 export { BaseDeviceMismatchError } from './base-device.js';
 export type { CommittedImage, ContainerListing } from './container-store.js';
 export type { SettleReport } from './graph-settle.js';
+export {
+  type OpenTar,
+  type SavedImage,
+  type SaveImage,
+  type SaveLayer,
+  writeDockerSave,
+} from './image-archive-write.js';
+export { type ImageConfig, parseImageConfig } from './image-config.js';
+export type { Digest } from './image-digest.js';
 export { BadImageArchiveError, DigestMismatchError } from './image-errors.js';
 export type { ImageLayers, LayerChange } from './image-layers.js';
 export type { ContainerRecord, ImageLayerRecord } from './image-records.js';
@@ -24,5 +33,6 @@ export type {
   LayerStore,
   RemoveLayerOutcome,
 } from './layer-store.js';
+export { replayTar } from './tar-split.js';
 export { type GraphLog, type LayerStoreOptions, ThinLayerStore } from './thin-layer-store.js';
 export type { FilesystemTools, TreeTools } from './tools.js';
