@@ -17,7 +17,10 @@
  * - A reply with ESHUTDOWN (the daemon is stopping) is not an answer: the request stays
  *   pending and is sent again on the next connection.
  * If no connection comes back within `reconnectMs`, the pending requests fail with EIO and
- * the next request starts a new round of attempts.
+ * the next request starts a new round of attempts. A daemon that answers but refuses the
+ * export for `refusedMs` (30 s) has removed the device: that is final sooner, the pending
+ * requests fail with EIO then instead of hanging the filesystem above for minutes. (A daemon
+ * just started may refuse for a moment: it holds such devices only once it has settled.)
  */
 
 import net from 'node:net';
@@ -52,6 +55,7 @@ interface JournalEntry extends RelayRequest {
 
 export interface RelayClientOptions {
   reconnectMs?: number;
+  refusedMs?: number;
   journalLimit?: number;
   log?: (event: string, fields?: Record<string, unknown>) => void;
 }
@@ -195,11 +199,13 @@ export class RelayClient {
     this.sending = false;
     const started = Date.now();
     const deadline = started + (this.options.reconnectMs ?? 300_000);
+    const refusal = new RefusalClock(this.options.refusedMs ?? 30_000);
     for (;;) {
       try {
         const { socket, reader, info } = await retry(
           () => connect(this.socketPath, this.name),
           deadline - Date.now(),
+          (err) => refusal.stillRetryable(err),
         );
         if (info.size !== this.info.size) {
           socket.destroy();
@@ -212,6 +218,9 @@ export class RelayClient {
         this.log('reconnected', { afterMs: Date.now() - started, resent: this.pending.size });
         return;
       } catch (err) {
+        if (err instanceof ProtocolError) {
+          return this.giveUp(`the daemon refuses export ${this.name}: ${err.message}`);
+        }
         if (Date.now() >= deadline) return this.giveUp(String(err));
       }
     }
@@ -241,6 +250,22 @@ export class RelayClient {
       if (error !== 0) this.log('replay-failed', { offset: e.offset, length: e.length, error });
     }
     if (entries.length > 0) this.log('replayed', { writes: entries.length });
+  }
+}
+
+/** How long the daemon has refused the export without a break (other failures reset it). */
+class RefusalClock {
+  private since: number | undefined;
+
+  constructor(private readonly limitMs: number) {}
+
+  stillRetryable(err: unknown): boolean {
+    if (!(err instanceof ProtocolError)) {
+      this.since = undefined;
+      return true;
+    }
+    this.since ??= Date.now();
+    return Date.now() - this.since < this.limitMs;
   }
 }
 

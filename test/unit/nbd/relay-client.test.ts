@@ -67,12 +67,14 @@ class Server {
 
   constructor(readonly socketPath: string) {}
 
-  async start(): Promise<void> {
+  /** Serves the export, or (`refusing`) answers but has no export by that name. */
+  async start(o: { refusing?: boolean } = {}): Promise<void> {
+    const exports = o.refusing === true ? [] : [this.export];
     const listener = net.createServer((socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
       socket.on('error', () => {});
-      serveConnection(socket, { registry: staticRegistry([this.export]) });
+      serveConnection(socket, { registry: staticRegistry(exports) });
     });
     await new Promise<void>((resolve) => listener.listen(this.socketPath, resolve));
     this.listener = listener;
@@ -88,12 +90,13 @@ class Server {
 }
 
 let serial = 0;
-async function setup(reconnectMs = 10_000) {
+async function setup(reconnectMs = 10_000, refusedMs = 30_000) {
   const server = new Server(path.join(dir, `nbd-${serial++}.sock`));
   await server.start();
   const events: string[] = [];
   const client = await RelayClient.open(server.socketPath, 'vol', 1000, {
     reconnectMs,
+    refusedMs,
     log: (event) => events.push(event),
   });
   return { server, client, events };
@@ -170,6 +173,40 @@ describe('the relay client across a crashing server', () => {
     } finally {
       await client.close();
       await server.kill();
+    }
+  });
+
+  test('a server that comes back without the export fails the requests once refusedMs passed', async () => {
+    const { server, client, events } = await setup(60_000, 600);
+    try {
+      await server.kill();
+      await server.start({ refusing: true });
+      const began = Date.now();
+      assert.equal(await write(client, 0, pattern(4)), wire.NBD_ERRNO.EIO);
+      const took = Date.now() - began;
+      assert.ok(took >= 500 && took < 10_000, `gave up after ${took} ms`);
+      assert.ok(events.includes('gave-up'));
+    } finally {
+      await server.kill();
+      await client.close();
+    }
+  });
+
+  test('a server that refuses the export for a moment, then serves it, loses nothing', async () => {
+    const { server, client } = await setup(60_000, 5_000);
+    try {
+      assert.equal(await write(client, 0, pattern(5)), 0);
+      await server.kill();
+      await server.start({ refusing: true });
+      const writing = write(client, 8192, pattern(6));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      await server.kill();
+      await server.start();
+      assert.equal(await writing, 0);
+      assert.deepEqual(await read(client, 0, 4096), pattern(5));
+      assert.deepEqual(await read(client, 8192, 4096), pattern(6));
+    } finally {
+      await client.close();
     }
   });
 
