@@ -6,11 +6,11 @@
  */
 
 import { rename, rm } from 'node:fs/promises';
-import { finished } from 'node:stream/promises';
 import type { SaveLayer } from './image-archive-write.js';
 import type { Digest } from './image-digest.js';
 import type { ImageLayers } from './image-layers.js';
 import type { GraphRecords } from './image-records.js';
+import { releaseAtEnd } from './release-at-end.js';
 import { replayTar, TarSplitRecorder } from './tar-split.js';
 
 /** `layers.applyDiff` of `tar` into layer `id`, recording it; resolves with the applied size. */
@@ -51,11 +51,11 @@ export function savedLayer(
     diffId,
     open: async () => {
       const root = await layers.get(id);
-      const tar = replayTar(records.splitFile(id), root);
-      finished(tar)
-        .catch(() => undefined)
-        .finally(() => layers.put(id).catch(() => undefined));
-      return tar;
+      return releaseAtEnd(
+        replayTar(records.splitFile(id), root),
+        () => layers.put(id),
+        () => undefined,
+      );
     },
     fallback: () => layers.diff(id, parent),
   };

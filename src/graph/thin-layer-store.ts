@@ -62,6 +62,7 @@ import type {
 import { LingeringMounts } from './lingering-mounts.js';
 import { MOUNT_TOOLS, TREE_TOOLS } from './machine-tools.js';
 import { MountCounts } from './mount-counts.js';
+import { releaseAtEnd } from './release-at-end.js';
 import type { FilesystemTools, TreeTools } from './tools.js';
 
 export type GraphLog = (event: string, fields: Record<string, unknown>) => void;
@@ -320,16 +321,9 @@ export class ThinLayerStore implements LayerStore {
       await release();
       throw err;
     }
-    let released = false;
-    const done = () => {
-      if (released) return;
-      released = true;
-      release().catch((e: unknown) => this.log('diff-release-failed', { layer: id, error: e }));
-    };
-    stream.once('end', done);
-    stream.once('close', done);
-    stream.once('error', done);
-    return stream;
+    return releaseAtEnd(stream, release, (e) =>
+      this.log('diff-release-failed', { layer: id, error: e }),
+    );
   }
 
   async changes(id: string, parent: string | undefined): Promise<Change[]> {
