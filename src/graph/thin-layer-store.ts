@@ -575,9 +575,17 @@ export class ThinLayerStore implements LayerStore {
         this.lingering.add(name, f.lingering);
         continue;
       }
-      if (f.state === 'live' && held?.parent === undefined) {
+      if (
+        f.state === 'live' &&
+        held !== undefined &&
+        held.parent === undefined &&
+        name !== BASE_DEVICE &&
+        !isScratchName(name)
+      ) {
         // A live mount of a plain device (made through the mount layer by someone else):
-        // not the store's to take down.
+        // not the store's to take down. The base device's and a scratch device's are the
+        // store's own (a setup or an apply a crash cut short), and one whose device is gone
+        // is no one's: those go below.
         this.log('mount-left', { device: name, target: f.mounted?.target });
         continue;
       }
