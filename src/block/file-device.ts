@@ -5,9 +5,13 @@ import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/inde
 import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
+import { type NowaitIo, nowaitIo } from './nowait-native.js';
 
 /** The largest write of zeros when discard falls back to writing them. */
 const ZERO_CHUNK = 1024 * 1024;
+
+/** A transfer with RWF_NOWAIT that the kernel or filesystem does not offer (negated). */
+const NOWAIT_UNSUPPORTED = -95; // -EOPNOTSUPP
 
 /** The errno codes of a filesystem (or kernel) that cannot punch holes. */
 const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
@@ -17,6 +21,12 @@ export interface FileDeviceOptions {
   readOnly?: boolean;
   /** Create a new sparse file of `size` bytes; fails with `ExistsError` if the file exists. */
   create?: { size: number };
+  /**
+   * Try each read and write first without waiting (RWF_NOWAIT, synchronously: page-cache
+   * hits), and go through the threadpool only for what the kernel refuses; default true
+   * where the addon thinp_nowait is built.
+   */
+  nowait?: boolean;
 }
 
 /**
@@ -29,6 +39,13 @@ export interface FileDeviceOptions {
  * `discard()` punches a hole through the native addon (src/block/native.ts), so the file
  * gives the space back to the filesystem. Where the addon is missing or the filesystem
  * refuses (EOPNOTSUPP), it writes zeros instead, and `punchesHoles` turns false.
+ *
+ * Reads and writes first try RWF_NOWAIT through the addon thinp_nowait
+ * (src/block/nowait-native.ts): what the page cache can serve at once is done on the spot,
+ * with no threadpool round trip; the rest (not cached, or the filesystem would wait) goes
+ * through the FileHandle as before. Such a transfer never blocks, and it is complete when
+ * the call returns, so it is never in flight. A filesystem that does not offer RWF_NOWAIT
+ * for reads or for writes turns that direction's attempts off for the device.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
@@ -39,12 +56,23 @@ export class FileDevice implements BlockDevice {
   readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
   /** False once the filesystem has refused to punch a hole. */
   #punches = true;
+  /** RWF_NOWAIT reads and writes, until the filesystem says it offers none. */
+  #nowaitReads: NowaitIo | undefined;
+  #nowaitWrites: NowaitIo | undefined;
 
-  private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean) {
+  private constructor(
+    path: string,
+    handle: FileHandle,
+    size: number,
+    readOnly: boolean,
+    nowait: boolean,
+  ) {
     this.name = path;
     this.#handle = handle;
     this.#size = size;
     this.readOnly = readOnly;
+    this.#nowaitReads = nowait ? nowaitIo : undefined;
+    this.#nowaitWrites = nowait ? nowaitIo : undefined;
   }
 
   /**
@@ -70,7 +98,7 @@ export class FileDevice implements BlockDevice {
           hint: 'give the path of a file (block devices are not supported here)',
         });
       }
-      return new FileDevice(path, handle, stat.size, readOnly);
+      return new FileDevice(path, handle, stat.size, readOnly, options.nowait ?? true);
     } catch (err) {
       await handle.close().catch(() => {});
       if (create !== undefined) await rm(path, { force: true }).catch(() => {});
@@ -86,7 +114,7 @@ export class FileDevice implements BlockDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('read');
     checkRange(this.name, 'read', offset, buf.length, this.#size);
-    let done = 0;
+    let done = this.#readNowait(handle.fd, buf, offset);
     while (done < buf.length) {
       let n: number;
       try {
@@ -106,7 +134,36 @@ export class FileDevice implements BlockDevice {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    await this.#track(this.#writeAll(handle, 'write', buf, offset), offset, buf.length);
+    const done = this.#writeNowait(handle.fd, buf, offset);
+    if (done === buf.length) return;
+    const rest = buf.subarray(done);
+    await this.#track(this.#writeAll(handle, 'write', rest, offset + done), offset, buf.length);
+  }
+
+  /** Reads what the page cache holds of the range at once; returns the bytes read. */
+  #readNowait(fd: number, buf: Uint8Array, offset: number): number {
+    const io = this.#nowaitReads;
+    let done = 0;
+    while (io !== undefined && done < buf.length) {
+      const n = io.readNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+      if (n === NOWAIT_UNSUPPORTED) this.#nowaitReads = undefined;
+      if (n <= 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  /** Writes what can be written at once without waiting; returns the bytes written. */
+  #writeNowait(fd: number, buf: Uint8Array, offset: number): number {
+    const io = this.#nowaitWrites;
+    let done = 0;
+    while (io !== undefined && done < buf.length) {
+      const n = io.writeNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+      if (n === NOWAIT_UNSUPPORTED) this.#nowaitWrites = undefined;
+      if (n <= 0) break;
+      done += n;
+    }
+    return done;
   }
 
   /**
