@@ -140,6 +140,14 @@ export class FileDevice implements BlockDevice {
     await this.#track(this.#writeAll(handle, 'write', rest, offset + done), offset, buf.length);
   }
 
+  /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    const handle = this.#handle;
+    if (handle === undefined || this.#nowaitReads === undefined) return false;
+    if (offset < 0 || offset + buf.length > this.#size) return false;
+    return this.#readNowait(handle.fd, buf, offset) === buf.length;
+  }
+
   /** Reads what the page cache holds of the range at once; returns the bytes read. */
   #readNowait(fd: number, buf: Uint8Array, offset: number): number {
     const io = this.#nowaitReads;
