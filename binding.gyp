@@ -2,7 +2,8 @@
 # thinp_native (native/fallocate.c): hole punching in files (loop mode);
 # thinp_fs (native/fs-ops.c): mknod, xattrs and nanosecond lutimes for the archive worker;
 # thinp_blkdev (native/blkdev.c): block-device size, discard and zeroing ioctls (direct mode);
-# thinp_nowait (native/nowait-io.c): page-cache reads and writes that never wait (loop mode's data path).
+# thinp_nowait (native/nowait-io.c): page-cache reads and writes that never wait (loop mode's data path);
+# thinp_batch (native/write-batch.c): several writes as one threadpool job (loop mode's data path).
 {
   "targets": [
     {
@@ -23,6 +24,11 @@
     {
       "target_name": "thinp_nowait",
       "sources": ["native/nowait-io.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    },
+    {
+      "target_name": "thinp_batch",
+      "sources": ["native/write-batch.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
     }
   ]

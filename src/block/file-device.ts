@@ -1,7 +1,9 @@
 /** A BlockDevice backed by a regular file (loop mode). */
 
 import { type FileHandle, open, rm } from 'node:fs/promises';
+import { getSystemErrorName } from 'node:util';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
+import { type WriteBatch, writeBatch } from './batch-native.js';
 import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
@@ -12,6 +14,20 @@ const ZERO_CHUNK = 1024 * 1024;
 
 /** A transfer with RWF_NOWAIT that the kernel or filesystem does not offer (negated). */
 const NOWAIT_UNSUPPORTED = -95; // -EOPNOTSUPP
+
+/** A failed write's result when the batch could not run at all (negated EIO). */
+const EIO = -5;
+
+/** A batch of writes handed to the threadpool at once holds at most this many bytes. */
+const BATCH_BYTES = 1024 * 1024;
+
+/** Writes queued for one threadpool job (`writeBatch`), with how each one settles. */
+interface WriteQueue {
+  buffers: Uint8Array[];
+  offsets: number[];
+  settle: Array<(result: number) => void>;
+  bytes: number;
+}
 
 /** The errno codes of a filesystem (or kernel) that cannot punch holes. */
 const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
@@ -27,6 +43,11 @@ export interface FileDeviceOptions {
    * where the addon thinp_nowait is built.
    */
   nowait?: boolean;
+  /**
+   * Hand the writes issued in one turn of the event loop to the threadpool as one job (the
+   * addon thinp_batch), instead of one job each; default true where the addon is built.
+   */
+  batch?: boolean;
 }
 
 /**
@@ -46,6 +67,11 @@ export interface FileDeviceOptions {
  * through the FileHandle as before. Such a transfer never blocks, and it is complete when
  * the call returns, so it is never in flight. A filesystem that does not offer RWF_NOWAIT
  * for reads or for writes turns that direction's attempts off for the device.
+ *
+ * The writes that do go through the threadpool are batched: those issued in one turn of the
+ * event loop (up to 1 MiB) go as one job of the addon thinp_batch (src/block/batch-native.ts),
+ * submitted by a `process.nextTick`, so a batch pays one thread wake-up and one completion.
+ * Each write of a batch is in flight (for `flush`, `discard` and `close`) until the job ends.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
@@ -59,20 +85,25 @@ export class FileDevice implements BlockDevice {
   /** RWF_NOWAIT reads and writes, until the filesystem says it offers none. */
   #nowaitReads: NowaitIo | undefined;
   #nowaitWrites: NowaitIo | undefined;
+  /** The threadpool's batched writes, and the batch being gathered this turn. */
+  readonly #writeBatch: WriteBatch | undefined;
+  #queue: WriteQueue | undefined;
 
   private constructor(
     path: string,
     handle: FileHandle,
     size: number,
     readOnly: boolean,
-    nowait: boolean,
+    options: FileDeviceOptions,
   ) {
     this.name = path;
     this.#handle = handle;
     this.#size = size;
     this.readOnly = readOnly;
+    const nowait = options.nowait ?? true;
     this.#nowaitReads = nowait ? nowaitIo : undefined;
     this.#nowaitWrites = nowait ? nowaitIo : undefined;
+    this.#writeBatch = (options.batch ?? true) ? writeBatch : undefined;
   }
 
   /**
@@ -98,7 +129,7 @@ export class FileDevice implements BlockDevice {
           hint: 'give the path of a file (block devices are not supported here)',
         });
       }
-      return new FileDevice(path, handle, stat.size, readOnly, options.nowait ?? true);
+      return new FileDevice(path, handle, stat.size, readOnly, options);
     } catch (err) {
       await handle.close().catch(() => {});
       if (create !== undefined) await rm(path, { force: true }).catch(() => {});
@@ -137,7 +168,52 @@ export class FileDevice implements BlockDevice {
     const done = this.#writeNowait(handle.fd, buf, offset);
     if (done === buf.length) return;
     const rest = buf.subarray(done);
-    await this.#track(this.#writeAll(handle, 'write', rest, offset + done), offset, buf.length);
+    const at = offset + done;
+    const pending =
+      this.#writeBatch === undefined
+        ? this.#writeAll(handle, 'write', rest, at)
+        : this.#queueWrite(handle.fd, rest, at);
+    await this.#track(pending, offset, buf.length);
+  }
+
+  /** Adds a write to this turn's batch, started by a `process.nextTick`. */
+  #queueWrite(fd: number, buf: Uint8Array, offset: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let queue = this.#queue;
+      if (queue === undefined || queue.bytes + buf.length > BATCH_BYTES) {
+        const fresh: WriteQueue = { buffers: [], offsets: [], settle: [], bytes: 0 };
+        this.#queue = queue = fresh;
+        process.nextTick(() => this.#submit(fd, fresh));
+      }
+      queue.buffers.push(buf);
+      queue.offsets.push(offset);
+      queue.bytes += buf.length;
+      queue.settle.push((n) => {
+        if (n === buf.length) resolve();
+        else reject(this.#batchError(n, offset, buf.length));
+      });
+    });
+  }
+
+  /** Hands `queue` to the threadpool; a job that cannot be queued fails its writes (EIO). */
+  #submit(fd: number, queue: WriteQueue): void {
+    if (this.#queue === queue) this.#queue = undefined;
+    const settle = (results: readonly number[]) => {
+      for (const [i, s] of queue.settle.entries()) s(results[i] ?? EIO);
+    };
+    try {
+      (this.#writeBatch as WriteBatch)(fd, queue.buffers, queue.offsets, settle);
+    } catch {
+      for (const s of queue.settle) s(EIO);
+    }
+  }
+
+  /** The IoError of a batched write whose result is `n` (a negated errno, or short). */
+  #batchError(n: number, offset: number, length: number): IoError {
+    if (n >= 0) return new IoError(this.name, 'write', `no progress after ${n} of ${length} bytes`);
+    const code = getSystemErrorName(n);
+    const err = Object.assign(new Error(`${code}: write failed`), { code, errno: n });
+    return fsError(this.name, 'write', err, offset, length);
   }
 
   /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */

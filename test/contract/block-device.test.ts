@@ -33,11 +33,11 @@ const fileFactory: Factory = async (size, options = {}) => {
 /** FileDevice with every transfer through the threadpool (no RWF_NOWAIT attempts). */
 const threadpoolFileFactory: Factory = async (size, options = {}) => {
   const file = path.join(dir, `device-${fileCount++}.img`);
-  const device = await FileDevice.open(file, { create: { size }, nowait: false });
+  const device = await FileDevice.open(file, { create: { size }, nowait: false, batch: false });
   if (options.readOnly !== true) return device;
   await device.write(Uint8Array.of(0x5a), 0);
   await device.close();
-  return FileDevice.open(file, { readOnly: true, nowait: false });
+  return FileDevice.open(file, { readOnly: true, nowait: false, batch: false });
 };
 
 const memoryFactory: Factory = async (size, options = {}) => {
