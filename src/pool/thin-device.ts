@@ -210,7 +210,9 @@ export class ThinDevice {
     return this.pool.cells.run(cellKey(this.id, p.vblock), async () => {
       const B = this.pool.blockSize;
       const m = await this.pool.inFlight(async () => {
-        const found = await this.pool.lookup(this.id, p.vblock);
+        // At once when the metadata allows (see lookupNow), else waiting for the lock.
+        const now = this.pool.lookupNow(this.id, p.vblock);
+        const found = now === null ? await this.pool.lookup(this.id, p.vblock) : now;
         if (found === undefined || found.shared) return found;
         await this.put(found.dataBlock * B + p.inner, p.length, src);
         this.pool.markDirty();
