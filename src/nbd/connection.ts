@@ -25,6 +25,7 @@ import { Framer, type FrameSink, type Need } from './framer.js';
 import { Handshake, type Negotiated } from './handshake.js';
 import { type NbdLog, silentLog } from './log.js';
 import { ProtocolError } from './protocol-error.js';
+import { ReplyBuffers } from './reply-buffers.js';
 import { ReplyWriter } from './reply-writer.js';
 import { Transmission } from './transmission.js';
 import type { Rejection } from './validate-request.js';
@@ -165,7 +166,12 @@ export class NbdConnection {
   }
 
   private host(n: Negotiated) {
-    const ctx: CommandContext = { negotiated: n, writer: this.writer, log: this.log };
+    const ctx: CommandContext = {
+      negotiated: n,
+      writer: this.writer,
+      buffers: new ReplyBuffers(),
+      log: this.log,
+    };
     return {
       execute: (req: Request, payload: Buffer | undefined) =>
         this.track(execute(ctx, req, payload)),

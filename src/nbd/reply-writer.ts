@@ -16,6 +16,8 @@ const DONE: Promise<void> = Promise.resolve();
 export class ReplyWriter {
   private readonly mutex = new Mutex();
   private queued = 0;
+  /** Buffers sent with `sendOwned`, and whom to tell once the stream is done with each. */
+  private readonly owners = new Map<Buffer, () => void>();
 
   /** Called whenever the number of replies waiting to be written changes. */
   onChange: () => void = () => {};
@@ -43,6 +45,15 @@ export class ReplyWriter {
     return this.counted(this.mutex.run(() => this.drained()));
   }
 
+  /**
+   * `send(buf)`, then `written()` once the stream no longer needs `buf` (handed to the
+   * kernel, or dropped because the stream closed), so that the caller may reuse it.
+   */
+  sendOwned(buf: Buffer, written: () => void): Promise<void> {
+    this.owners.set(buf, written);
+    return this.send(buf);
+  }
+
   /** Counts `work` as queued while it runs. */
   private async counted(work: Promise<void>): Promise<void> {
     this.queued++;
@@ -59,8 +70,13 @@ export class ReplyWriter {
   private writeNow(buffers: readonly Buffer[]): boolean {
     let full = false;
     for (const buf of buffers) {
-      if (!this.open) return false;
-      if (!this.stream.write(buf)) full = true;
+      const written = this.owners.get(buf);
+      if (written !== undefined) this.owners.delete(buf);
+      if (!this.open) {
+        written?.();
+        continue;
+      }
+      if (!this.stream.write(buf, written === undefined ? undefined : () => written())) full = true;
     }
     return full;
   }
