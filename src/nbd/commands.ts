@@ -5,16 +5,16 @@
  *
  * Replies: a read is one final OFFSET_DATA chunk (one buffer, header and data, the export
  * reads straight into it) when structured replies are on, else a simple reply followed by the
- * data; large read buffers come from the connection's `ReplyBuffers` and go back to it once
+ * data; large read buffers come from the connection's `BufferPool` and go back to it once
  * written. Other successes are simple replies (allowed: no payload). Errors are a final ERROR
  * chunk with a message when structured replies are on, else a simple reply with the errno.
  */
 
+import { type BufferPool, MIN_POOLED } from './buffer-pool.js';
 import { toNbdErrno } from './errno.js';
 import type { Extent } from './export.js';
 import type { Negotiated } from './handshake.js';
 import type { NbdLog } from './log.js';
-import { MIN_POOLED, type ReplyBuffers } from './reply-buffers.js';
 import type { ReplyWriter } from './reply-writer.js';
 import {
   CMD,
@@ -38,7 +38,7 @@ export interface CommandContext {
   negotiated: Negotiated;
   writer: ReplyWriter;
   /** The connection's reusable read-reply buffers. */
-  buffers: ReplyBuffers;
+  buffers: BufferPool;
   log: NbdLog;
 }
 

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
-import { MIN_POOLED, ReplyBuffers } from '../../../src/nbd/reply-buffers.js';
+import { BufferPool, MIN_POOLED } from '../../../src/nbd/buffer-pool.js';
 import { ReplyWriter } from '../../../src/nbd/reply-writer.js';
 
 const MiB = 1024 * 1024;
 
-describe('ReplyBuffers', () => {
+describe('BufferPool', () => {
   test('gives buffers of the exact size asked, and reuses a given-back one of its class', () => {
-    const pool = new ReplyBuffers();
+    const pool = new BufferPool();
     const a = pool.take(MiB + 16);
     assert.equal(a.length, MiB + 16);
     pool.give(a);
@@ -20,7 +20,7 @@ describe('ReplyBuffers', () => {
   });
 
   test('pools nothing below MIN_POOLED, and takes back only its own buffers', () => {
-    const pool = new ReplyBuffers();
+    const pool = new BufferPool();
     const small = pool.take(MIN_POOLED - 1);
     pool.give(small);
     assert.notEqual(pool.take(MIN_POOLED - 1).buffer, small.buffer);
@@ -30,7 +30,7 @@ describe('ReplyBuffers', () => {
   });
 
   test('keeps at most its idle bound', () => {
-    const pool = new ReplyBuffers(2 * MiB);
+    const pool = new BufferPool(2 * MiB);
     const taken = [pool.take(MiB), pool.take(MiB), pool.take(MiB)];
     for (const b of taken) pool.give(b);
     const again = [pool.take(MiB), pool.take(MiB), pool.take(MiB)].map((b) => b.buffer);

@@ -1,10 +1,11 @@
 /**
- * Reusable buffers for large read replies, one set per connection. A 1 MiB read reply
- * allocated afresh each time is a new external ArrayBuffer whose pages the kernel must
- * fault in and zero, and whose external size drives V8 into full garbage collections; at
- * a gigabyte a second that is a good part of the cost. A reply buffer is taken here, filled,
- * written, and given back once the stream has handed it to the kernel (its write callback),
- * then serves the next reply of the same size class.
+ * Reusable buffers for large read replies and write payloads, one pool per connection. A
+ * 1 MiB buffer allocated afresh each time is a new external ArrayBuffer whose pages the
+ * kernel must fault in and zero, and whose external size drives V8 into full garbage
+ * collections; at a gigabyte a second that is a good part of the cost. A read reply is
+ * taken here, filled, written, and given back once the stream has handed it to the kernel
+ * (its write callback); a write payload the framer gathers from several chunks is taken here
+ * and given back once the export's write has settled (the export has it only on loan).
  *
  * Sizes below `MIN_POOLED` are plain `Buffer.allocUnsafe` (Node's own pool covers them).
  * Buffers are kept by capacity (powers of two), at most `maxBytes` of them idle; only
@@ -16,7 +17,7 @@ export const MIN_POOLED = 64 * 1024;
 /** Idle bytes a connection keeps by default. */
 const DEFAULT_MAX_IDLE = 32 * 1024 * 1024;
 
-export class ReplyBuffers {
+export class BufferPool {
   private readonly idle = new Map<number, Buffer[]>();
   private readonly made = new WeakSet<ArrayBufferLike>();
   private idleBytes = 0;
