@@ -21,6 +21,13 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Fills all of `buf` from byte `offset`; the range must lie inside the device. */
   read(buf: Uint8Array, offset: number): Promise<void>;
+  /**
+   * Fills all of `buf` from byte `offset` at once, if the device can without waiting (a
+   * file's page cache): true when done; false when it would have had to wait or failed, and
+   * then `buf` holds anything and the caller reads again with `read`. Never blocks.
+   * Optional: a device that cannot leaves it out.
+   */
+  readNow?(buf: Uint8Array, offset: number): boolean;
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
   /**

@@ -1,13 +1,33 @@
 /** A BlockDevice backed by a regular file (loop mode). */
 
 import { type FileHandle, open, rm } from 'node:fs/promises';
+import { getSystemErrorName } from 'node:util';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
+import { type WriteBatch, writeBatch } from './batch-native.js';
 import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
+import { type NowaitIo, nowaitIo } from './nowait-native.js';
 
 /** The largest write of zeros when discard falls back to writing them. */
 const ZERO_CHUNK = 1024 * 1024;
+
+/** A transfer with RWF_NOWAIT that the kernel or filesystem does not offer (negated). */
+const NOWAIT_UNSUPPORTED = -95; // -EOPNOTSUPP
+
+/** A failed write's result when the batch could not run at all (negated EIO). */
+const EIO = -5;
+
+/** A batch of writes handed to the threadpool at once holds at most this many bytes. */
+const BATCH_BYTES = 1024 * 1024;
+
+/** Writes queued for one threadpool job (`writeBatch`), with how each one settles. */
+interface WriteQueue {
+  buffers: Uint8Array[];
+  offsets: number[];
+  settle: Array<(result: number) => void>;
+  bytes: number;
+}
 
 /** The errno codes of a filesystem (or kernel) that cannot punch holes. */
 const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
@@ -17,6 +37,17 @@ export interface FileDeviceOptions {
   readOnly?: boolean;
   /** Create a new sparse file of `size` bytes; fails with `ExistsError` if the file exists. */
   create?: { size: number };
+  /**
+   * Try each read and write first without waiting (RWF_NOWAIT, synchronously: page-cache
+   * hits), and go through the threadpool only for what the kernel refuses; default true
+   * where the addon thinp_nowait is built.
+   */
+  nowait?: boolean;
+  /**
+   * Hand the writes issued in one turn of the event loop to the threadpool as one job (the
+   * addon thinp_batch), instead of one job each; default true where the addon is built.
+   */
+  batch?: boolean;
 }
 
 /**
@@ -29,6 +60,18 @@ export interface FileDeviceOptions {
  * `discard()` punches a hole through the native addon (src/block/native.ts), so the file
  * gives the space back to the filesystem. Where the addon is missing or the filesystem
  * refuses (EOPNOTSUPP), it writes zeros instead, and `punchesHoles` turns false.
+ *
+ * Reads and writes first try RWF_NOWAIT through the addon thinp_nowait
+ * (src/block/nowait-native.ts): what the page cache can serve at once is done on the spot,
+ * with no threadpool round trip; the rest (not cached, or the filesystem would wait) goes
+ * through the FileHandle as before. Such a transfer never blocks, and it is complete when
+ * the call returns, so it is never in flight. A filesystem that does not offer RWF_NOWAIT
+ * for reads or for writes turns that direction's attempts off for the device.
+ *
+ * The writes that do go through the threadpool are batched: those issued in one turn of the
+ * event loop (up to 1 MiB) go as one job of the addon thinp_batch (src/block/batch-native.ts),
+ * submitted by a `process.nextTick`, so a batch pays one thread wake-up and one completion.
+ * Each write of a batch is in flight (for `flush`, `discard` and `close`) until the job ends.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
@@ -39,12 +82,28 @@ export class FileDevice implements BlockDevice {
   readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
   /** False once the filesystem has refused to punch a hole. */
   #punches = true;
+  /** RWF_NOWAIT reads and writes, until the filesystem says it offers none. */
+  #nowaitReads: NowaitIo | undefined;
+  #nowaitWrites: NowaitIo | undefined;
+  /** The threadpool's batched writes, and the batch being gathered this turn. */
+  readonly #writeBatch: WriteBatch | undefined;
+  #queue: WriteQueue | undefined;
 
-  private constructor(path: string, handle: FileHandle, size: number, readOnly: boolean) {
+  private constructor(
+    path: string,
+    handle: FileHandle,
+    size: number,
+    readOnly: boolean,
+    options: FileDeviceOptions,
+  ) {
     this.name = path;
     this.#handle = handle;
     this.#size = size;
     this.readOnly = readOnly;
+    const nowait = options.nowait ?? true;
+    this.#nowaitReads = nowait ? nowaitIo : undefined;
+    this.#nowaitWrites = nowait ? nowaitIo : undefined;
+    this.#writeBatch = (options.batch ?? true) ? writeBatch : undefined;
   }
 
   /**
@@ -70,7 +129,7 @@ export class FileDevice implements BlockDevice {
           hint: 'give the path of a file (block devices are not supported here)',
         });
       }
-      return new FileDevice(path, handle, stat.size, readOnly);
+      return new FileDevice(path, handle, stat.size, readOnly, options);
     } catch (err) {
       await handle.close().catch(() => {});
       if (create !== undefined) await rm(path, { force: true }).catch(() => {});
@@ -86,7 +145,7 @@ export class FileDevice implements BlockDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('read');
     checkRange(this.name, 'read', offset, buf.length, this.#size);
-    let done = 0;
+    let done = this.#readNowait(handle.fd, buf, offset);
     while (done < buf.length) {
       let n: number;
       try {
@@ -106,7 +165,89 @@ export class FileDevice implements BlockDevice {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    await this.#track(this.#writeAll(handle, 'write', buf, offset), offset, buf.length);
+    const done = this.#writeNowait(handle.fd, buf, offset);
+    if (done === buf.length) return;
+    const rest = buf.subarray(done);
+    const at = offset + done;
+    const pending =
+      this.#writeBatch === undefined
+        ? this.#writeAll(handle, 'write', rest, at)
+        : this.#queueWrite(handle.fd, rest, at);
+    await this.#track(pending, offset, buf.length);
+  }
+
+  /** Adds a write to this turn's batch, started by a `process.nextTick`. */
+  #queueWrite(fd: number, buf: Uint8Array, offset: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let queue = this.#queue;
+      if (queue === undefined || queue.bytes + buf.length > BATCH_BYTES) {
+        const fresh: WriteQueue = { buffers: [], offsets: [], settle: [], bytes: 0 };
+        this.#queue = queue = fresh;
+        process.nextTick(() => this.#submit(fd, fresh));
+      }
+      queue.buffers.push(buf);
+      queue.offsets.push(offset);
+      queue.bytes += buf.length;
+      queue.settle.push((n) => {
+        if (n === buf.length) resolve();
+        else reject(this.#batchError(n, offset, buf.length));
+      });
+    });
+  }
+
+  /** Hands `queue` to the threadpool; a job that cannot be queued fails its writes (EIO). */
+  #submit(fd: number, queue: WriteQueue): void {
+    if (this.#queue === queue) this.#queue = undefined;
+    const settle = (results: readonly number[]) => {
+      for (const [i, s] of queue.settle.entries()) s(results[i] ?? EIO);
+    };
+    try {
+      (this.#writeBatch as WriteBatch)(fd, queue.buffers, queue.offsets, settle);
+    } catch {
+      for (const s of queue.settle) s(EIO);
+    }
+  }
+
+  /** The IoError of a batched write whose result is `n` (a negated errno, or short). */
+  #batchError(n: number, offset: number, length: number): IoError {
+    if (n >= 0) return new IoError(this.name, 'write', `no progress after ${n} of ${length} bytes`);
+    const code = getSystemErrorName(n);
+    const err = Object.assign(new Error(`${code}: write failed`), { code, errno: n });
+    return fsError(this.name, 'write', err, offset, length);
+  }
+
+  /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    const handle = this.#handle;
+    if (handle === undefined || this.#nowaitReads === undefined) return false;
+    if (offset < 0 || offset + buf.length > this.#size) return false;
+    return this.#readNowait(handle.fd, buf, offset) === buf.length;
+  }
+
+  /** Reads what the page cache holds of the range at once; returns the bytes read. */
+  #readNowait(fd: number, buf: Uint8Array, offset: number): number {
+    const io = this.#nowaitReads;
+    let done = 0;
+    while (io !== undefined && done < buf.length) {
+      const n = io.readNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+      if (n === NOWAIT_UNSUPPORTED) this.#nowaitReads = undefined;
+      if (n <= 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  /** Writes what can be written at once without waiting; returns the bytes written. */
+  #writeNowait(fd: number, buf: Uint8Array, offset: number): number {
+    const io = this.#nowaitWrites;
+    let done = 0;
+    while (io !== undefined && done < buf.length) {
+      const n = io.writeNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
+      if (n === NOWAIT_UNSUPPORTED) this.#nowaitWrites = undefined;
+      if (n <= 0) break;
+      done += n;
+    }
+    return done;
   }
 
   /**

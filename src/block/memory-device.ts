@@ -50,6 +50,17 @@ export class MemoryDevice implements BlockDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     checkOpen(this.name, 'read', this.#closed);
     checkRange(this.name, 'read', offset, buf.length, this.#size);
+    this.#copyOut(buf, offset);
+  }
+
+  /** See `BlockDevice.readNow`: memory never waits. */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    if (this.#closed || offset < 0 || offset + buf.length > this.#size) return false;
+    this.#copyOut(buf, offset);
+    return true;
+  }
+
+  #copyOut(buf: Uint8Array, offset: number): void {
     this.#eachPage(offset, buf.length, (page, pageOffset, bufOffset, length) => {
       const target = buf.subarray(bufOffset, bufOffset + length);
       if (page === undefined) target.fill(0);

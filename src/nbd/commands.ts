@@ -5,17 +5,18 @@
  *
  * Replies: a read is one final OFFSET_DATA chunk (one buffer, header and data, the export
  * reads straight into it) when structured replies are on, else a simple reply followed by the
- * data. Other successes are simple replies (allowed: no payload). Errors are a final ERROR
+ * data; large read buffers come from the connection's `BufferPool` and go back to it once
+ * written. Other successes are simple replies (allowed: no payload). Errors are a final ERROR
  * chunk with a message when structured replies are on, else a simple reply with the errno.
  */
 
+import { type BufferPool, MIN_POOLED } from './buffer-pool.js';
 import { toNbdErrno } from './errno.js';
 import type { Extent } from './export.js';
 import type { Negotiated } from './handshake.js';
 import type { NbdLog } from './log.js';
 import type { ReplyWriter } from './reply-writer.js';
 import {
-  allocOffsetDataChunk,
   CMD,
   CMD_FLAG,
   type Descriptor,
@@ -28,6 +29,7 @@ import {
   type Request,
   SIMPLE_REPLY,
   STATE,
+  writeOffsetDataHeader,
   writeSimpleReply,
 } from './wire.js';
 
@@ -35,6 +37,8 @@ import {
 export interface CommandContext {
   negotiated: Negotiated;
   writer: ReplyWriter;
+  /** The connection's reusable read-reply buffers. */
+  buffers: BufferPool;
   log: NbdLog;
 }
 
@@ -62,15 +66,19 @@ export function sendError(
 
 const read: Command = async (ctx, req) => {
   const e = ctx.negotiated.export;
-  if (ctx.negotiated.structuredReplies) {
-    const buf = allocOffsetDataChunk(req.handle, req.offset, req.length);
-    await e.read(buf.subarray(OFFSET_DATA_PAYLOAD), req.offset);
-    return ctx.writer.send(buf);
+  const structured = ctx.negotiated.structuredReplies;
+  const header = structured ? OFFSET_DATA_PAYLOAD : SIMPLE_REPLY.size;
+  const buf = ctx.buffers.take(header + req.length);
+  try {
+    await e.read(buf.subarray(header), req.offset);
+  } catch (err) {
+    ctx.buffers.give(buf);
+    throw err;
   }
-  const buf = Buffer.allocUnsafe(SIMPLE_REPLY.size + req.length);
-  await e.read(buf.subarray(SIMPLE_REPLY.size), req.offset);
-  writeSimpleReply(buf, req.handle, 0);
-  return ctx.writer.send(buf);
+  if (structured) writeOffsetDataHeader(buf, req.handle, req.offset, req.length);
+  else writeSimpleReply(buf, req.handle, 0);
+  if (buf.length < MIN_POOLED) return ctx.writer.send(buf);
+  return ctx.writer.sendOwned(buf, () => ctx.buffers.give(buf));
 };
 
 const write: Command = async (ctx, req, payload) => {

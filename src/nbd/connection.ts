@@ -19,6 +19,7 @@
  */
 
 import type { Duplex } from 'node:stream';
+import { BufferPool } from './buffer-pool.js';
 import { type CommandContext, execute, sendError } from './commands.js';
 import type { ExportRegistry } from './export.js';
 import { Framer, type FrameSink, type Need } from './framer.js';
@@ -56,6 +57,8 @@ export class NbdConnection {
   private resolveClosed!: () => void;
   private readonly maxInFlight: number;
   private readonly maxQueued: number;
+  /** Large read replies and gathered write payloads, reused. */
+  private readonly buffers = new BufferPool();
   /** The negotiated export, once in transmission. */
   negotiated: Negotiated | undefined;
   readonly closed: Promise<void>;
@@ -89,7 +92,7 @@ export class NbdConnection {
       frame: (data) => this.phase.frame(data),
       skipped: () => this.phase.skipped(),
     };
-    this.framer = new Framer(sink, handshake.start());
+    this.framer = new Framer(sink, handshake.start(), (size) => this.buffers.take(size));
     this.writer.onChange = () => this.updateFlow();
     this.listen();
   }
@@ -165,10 +168,18 @@ export class NbdConnection {
   }
 
   private host(n: Negotiated) {
-    const ctx: CommandContext = { negotiated: n, writer: this.writer, log: this.log };
+    const ctx: CommandContext = {
+      negotiated: n,
+      writer: this.writer,
+      buffers: this.buffers,
+      log: this.log,
+    };
     return {
-      execute: (req: Request, payload: Buffer | undefined) =>
-        this.track(execute(ctx, req, payload)),
+      execute: (req: Request, payload: Buffer | undefined) => {
+        const done = execute(ctx, req, payload);
+        // The export had the payload on loan until its write settled.
+        this.track(payload === undefined ? done : done.finally(() => this.buffers.give(payload)));
+      },
       reject: (req: Request, r: Rejection) => this.track(sendError(ctx, req, r.errno, r.reason)),
       disconnect: () => this.end('soft', 'the client sent NBD_CMD_DISC'),
     };

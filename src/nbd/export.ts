@@ -48,7 +48,10 @@ export interface Export {
 
   /** Fills all of `buf` from `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
-  /** Writes all of `buf` at `offset`; durable before resolving when `fua`. */
+  /**
+   * Writes all of `buf` at `offset`; durable before resolving when `fua`. `buf` is lent
+   * until the promise settles (the connection reuses it afterwards): keep a copy, not it.
+   */
   write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void>;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;

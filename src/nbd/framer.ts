@@ -5,7 +5,7 @@
  * no promise per frame: a chunk holding many requests is framed in one synchronous loop.
  *
  * A frame that lies inside one chunk is a `subarray` of it (no copy); a frame that spans
- * chunks is gathered once into a buffer of its exact size.
+ * chunks is gathered once into a buffer of its exact size, from the constructor's `alloc`.
  */
 
 /** What the sink wants next. */
@@ -31,9 +31,11 @@ export class Framer {
   private held = false;
   private busy = false;
 
+  /** `alloc` makes the buffer of a frame gathered from several chunks. */
   constructor(
     private readonly sink: FrameSink,
     first: Need,
+    private readonly alloc: (size: number) => Buffer = Buffer.allocUnsafe,
   ) {
     this.need = first;
   }
@@ -121,7 +123,7 @@ export class Framer {
       this.consumeFirst(n);
       return first.subarray(0, n);
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = this.alloc(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[0] as Buffer;

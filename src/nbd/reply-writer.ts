@@ -11,9 +11,13 @@
 import type { Duplex } from 'node:stream';
 import { Mutex } from '../util/index.js';
 
+const DONE: Promise<void> = Promise.resolve();
+
 export class ReplyWriter {
   private readonly mutex = new Mutex();
   private queued = 0;
+  /** Buffers sent with `sendOwned`, and whom to tell once the stream is done with each. */
+  private readonly owners = new Map<Buffer, () => void>();
 
   /** Called whenever the number of replies waiting to be written changes. */
   onChange: () => void = () => {};
@@ -30,16 +34,51 @@ export class ReplyWriter {
     return !this.stream.destroyed && this.stream.writable;
   }
 
-  /** Writes `buffers` as one uninterrupted unit, after every earlier `send`. */
-  async send(...buffers: Buffer[]): Promise<void> {
+  /**
+   * Writes `buffers` as one uninterrupted unit, after every earlier `send`. With nothing
+   * queued it writes at once, and without backpressure it is done when it returns.
+   */
+  send(...buffers: Buffer[]): Promise<void> {
+    if (this.queued > 0) return this.counted(this.mutex.run(() => this.writeAll(buffers)));
+    if (!this.writeNow(buffers)) return DONE;
+    // The stream is full: later replies queue behind the wait for 'drain'.
+    return this.counted(this.mutex.run(() => this.drained()));
+  }
+
+  /**
+   * `send(buf)`, then `written()` once the stream no longer needs `buf` (handed to the
+   * kernel, or dropped because the stream closed), so that the caller may reuse it.
+   */
+  sendOwned(buf: Buffer, written: () => void): Promise<void> {
+    this.owners.set(buf, written);
+    return this.send(buf);
+  }
+
+  /** Counts `work` as queued while it runs. */
+  private async counted(work: Promise<void>): Promise<void> {
     this.queued++;
     this.onChange();
     try {
-      await this.mutex.run(() => this.writeAll(buffers));
+      await work;
     } finally {
       this.queued--;
       this.onChange();
     }
+  }
+
+  /** Hands `buffers` to the stream; true when that filled it (backpressure). */
+  private writeNow(buffers: readonly Buffer[]): boolean {
+    let full = false;
+    for (const buf of buffers) {
+      const written = this.owners.get(buf);
+      if (written !== undefined) this.owners.delete(buf);
+      if (!this.open) {
+        written?.();
+        continue;
+      }
+      if (!this.stream.write(buf, written === undefined ? undefined : () => written())) full = true;
+    }
+    return full;
   }
 
   /** Waits until everything sent so far has been handed to the stream. */
@@ -48,12 +87,7 @@ export class ReplyWriter {
   }
 
   private async writeAll(buffers: readonly Buffer[]): Promise<void> {
-    let full = false;
-    for (const buf of buffers) {
-      if (!this.open) return;
-      if (!this.stream.write(buf)) full = true;
-    }
-    if (full) await this.drained();
+    if (this.writeNow(buffers)) await this.drained();
   }
 
   /** Resolves on 'drain', or when the stream closes or fails (nothing more will drain). */

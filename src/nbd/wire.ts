@@ -494,6 +494,20 @@ export function encodeNoneChunk(handle: bigint): Buffer {
  */
 export function allocOffsetDataChunk(handle: bigint, offset: number, length: number): Buffer {
   const buf = Buffer.allocUnsafe(CHUNK.size + OFFSET_DATA.data + length);
+  writeOffsetDataHeader(buf, handle, offset, length);
+  return buf;
+}
+
+/**
+ * Fills in the header of a final NBD_REPLY_TYPE_OFFSET_DATA chunk of `length` data bytes at
+ * the start of `buf` (of `OFFSET_DATA_PAYLOAD + length` bytes); the data goes after it.
+ */
+export function writeOffsetDataHeader(
+  buf: Buffer,
+  handle: bigint,
+  offset: number,
+  length: number,
+): void {
   const chunk = {
     flags: REPLY_FLAG.DONE,
     type: REPLY_TYPE.OFFSET_DATA,
@@ -502,7 +516,6 @@ export function allocOffsetDataChunk(handle: bigint, offset: number, length: num
   };
   writeChunkHeader(buf, chunk);
   writeU64BE(buf, CHUNK.size + OFFSET_DATA.offset, offset);
-  return buf;
 }
 
 /** Where the data goes in a buffer from `allocOffsetDataChunk`. */

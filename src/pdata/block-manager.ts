@@ -133,6 +133,18 @@ export class BlockManager {
     return this.capacity;
   }
 
+  /**
+   * Block `loc` if it is cached and checked as `validator`'s kind, at once; undefined
+   * otherwise (then `read` it). For lookups that run without awaiting, between operations.
+   */
+  peek(loc: number, validator: BlockValidator): Buffer | undefined {
+    if (this.failure !== undefined) return undefined;
+    const hit = this.cache.get(loc);
+    if (hit === undefined || hit.validator !== validator) return undefined;
+    hit.referenced = true;
+    return hit.buf;
+  }
+
   /** Reads block `loc` and checks it with `validator` unless it is cached as that kind. */
   async read(loc: number, validator: BlockValidator): Promise<Buffer> {
     this.throwIfFailed();

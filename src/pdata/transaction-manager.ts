@@ -50,6 +50,11 @@ export class TransactionManager {
     return this.bm.read(loc, validator);
   }
 
+  /** A cached block at once, or undefined (see BlockManager.peek). */
+  peek(loc: number, validator: BlockValidator): Buffer | undefined {
+    return this.bm.peek(loc, validator);
+  }
+
   /** Several blocks at once (see BlockManager.readMany). */
   readMany(locs: readonly number[], validator: BlockValidator): Promise<Buffer[]> {
     return this.bm.readMany(locs, validator);

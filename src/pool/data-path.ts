@@ -8,7 +8,9 @@
  *   a snapshot of it, or its removal, waits for the changes in flight and holds new ones;
  * - every read or in-place write of a mapped data block runs inside `inFlight`, from the
  *   lookup to the end of the data I/O, so a block freed meanwhile is neither discarded nor
- *   handed out again before that I/O has finished;
+ *   handed out again before that I/O has finished; a read done wholly at once (`lookupNow`,
+ *   then `readNow` of the data device, with no await in between) needs no entry, since no
+ *   other work runs until it is over;
  * - the work on one virtual block (lookup, provision, copy, in-place write) holds its cell.
  */
 
@@ -46,6 +48,12 @@ export interface DataPath {
   /** Runs I/O to looked-up data blocks as one entry of the pool's in-flight set. */
   inFlight<T>(fn: () => Promise<T>): Promise<T>;
   lookup(id: number, vblock: number): Promise<Mapping | undefined>;
+  /**
+   * `lookup` at once, or null when that would mean waiting (see PoolMetadata.lookupNow).
+   * A caller that goes on without awaiting needs no in-flight entry: nothing can free the
+   * block before it is done.
+   */
+  lookupNow(id: number, vblock: number): Mapping | undefined | null;
   nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined>;
   /** Allocates a block, lets `fill` write it, maps it; no commit runs in between. */
   provision(id: number, vblock: number, fill: (block: number) => Promise<void>): Promise<void>;

@@ -13,6 +13,8 @@ import { type BlockPiece, splitIntoBlocks, wholeBlocks } from './io-plan.js';
 /** Copies and zero-fills move at most this much at once, whatever the block size. */
 const CHUNK = 1024 * 1024;
 
+const DONE: Promise<void> = Promise.resolve();
+
 export interface WriteOptions {
   /** Force unit access: the write is durable when it completes (commits the pool). */
   fua?: boolean;
@@ -42,10 +44,59 @@ export class ThinDevice {
   }
 
   /** Fills `buf` from byte `offset`. */
-  async read(buf: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, buf.length, 'read');
+  read(buf: Uint8Array, offset: number): Promise<void> {
+    try {
+      this.checkRange(offset, buf.length, 'read');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.pool.counters.reads++;
-    await this.pool.inFlight(() => this.readMapped(buf, offset));
+    if (this.readNow(buf, offset)) return DONE;
+    return this.pool.inFlight(() => this.readMapped(buf, offset));
+  }
+
+  /**
+   * The read done at once, when every mapping is known without waiting and every mapped
+   * piece comes from the data device without waiting (cached metadata, page cache): true
+   * when done, false when `buf` must be read the slow way. No await, so no entry in the
+   * in-flight set is needed (data-path.ts).
+   */
+  private readNow(buf: Uint8Array, offset: number): boolean {
+    const data = this.pool.data;
+    if (data.readNow === undefined) return false;
+    const B = this.pool.blockSize;
+    // Pieces on neighbouring data blocks are read as one run: [runAt, runAt + runLength)
+    // of `buf` from byte `runFrom` of the data device.
+    let runAt = 0;
+    let runFrom = 0;
+    let runLength = 0;
+    let at = 0;
+    while (at < buf.length) {
+      const pos = offset + at;
+      const vblock = Math.floor(pos / B);
+      const inner = pos - vblock * B;
+      const n = Math.min(B - inner, buf.length - at);
+      const m = this.pool.lookupNow(this.id, vblock);
+      if (m === null) return false;
+      if (m === undefined) {
+        buf.fill(0, at, at + n);
+      } else if (
+        runLength > 0 &&
+        runAt + runLength === at &&
+        runFrom + runLength === m.dataBlock * B + inner
+      ) {
+        runLength += n;
+      } else {
+        if (runLength > 0 && !data.readNow(buf.subarray(runAt, runAt + runLength), runFrom)) {
+          return false;
+        }
+        runAt = at;
+        runFrom = m.dataBlock * B + inner;
+        runLength = n;
+      }
+      at += n;
+    }
+    return runLength === 0 || data.readNow(buf.subarray(runAt, runAt + runLength), runFrom);
   }
 
   private async readMapped(buf: Uint8Array, offset: number): Promise<void> {
@@ -159,7 +210,9 @@ export class ThinDevice {
     return this.pool.cells.run(cellKey(this.id, p.vblock), async () => {
       const B = this.pool.blockSize;
       const m = await this.pool.inFlight(async () => {
-        const found = await this.pool.lookup(this.id, p.vblock);
+        // At once when the metadata allows (see lookupNow), else waiting for the lock.
+        const now = this.pool.lookupNow(this.id, p.vblock);
+        const found = now === null ? await this.pool.lookup(this.id, p.vblock) : now;
         if (found === undefined || found.shared) return found;
         await this.put(found.dataBlock * B + p.inner, p.length, src);
         this.pool.markDirty();

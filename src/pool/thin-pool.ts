@@ -373,6 +373,10 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.metadata.nextMapping(id, vblock);
   }
 
+  lookupNow(id: number, vblock: number): Mapping | undefined | null {
+    return this.metadata.lookupNow(id, vblock);
+  }
+
   /**
    * Gives virtual block `vblock` of device `id` a new data block: allocates it, lets
    * `fill(block)` write its contents, then maps it. No commit can run in between, so a

@@ -308,6 +308,34 @@ export class PoolMetadata {
     });
   }
 
+  /**
+   * `lookup` at once, without the lock: the mapping, undefined when unmapped, or null when
+   * it cannot be known without waiting (an operation holds or awaits the lock, a block on
+   * the way is not cached, the device is unknown, or the metadata has failed); then call
+   * `lookup`. With the lock free no operation is part-way through, so the live trees are
+   * whole; the answer is the one `lookup` would give now.
+   */
+  lookupNow(id: number, vblock: number): Mapping | undefined | null {
+    if (this.lock.locked || this.failure !== undefined) return null;
+    const d = this.detailsNow(id);
+    if (d === undefined) return null;
+    const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
+    if (top === undefined || top === null) return null;
+    const v = btree.lookupCached(this.trees.bottom, valueAsU64(top), vblock);
+    if (v === null) return null;
+    if (v === undefined) return undefined;
+    const bt = decodeBlockTime(v);
+    return { dataBlock: bt.dataBlock, time: bt.time, shared: d.snapshottedTime > bt.time };
+  }
+
+  /** Device `id`'s details if known at once (kept in memory, or a cached block). */
+  private detailsNow(id: number): DeviceDetails | undefined {
+    const cached = this.details.get(id);
+    if (cached !== undefined) return cached.d;
+    const v = btree.lookupCached(this.trees.details, this.detailsRoot, id);
+    return v === undefined || v === null ? undefined : decodeDetails(v);
+  }
+
   /** Allocates a free data block (reference count 1) for a new mapping. */
   allocDataBlock(): Promise<number> {
     return this.change(() => this.dsm.newBlock());

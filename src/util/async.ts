@@ -6,9 +6,20 @@
 /** A FIFO mutual-exclusion lock. */
 export class Mutex {
   private tail: Promise<void> = Promise.resolve();
+  /** Holders and waiters. */
+  private users = 0;
+
+  /**
+   * Whether anyone holds the lock or waits for it. When false, no critical section is
+   * part-way through, so code that runs without awaiting sees what they protect whole.
+   */
+  get locked(): boolean {
+    return this.users > 0;
+  }
 
   /** Runs `fn` once every earlier holder has finished; releases even when `fn` throws. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    this.users++;
     let release!: () => void;
     const next = new Promise<void>((resolve) => {
       release = resolve;
@@ -19,6 +30,7 @@ export class Mutex {
     try {
       return await fn();
     } finally {
+      this.users--;
       release();
     }
   }

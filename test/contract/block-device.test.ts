@@ -30,6 +30,16 @@ const fileFactory: Factory = async (size, options = {}) => {
   return FileDevice.open(file, { readOnly: true });
 };
 
+/** FileDevice with every transfer through the threadpool (no RWF_NOWAIT attempts). */
+const threadpoolFileFactory: Factory = async (size, options = {}) => {
+  const file = path.join(dir, `device-${fileCount++}.img`);
+  const device = await FileDevice.open(file, { create: { size }, nowait: false, batch: false });
+  if (options.readOnly !== true) return device;
+  await device.write(Uint8Array.of(0x5a), 0);
+  await device.close();
+  return FileDevice.open(file, { readOnly: true, nowait: false, batch: false });
+};
+
 const memoryFactory: Factory = async (size, options = {}) => {
   if (options.readOnly !== true) return new MemoryDevice(size);
   // A read-only memory device can hold only zeros, so it reads back nothing written.
@@ -267,6 +277,7 @@ function describeBlockDevice(name: string, make: Factory): void {
 }
 
 describeBlockDevice('FileDevice', fileFactory);
+describeBlockDevice('FileDevice (threadpool only)', threadpoolFileFactory);
 describeBlockDevice('MemoryDevice', memoryFactory);
 describeBlockDevice('BlockDevDevice (a loop device)', blockDevFactory);
 describeBlockDevice('LinearDevice', linearFactory);

@@ -13,6 +13,8 @@
  *   wave with some subset of the wave's origin operations applied (whole operations: the
  *   origin is quiesced), and it must not change afterwards;
  * - a removed device has no other operation in its wave.
+ * Reads take the pool's two paths: done at once (`lookupNow` and the device's `readNow`, when
+ * no metadata operation is under way) or waiting; both are counted and must both occur.
  * After every wave, every device reads exactly what the model says; every word any read
  * returned is zero or was written to that device or an ancestor (writes carry their tag and
  * device in every 4-byte word), so no device ever reads another's bytes; the pool's used
@@ -438,12 +440,14 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     await requirePeer('thin_check');
     const metaFile = path.join(await dir, 'run.meta');
     let runs = 0;
+    let readsNow = 0;
+    let readsWaited = 0;
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), arbWaves, async (s, waves) => {
         let scheduled = false;
         const when = (_op: DeviceOp, label: string) =>
           scheduled ? s.schedule(Promise.resolve(), label) : Promise.resolve();
-        const data = new ScheduledDevice(new MemoryDevice(512 * B), when);
+        const data = new ScheduledDevice(new MemoryDevice(512 * B), when, { readNow: true });
         const meta = new MemoryDevice(META_BYTES);
         const pool = await ThinPool.create(data, meta, { blockSize: B, commitIntervalMs: 0 });
         const run = new Run(pool, data);
@@ -471,6 +475,8 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
         await writeFile(metaFile, image);
         const check = await thinCheck(metaFile);
         assert.equal(check.status, 0, check.stdout + check.stderr);
+        readsNow += data.readsNow;
+        readsWaited += data.issued.read;
         runs++;
       }),
       {
@@ -483,5 +489,9 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
       },
     );
     assert.equal(runs, 40);
+    // Reads took both paths: at once (lookupNow + readNow, between metadata operations) and
+    // waiting (the lookup queued behind a metadata operation, the data read scheduled).
+    assert.ok(readsNow > 0, 'no read was done at once');
+    assert.ok(readsWaited > 0, 'no read went through the scheduled device');
   });
 });

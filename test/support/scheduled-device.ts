@@ -7,7 +7,9 @@
  * they are released, and a discard does not wait for the writes in flight to its range.
  *
  * It records the contract breaches the pool must never commit (`violations`): a discard or
- * write overlapping a write in flight, a read overlapping a discard in flight. `failNext(op)`
+ * write overlapping a write in flight, a read (`readNow` included) overlapping a discard in
+ * flight. With the option `readNow`, the inner device's `readNow` is offered: reads done at
+ * once, which wait for nothing. `failNext(op)`
  * makes the next `op` fail with an IoError.
  */
 
@@ -29,15 +31,23 @@ export class ScheduledDevice implements BlockDevice {
   readonly violations: string[] = [];
   /** How many of each op have been issued. */
   readonly issued: Record<DeviceOp, number> = { read: 0, write: 0, discard: 0, flush: 0 };
+  /** Reads done at once through `readNow`. */
+  readsNow = 0;
   readonly #when: Landing;
   readonly #writes = new Set<Range>();
   readonly #discards = new Set<Range>();
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #failing = new Set<DeviceOp>();
+  readonly #readNow: boolean;
 
-  constructor(inner: BlockDevice, when: Landing) {
+  /**
+   * With `readNow`, the device offers the inner device's `readNow` (reads done at once,
+   * never held); without it, every read is scheduled.
+   */
+  constructor(inner: BlockDevice, when: Landing, options: { readNow?: boolean } = {}) {
     this.inner = inner;
     this.#when = when;
+    this.#readNow = options.readNow === true;
   }
 
   get name(): string {
@@ -69,6 +79,21 @@ export class ScheduledDevice implements BlockDevice {
       }
       await this.inner.read(buf, offset);
     });
+  }
+
+  /**
+   * The inner device's `readNow`, at once (a page-cache hit lands in no order but now): a
+   * read done without waiting must not overlap a discard in flight either.
+   */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    if (!this.#readNow || this.inner.readNow === undefined) return false;
+    const range = { offset, length: buf.length };
+    for (const d of this.#discards) {
+      if (overlap(d, range)) this.violations.push(`read now ${show(range)} during a discard`);
+    }
+    const done = this.inner.readNow(buf, offset);
+    if (done) this.readsNow++;
+    return done;
   }
 
   write(buf: Uint8Array, offset: number): Promise<void> {

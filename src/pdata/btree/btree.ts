@@ -71,6 +71,32 @@ export async function lookup(
   throw tooDeep(loc);
 }
 
+/**
+ * `lookup` at once, from cached nodes only: the value (a view into the cached node, valid
+ * until the next await), undefined when `key` is absent, or null when a node on the way is
+ * not cached or does not check (then `lookup` it). Only between operations: a tree part-way
+ * through a change is not whole.
+ */
+export function lookupCached(
+  info: BTreeInfo,
+  root: number,
+  key: number,
+): Buffer | undefined | null {
+  let loc = root;
+  for (let depth = 0; depth < MAX_DEPTH; depth++) {
+    const buf = info.tm.peek(loc, btreeNodeValidator);
+    if (buf === undefined) return null;
+    const node = new Node(buf);
+    const want = node.isLeaf ? info.valueType.size : INTERNAL_VALUE_SIZE;
+    if (node.valueSize !== want || (!node.isLeaf && node.nrEntries === 0)) return null;
+    const i = node.lowerBound(key);
+    if (node.isLeaf) return i >= 0 && node.key(i) === key ? node.value(i) : undefined;
+    if (i < 0) return undefined;
+    loc = node.valueU64(i);
+  }
+  return null;
+}
+
 /** The first entry with a key >= `key`, or undefined. */
 export async function lookupNext(
   info: BTreeInfo,

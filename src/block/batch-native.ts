@@ -1,0 +1,39 @@
+/**
+ * The addon thinp_batch (native/write-batch.c): several positional writes to one file as
+ * one piece of libuv threadpool work, so a batch pays one thread wake-up and one completion
+ * on the event loop instead of one each. Loading never throws: without the addon
+ * `writeBatch` is undefined and every write goes through the FileHandle on its own.
+ */
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Writes each of `buffers` whole at the matching offset, in order, on a threadpool thread;
+ * `callback` gets, per write, the bytes written or a negated errno. The caller keeps the
+ * buffers alive until then. Throws a TypeError for bad arguments.
+ */
+export type WriteBatch = (
+  fd: number,
+  buffers: Uint8Array[],
+  offsets: number[],
+  callback: (results: number[]) => void,
+) => void;
+
+// src/block/batch-native.ts under tsx and dist/block/batch-native.js after the build both
+// sit two levels below the package root.
+const addonPath = fileURLToPath(new URL('../../build/Release/thinp_batch.node', import.meta.url));
+
+function load(): WriteBatch | undefined {
+  try {
+    const binding = createRequire(import.meta.url)(addonPath) as { writeBatch?: unknown } | null;
+    return typeof binding?.writeBatch === 'function'
+      ? (binding.writeBatch as WriteBatch)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The addon's `writeBatch`, or undefined when it is not built. */
+export const writeBatch: WriteBatch | undefined = load();

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { writeBatch } from '../../../src/block/batch-native.js';
+import { FileDevice } from '../../../src/block/index.js';
+import { tempDir } from '../../support/temp.js';
+
+const dir = await tempDir('thinp-batch-');
+
+function batch(fd: number, buffers: Uint8Array[], offsets: number[]): Promise<number[]> {
+  const write = writeBatch;
+  assert.ok(write !== undefined);
+  return new Promise((resolve) => write(fd, buffers, offsets, resolve));
+}
+
+describe('the addon thinp_batch', () => {
+  test('is built and loads (npm install builds it with node-gyp)', () => {
+    assert.equal(typeof writeBatch, 'function', 'build/Release/thinp_batch.node did not load');
+  });
+
+  test('writes every buffer at its offset, in order, and reports each', async () => {
+    const file = path.join(dir, 'order.img');
+    const handle = await open(file, 'w+');
+    after(() => handle.close());
+    const a = randomBytes(5000);
+    const b = randomBytes(3000);
+    const view = Buffer.alloc(64, 7).subarray(10, 20);
+    // The second write overlaps the first: in order, its bytes win.
+    const results = await batch(handle.fd, [a, b, view, new Uint8Array(0)], [0, 4000, 9000, 3]);
+    assert.deepEqual(results, [5000, 3000, 10, 0]);
+    const expected = Buffer.alloc(9010);
+    a.copy(expected, 0);
+    b.copy(expected, 4000);
+    expected.fill(7, 9000);
+    assert.deepEqual(await readFile(file), expected);
+  });
+
+  test('reports a failed write as a negated errno', async () => {
+    const results = await batch(2 ** 31 - 1, [Buffer.alloc(8)], [0]);
+    assert.deepEqual(results, [-9]); // EBADF
+  });
+
+  test('throws a TypeError for bad arguments', () => {
+    assert.ok(writeBatch !== undefined);
+    const untyped = writeBatch as unknown as (...args: unknown[]) => void;
+    const done = () => {};
+    assert.throws(() => untyped(-1, [], [], done), /fd must be/);
+    assert.throws(() => untyped(0, [Buffer.alloc(1)], [], done), /same length/);
+    assert.throws(() => untyped(0, ['text'], [0], done), /Uint8Arrays/);
+    assert.throws(() => untyped(0, [Buffer.alloc(1)], [-1], done), /offsets must/);
+    assert.throws(() => untyped(0, [Buffer.alloc(1)], [2 ** 53], done), /offsets must/);
+    assert.throws(() => untyped(0, [], [], 'nope'), /callback must be/);
+  });
+});
+
+describe('FileDevice with batched writes', () => {
+  test('lands many writes issued in one turn, each at its place, before flush resolves', async () => {
+    const file = path.join(dir, 'turn.img');
+    const device = await FileDevice.open(file, { create: { size: 4 << 20 }, nowait: false });
+    after(() => device.close());
+    const writes = Array.from({ length: 300 }, (_, i) => ({
+      data: randomBytes(4096 + (i % 7) * 512),
+      offset: i * 12_288,
+    }));
+    // Issued together: several batches (1 MiB each at most), all in flight at once.
+    const pending = writes.map((w) => device.write(w.data, w.offset));
+    const flushed = device.flush();
+    await Promise.all([...pending, flushed]);
+    const image = await readFile(file);
+    for (const w of writes) {
+      assert.deepEqual(image.subarray(w.offset, w.offset + w.data.length), w.data, `${w.offset}`);
+    }
+  });
+});

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { BufferPool, MIN_POOLED } from '../../../src/nbd/buffer-pool.js';
+import { ReplyWriter } from '../../../src/nbd/reply-writer.js';
+
+const MiB = 1024 * 1024;
+
+describe('BufferPool', () => {
+  test('gives buffers of the exact size asked, and reuses a given-back one of its class', () => {
+    const pool = new BufferPool();
+    const a = pool.take(MiB + 16);
+    assert.equal(a.length, MiB + 16);
+    pool.give(a);
+    const b = pool.take(MiB + 100);
+    assert.equal(b.length, MiB + 100);
+    assert.equal(b.buffer, a.buffer, 'the same backing memory, reused');
+    const c = pool.take(MiB + 100);
+    assert.notEqual(c.buffer, a.buffer, 'a buffer in use is never handed out twice');
+  });
+
+  test('pools nothing below MIN_POOLED, and takes back only its own buffers', () => {
+    const pool = new BufferPool();
+    const small = pool.take(MIN_POOLED - 1);
+    pool.give(small);
+    assert.notEqual(pool.take(MIN_POOLED - 1).buffer, small.buffer);
+    const foreign = Buffer.allocUnsafeSlow(2 * MiB);
+    pool.give(foreign);
+    assert.notEqual(pool.take(2 * MiB).buffer, foreign.buffer);
+  });
+
+  test('keeps at most its idle bound', () => {
+    const pool = new BufferPool(2 * MiB);
+    const taken = [pool.take(MiB), pool.take(MiB), pool.take(MiB)];
+    for (const b of taken) pool.give(b);
+    const again = [pool.take(MiB), pool.take(MiB), pool.take(MiB)].map((b) => b.buffer);
+    const reused = again.filter((x) => taken.some((t) => t.buffer === x));
+    assert.equal(reused.length, 2);
+  });
+});
+
+describe('ReplyWriter.sendOwned', () => {
+  test('says a buffer is free only once the stream has written it', async () => {
+    const stream = new PassThrough({ highWaterMark: 16 });
+    const writer = new ReplyWriter(stream);
+    const first = Buffer.alloc(1024, 1);
+    const second = Buffer.alloc(1024, 2);
+    const freed: number[] = [];
+    const a = writer.sendOwned(first, () => freed.push(1));
+    const b = writer.sendOwned(second, () => freed.push(2));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(freed, [], 'nothing consumed yet');
+    const out: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => out.push(chunk));
+    await Promise.all([a, b]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(freed, [1, 2]);
+    assert.deepEqual(Buffer.concat(out), Buffer.concat([first, second]));
+  });
+
+  test('frees the buffer of a reply dropped because the stream closed', async () => {
+    const stream = new PassThrough();
+    stream.destroy();
+    const writer = new ReplyWriter(stream);
+    let freed = false;
+    await writer.sendOwned(Buffer.alloc(8), () => {
+      freed = true;
+    });
+    assert.equal(freed, true);
+  });
+});
