@@ -206,6 +206,7 @@ describe('the relay client across a crashing server', () => {
       assert.deepEqual(await read(client, 0, 4096), pattern(5));
       assert.deepEqual(await read(client, 8192, 4096), pattern(6));
     } finally {
+      await server.kill();
       await client.close();
     }
   });
