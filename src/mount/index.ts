@@ -37,6 +37,7 @@ export {
 } from './filesystem.js';
 export { cleanupStale, findMounts } from './find-mounts.js';
 export { mountDevice, mountOptions } from './mount-device.js';
+export { processStart } from './system.js';
 export type {
   Attacher,
   AttacherKind,

@@ -8,7 +8,7 @@
 
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanupStale, findMounts } from '../mount/index.js';
+import { cleanupStale, findMounts, processStart } from '../mount/index.js';
 
 export const WORK_PREFIX = 'thinp-rescue-';
 const OWNER_FILE = 'owner.json';
@@ -54,17 +54,4 @@ async function readOwner(dir: string): Promise<Owner | undefined> {
 async function alive(owner: Owner): Promise<boolean> {
   const start = await processStart(owner.pid);
   return start !== undefined && start === owner.start;
-}
-
-/** Field 22 of /proc/PID/stat (start time in clock ticks), undefined when gone or a zombie. */
-async function processStart(pid: number): Promise<string | undefined> {
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (rest[0] === 'Z' || rest[0] === 'X') return undefined;
-  return rest[19];
 }
