@@ -16,6 +16,7 @@
  */
 
 import { rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
 import { BusyError } from '../util/index.js';
 import { MountError } from './errors.js';
 import { handOver, LingeringAttachment } from './lingering.js';
@@ -65,13 +66,27 @@ export async function unmountTarget(
   }
 }
 
-/** Detaches the loop device, if it is still the one on our FUSE file. */
+/**
+ * Whether a loop device's backing file is our FUSE file. Once the FUSE mount is detached
+ * (nbdfuse, ended, unmounts itself lazily while the loop still holds the file), the kernel
+ * shows the file at the root of the detached mount: `/nbd` instead of its full path.
+ */
+function isOurBacking(backing: string | undefined, fuseFile: string): boolean {
+  return backing === fuseFile || backing === `/${path.basename(fuseFile)}`;
+}
+
+/**
+ * Detaches the loop device, if it is still the one on our FUSE file. Lazily (leftovers), a
+ * loop device still held by a filesystem detached with it is left to autoclear at its last
+ * close instead of being waited for.
+ */
 async function detachLoop(record: AttachmentRecord, options: TeardownOptions): Promise<void> {
   const { devicePath, fuseFile } = record;
   if (devicePath === '' || fuseFile === undefined) return;
-  const ours = async () => (await loopBackingFile(devicePath)) === fuseFile;
+  const ours = async () => isOurBacking(await loopBackingFile(devicePath), fuseFile);
   if (!(await ours())) return;
   await runOk('losetup', ['-d', devicePath], devicePath, { searchPath: options.searchPath });
+  if (options.lazy === true) return;
   if (!(await waitFor(async () => !(await ours()), STEP_TIMEOUT_MS))) {
     throw new BusyError(`loop device ${devicePath} is still attached to ${fuseFile}`, {
       hint: `something still holds it open (a mount?): find it with 'losetup -l' and 'findmnt ${devicePath}'`,

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { cp, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -475,6 +475,8 @@ setInterval(() => {}, 1000);
       await once(child, 'close').catch(() => undefined);
     }
     assert.ok((await findLeaks(dir)).mounts.length > 0, 'the killed rescue left its mount');
+    const loops = await recordedLoops(work);
+    assert.ok(loops.length > 0, 'the killed rescue recorded its loop device');
     const r = await rescue(['list']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(
@@ -482,6 +484,21 @@ setInterval(() => {}, 1000);
       /removed the mounts and work directory .* of a rescue that was cut short/,
     );
     await assertNoLeaks(dir);
+    // The loop device too, whose backing file shows as /nbd once its FUSE mount is detached
+    // (no leak check can tell whose such a loop device is).
+    for (const { devicePath, fuseFile } of loops) {
+      const backing = await readFile(
+        `/sys/block/${path.basename(devicePath)}/loop/backing_file`,
+        'utf8',
+      ).then(
+        (t) => t.trim(),
+        () => undefined,
+      );
+      assert.ok(
+        backing !== fuseFile && backing !== `/${path.basename(fuseFile)}`,
+        `${devicePath} is still attached (${backing})`,
+      );
+    }
   });
 
   it('names the problem and the fix for bad input', async () => {
@@ -505,3 +522,22 @@ setInterval(() => {}, 1000);
     await assert.rejects(stat(path.join(dir, 'x.tar')));
   });
 });
+
+/** The loop devices recorded by the rescues' work directories under `parent`. */
+async function recordedLoops(parent: string): Promise<{ devicePath: string; fuseFile: string }[]> {
+  const found: { devicePath: string; fuseFile: string }[] = [];
+  for (const name of await readdir(parent)) {
+    const mounts = path.join(parent, name, 'mounts');
+    for (const file of await readdir(mounts).catch(() => [] as string[])) {
+      if (!file.endsWith('.json')) continue;
+      const record = JSON.parse(await readFile(path.join(mounts, file), 'utf8')) as {
+        devicePath?: string;
+        fuseFile?: string;
+      };
+      if (record.devicePath && record.fuseFile) {
+        found.push({ devicePath: record.devicePath, fuseFile: record.fuseFile });
+      }
+    }
+  }
+  return found;
+}
