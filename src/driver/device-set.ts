@@ -519,8 +519,7 @@ export class DeviceSet {
    */
   open(name: string): ThinDevice {
     const record = this.users.has(name) ? this.devices.record(name) : this.devices.live(name);
-    this.users.set(name, (this.users.get(name) ?? 0) + 1);
-    return this.pool.device(record.deviceId, record.size);
+    return this.openRecord(name, record);
   }
 
   /**
@@ -529,7 +528,11 @@ export class DeviceSet {
    * Open the set with `deferRemovals` so such a device is still there to hold.
    */
   hold(name: string): ThinDevice {
-    const record = this.devices.record(name);
+    return this.openRecord(name, this.devices.record(name));
+  }
+
+  /** One more user of `name`, whose record the caller chose by its rule. */
+  private openRecord(name: string, record: DeviceRecord): ThinDevice {
     this.users.set(name, (this.users.get(name) ?? 0) + 1);
     return this.pool.device(record.deviceId, record.size);
   }
