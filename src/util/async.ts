@@ -3,37 +3,44 @@
  * work may run; these make the sections explicit.
  */
 
-/** A FIFO mutual-exclusion lock. */
+/**
+ * A FIFO mutual-exclusion lock. Taking it while it is free costs no promise and no wait: a
+ * holder that never awaits before calling `fn` keeps the caller's turn, which the data path
+ * relies on to stay cheap.
+ */
 export class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-  /** Holders and waiters. */
-  private users = 0;
+  private held = false;
+  /** Callers waiting, first to run first; each is handed the lock as it is released. */
+  private readonly waiters: Array<() => void> = [];
 
   /**
    * Whether anyone holds the lock or waits for it. When false, no critical section is
    * part-way through, so code that runs without awaiting sees what they protect whole.
    */
   get locked(): boolean {
-    return this.users > 0;
+    return this.held || this.waiters.length > 0;
   }
 
   /** Runs `fn` once every earlier holder has finished; releases even when `fn` throws. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    this.users++;
-    let release!: () => void;
-    const next = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const previous = this.tail;
-    this.tail = previous.then(() => next);
-    await previous;
+    if (this.held) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    else this.held = true;
     try {
       return await fn();
     } finally {
-      this.users--;
-      release();
+      // Handed straight to the next waiter: nobody can take it in between.
+      const next = this.waiters.shift();
+      if (next === undefined) this.held = false;
+      else next();
     }
   }
+}
+
+/** One caller of `KeyedLock`: it runs once it is first in the queue of each of its keys. */
+interface Ticket {
+  /** Keys whose queue it is not yet first in. */
+  blocked: number;
+  start: () => void;
 }
 
 /**
@@ -41,15 +48,25 @@ export class Mutex {
  * cells): work on one key runs one at a time; different keys run concurrently.
  */
 export class KeyedLock<K> {
-  private readonly tails = new Map<K, Promise<void>>();
+  /** Per key with work queued or running, its tickets in order; the first one holds it. */
+  private readonly queues = new Map<K, Ticket[]>();
 
   /** Keys with work queued or running. */
   get size(): number {
-    return this.tails.size;
+    return this.queues.size;
   }
 
   async run<T>(key: K, fn: () => Promise<T>): Promise<T> {
-    return this.runAll([key], fn);
+    const queue = this.queues.get(key);
+    if (queue !== undefined) return this.runAll([key], fn);
+    // Free: held at once, with no promise of its own.
+    const ticket: Ticket = { blocked: 0, start: noop };
+    this.queues.set(key, [ticket]);
+    try {
+      return await fn();
+    } finally {
+      this.release(key);
+    }
   }
 
   /**
@@ -58,28 +75,43 @@ export class KeyedLock<K> {
    * whatever order the keys come in.
    */
   async runAll<T>(keys: Iterable<K>, fn: () => Promise<T>): Promise<T> {
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const held: Array<[K, Promise<void>]> = [];
-    const waits: Array<Promise<void>> = [];
-    for (const key of new Set(keys)) {
-      const previous = this.tails.get(key);
-      const tail = previous === undefined ? mine : previous.then(() => mine);
-      this.tails.set(key, tail);
-      held.push([key, tail]);
-      if (previous !== undefined) waits.push(previous);
+    const ticket: Ticket = { blocked: 0, start: noop };
+    const mine = [...new Set(keys)];
+    for (const key of mine) {
+      const queue = this.queues.get(key);
+      if (queue === undefined) this.queues.set(key, [ticket]);
+      else {
+        queue.push(ticket);
+        ticket.blocked++;
+      }
     }
-    if (waits.length > 0) await Promise.all(waits);
+    if (ticket.blocked > 0) {
+      await new Promise<void>((resolve) => {
+        ticket.start = resolve;
+      });
+    }
     try {
       return await fn();
     } finally {
-      release();
-      for (const [key, tail] of held) if (this.tails.get(key) === tail) this.tails.delete(key);
+      for (const key of mine) this.release(key);
     }
   }
+
+  /** The first ticket in the queue of `key` leaves it and lets the next one in. */
+  private release(key: K): void {
+    const queue = this.queues.get(key) as Ticket[];
+    queue.shift();
+    const next = queue[0];
+    if (next === undefined) {
+      this.queues.delete(key);
+      return;
+    }
+    next.blocked--;
+    if (next.blocked === 0) next.start();
+  }
 }
+
+function noop(): void {}
 
 /**
  * The kernel's deferred set (dm_deferred_set): work in flight `enter`s it and `leave`s it;
