@@ -130,9 +130,13 @@ export class ThinDevice {
     this.pool.checkWritable();
     this.pool.counters.writes++;
     const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
-    await this.pool.changing(this.id, () =>
-      Promise.all(pieces.map((p) => this.changeBlock(p, buf.subarray(p.at, p.at + p.length)))),
-    );
+    await this.pool.changing(this.id, () => {
+      // One piece (most writes): its own promise, without an all-of-one.
+      if (pieces.length === 1) return this.changeBlock(pieces[0] as BlockPiece, buf);
+      return Promise.all(
+        pieces.map((p) => this.changeBlock(p, buf.subarray(p.at, p.at + p.length))),
+      ).then(() => undefined);
+    });
     if (options.fua === true) await this.pool.commit();
   }
 

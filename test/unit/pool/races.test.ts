@@ -204,3 +204,43 @@ describe('a failed flush of the data device', () => {
     assert.deepEqual((await checkMetadata(meta)).problems, []);
   });
 });
+
+describe("a commit's data flush", () => {
+  it('runs first without holding provisions back, then again under the lock: what was mapped meanwhile is committed durable', async () => {
+    const meta = new MemoryDevice(4 << 20);
+    const { valve, data, pool } = await slowPool(16, meta);
+    await pool.createThin(1);
+    const dev = pool.device(1, SIZE);
+    await dev.write(filled(4096, 1), 0);
+    const flushes = data.issued.flush;
+
+    valve.close('flush');
+    const commit = pool.commit();
+    await settle();
+    assert.equal(data.issued.flush, flushes + 1, 'the long flush is under way');
+    let provisioned = false;
+    const meanwhile = dev.write(filled(4096, 2), 3 * B).then(() => {
+      provisioned = true;
+    });
+    await settle();
+    assert.equal(provisioned, true, 'a new block is provisioned while the disk flushes');
+    valve.open();
+    await Promise.all([commit, meanwhile]);
+    assert.equal(data.issued.flush, flushes + 2, 'flushed again under the lock, then committed');
+
+    const reopened = await PoolMetadata.open(meta);
+    assert.equal(await reopened.mappedBlocks(1), 2, 'the block mapped meanwhile is committed');
+  });
+
+  it('is one flush when nothing was provisioned since the last commit', async () => {
+    const { data, pool } = await slowPool(4);
+    await pool.createThin(1);
+    const dev = pool.device(1, SIZE);
+    await dev.write(filled(B, 1), 0);
+    await pool.commit();
+    await dev.write(filled(4096, 2), 0);
+    const flushes = data.issued.flush;
+    await dev.flush();
+    assert.equal(data.issued.flush, flushes + 1, 'an in-place write needs one flush');
+  });
+});
