@@ -7,7 +7,7 @@
  * create 1,000 snapshots vs 1,000 qcow2 overlays. Every workload where thinp is slower than
  * qemu-nbd runs once more under `node --cpu-prof`, and the report sums up the profile.
  *
- *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N]
+ *     npm run bench -- nbd [--size BYTES] [--seconds S] [--queue-depth N] [--repeats N]
  */
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -46,7 +46,12 @@ const GiB = 1024 * MiB;
 /** The size of the filled region every overwrite and read runs on. */
 export const DEFAULT_SIZE = 1 * GiB;
 /** fio's `--runtime` per job. */
-export const DEFAULT_SECONDS = 10;
+export const DEFAULT_SECONDS = 5;
+/**
+ * Runs of every data-path job per server; each row reports the median. The three servers
+ * take turns job by job, so that a change in the machine's load falls on all of them.
+ */
+export const DEFAULT_REPEATS = 3;
 /** The concurrent queue depth (every workload also runs at depth 1). */
 export const DEFAULT_QUEUE_DEPTH = 32;
 /**
@@ -98,6 +103,8 @@ export interface NbdBenchOptions {
   seconds?: number;
   /** The concurrent queue depth (default 32); every workload also runs at depth 1. */
   queueDepth?: number;
+  /** Runs of each data-path job per server, the median reported (default 3). */
+  repeats?: number;
   /** The chain depths whose top is read (default 1, 10, 50). */
   chainDepths?: readonly number[];
   /** Snapshots and overlays to create (default 1,000). */
@@ -128,6 +135,8 @@ export interface FioResult {
   seconds: number;
   /** The job ran out of its region before its runtime (no `--time_based`). */
   exhausted: boolean;
+  /** The lowest and highest IOPS of the runs whose median this is (one run: its own). */
+  spread?: { min: number; max: number; runs: number };
 }
 
 export interface Workload {
@@ -216,9 +225,13 @@ export async function runNbdBench(options: NbdBenchOptions = {}): Promise<NbdBen
   const size = options.size ?? DEFAULT_SIZE;
   const seconds = options.seconds ?? DEFAULT_SECONDS;
   const queueDepth = options.queueDepth ?? DEFAULT_QUEUE_DEPTH;
+  const repeats = options.repeats ?? DEFAULT_REPEATS;
   const depths = [...(options.chainDepths ?? CHAIN_DEPTHS)].sort((a, b) => a - b);
   const snapshots = options.snapshots ?? SNAPSHOT_COUNT;
   checkOptions(size, seconds, queueDepth, depths, snapshots);
+  if (!Number.isSafeInteger(repeats) || repeats < 1 || repeats > 20) {
+    throw new BenchOptionError(`--repeats ${repeats}: give a whole number from 1 to 20`);
+  }
   const tools = await findTools();
   await access(THINP_BIN).catch(() => {
     throw new MissingPeerError(`${THINP_BIN} is missing: run 'npm run build' first`);
@@ -233,6 +246,7 @@ export async function runNbdBench(options: NbdBenchOptions = {}): Promise<NbdBen
     size,
     seconds,
     queueDepths: queueDepth === 1 ? [1] : [1, queueDepth],
+    repeats,
     depths,
     snapshots,
     tools,
@@ -300,6 +314,7 @@ function defaultCommand(options: NbdBenchOptions): string {
   if (options.size !== undefined) parts.push(`--size ${options.size}`);
   if (options.seconds !== undefined) parts.push(`--seconds ${options.seconds}`);
   if (options.queueDepth !== undefined) parts.push(`--queue-depth ${options.queueDepth}`);
+  if (options.repeats !== undefined) parts.push(`--repeats ${options.repeats}`);
   return parts.join(' ');
 }
 
@@ -328,6 +343,7 @@ interface Context {
   size: number;
   seconds: number;
   queueDepths: number[];
+  repeats: number;
   depths: number[];
   snapshots: number;
   tools: Record<Tool, string>;
@@ -461,9 +477,9 @@ interface Layout {
   next: number;
 }
 
-function newLayout(size: number): Layout {
-  // main + (sequential + fresh) per queue depth, twice: the runs and the profile reruns.
-  const exportSize = size + 2 * 2 * (size + FRESH_SPAN_FACTOR * size);
+function newLayout(size: number, repeats: number): Layout {
+  // main + (sequential + fresh) per queue depth, for every run and the profile reruns.
+  const exportSize = size + (repeats + 1) * 2 * (size + FRESH_SPAN_FACTOR * size);
   return { exportSize, main: { offset: 0, size }, next: size };
 }
 
@@ -499,8 +515,8 @@ interface ThinpDaemon {
   api: ApiClient;
 }
 
-function thinpStorageOpts(size: number): string[] {
-  const layout = newLayout(size);
+function thinpStorageOpts(size: number, repeats: number): string[] {
+  const layout = newLayout(size, repeats);
   // The export, the chain's device and its copies; a sparse file, so it costs what is used.
   const data = Math.ceil((layout.exportSize + 4 * size) / MiB);
   return [
@@ -516,7 +532,7 @@ function thinpStorageOpts(size: number): string[] {
  * started directly under `node --cpu-prof`: Node refuses that flag in NODE_OPTIONS.
  */
 async function startThinp(ctx: Context, root: string, profileDir?: string): Promise<ThinpDaemon> {
-  const storageOpts = thinpStorageOpts(ctx.size);
+  const storageOpts = thinpStorageOpts(ctx.size, ctx.repeats);
   let server: Server;
   if (profileDir === undefined) {
     const args = [THINP_BIN, '--root', root];
@@ -582,6 +598,8 @@ interface FioJob {
   untimed?: boolean;
   /** At most this many bytes of I/O. */
   ioSize?: number;
+  /** Shown in the report's commands (default true). */
+  record?: boolean;
 }
 
 function fioArgs(ctx: Context, uri: string, job: FioJob, output: string): string[] {
@@ -630,7 +648,7 @@ let fioRuns = 0;
 async function runFio(ctx: Context, uri: string, job: FioJob): Promise<FioResult> {
   const output = path.join(ctx.dir, `fio-${++fioRuns}.json`);
   const args = fioArgs(ctx, uri, job, output);
-  await runOk(ctx, ctx.tools.fio, args);
+  await runOk(ctx, ctx.tools.fio, args, { record: job.record !== false });
   const parsed = JSON.parse(await readFile(output, 'utf8')) as FioJson;
   await rm(output, { force: true });
   const first = parsed.jobs?.[0];
@@ -688,19 +706,67 @@ async function fill(ctx: Context, uri: string, region: { offset: number; size: n
   });
 }
 
-/** Every workload at every queue depth against `target`. */
-async function dataPath(ctx: Context, target: Target): Promise<Map<string, FioResult>> {
-  const results = new Map<string, FioResult>();
-  ctx.log(`${target.server}: fill ${formatBytes(ctx.size)}`);
-  await fill(ctx, target.uri(), target.layout.main);
-  for (const workload of WORKLOADS) {
-    for (const qd of ctx.queueDepths) {
-      ctx.log(`${target.server}: ${workload.label}, queue depth ${qd}`);
-      const job = jobOf(ctx, target.server, target.layout, workload, qd);
-      results.set(`${workload.key}/${qd}`, await runFio(ctx, target.uri(), job));
+/**
+ * Every workload at every queue depth on every target, `ctx.repeats` times: job by job, the
+ * targets take turns (first one first, then the next: the order rotates), so that a change
+ * in the machine's load falls on all of them alike. Each result is the run of median IOPS,
+ * with the spread of the runs.
+ */
+async function dataPaths(
+  ctx: Context,
+  targets: readonly Target[],
+): Promise<Map<ServerName, Map<string, FioResult>>> {
+  const runs = new Map<ServerName, Map<string, FioResult[]>>();
+  for (const target of targets) {
+    ctx.log(`${target.server}: fill ${formatBytes(ctx.size)}`);
+    await fill(ctx, target.uri(), target.layout.main);
+    runs.set(target.server, new Map());
+  }
+  let turn = 0;
+  for (let run = 0; run < ctx.repeats; run++) {
+    for (const workload of WORKLOADS) {
+      for (const qd of ctx.queueDepths) {
+        const key = `${workload.key}/${qd}`;
+        const order = targets.map((_, i) => targets[(i + turn) % targets.length] as Target);
+        turn++;
+        for (const target of order) {
+          ctx.log(
+            `${target.server}: ${workload.label}, queue depth ${qd}, run ${run + 1} of ${ctx.repeats}`,
+          );
+          const job = jobOf(ctx, target.server, target.layout, workload, qd);
+          // The commands section shows each job once.
+          const result = await runFio(ctx, target.uri(), { ...job, record: run === 0 });
+          const perKey = runs.get(target.server) as Map<string, FioResult[]>;
+          perKey.set(key, [...(perKey.get(key) ?? []), result]);
+        }
+      }
     }
   }
+  if (ctx.repeats > 1) {
+    ctx.commands.push(
+      `# each fio job above ran ${ctx.repeats} times, the servers taking turns job by job`,
+    );
+  }
+  const results = new Map<ServerName, Map<string, FioResult>>();
+  for (const [server, perKey] of runs) {
+    results.set(server, new Map([...perKey].map(([key, all]) => [key, medianRun(all)])));
+  }
   return results;
+}
+
+/** The run of median IOPS (the lower middle one of an even count), with the spread. */
+export function medianRun(runs: readonly FioResult[]): FioResult {
+  const sorted = [...runs].sort((a, b) => a.iops - b.iops);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (median === undefined) throw new Error('no fio run to take the median of');
+  return {
+    ...median,
+    spread: {
+      min: (sorted[0] as FioResult).iops,
+      max: (sorted[sorted.length - 1] as FioResult).iops,
+      runs: sorted.length,
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -731,7 +797,6 @@ function qemuIoWrites(offsets: readonly number[], level: number): string[] {
 }
 
 async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
-  const results = new Map<ServerName, Map<string, FioResult>>();
   const blocksPerLevel = Math.max(1, Math.round((ctx.size / CLUSTER) * CHAIN_WRITE_SHARE));
   const maxDepth = ctx.depths[ctx.depths.length - 1] ?? 1;
   const depthReads = { thinp: new Map<string, FioResult>(), qcow2: new Map<string, FioResult>() };
@@ -746,25 +811,110 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
     flush: false,
   });
 
-  // (b) qemu-nbd on qcow2: the data path, the backing chain, then 1,000 overlays.
-  {
-    const dir = path.join(ctx.dir, 'qemu');
-    await mkdir(dir);
-    const layout = newLayout(ctx.size);
-    const image = path.join(dir, 'img.qcow2');
-    const socket = path.join(dir, 'nbd.sock');
-    await createQcow2(ctx, image, layout.exportSize);
-    const server = await startQemuNbd(ctx, image, socket);
-    results.set(
-      'qemu-nbd',
-      await dataPath(ctx, {
-        server: 'qemu-nbd',
-        uri: () => `nbd+unix:///?socket=${socket}`,
-        layout,
-      }),
-    );
-    await server.stop();
+  // The data path: the three servers up at once, taking turns job by job (dataPaths).
+  const qemuDir = path.join(ctx.dir, 'qemu');
+  const nbdkitDir = path.join(ctx.dir, 'nbdkit');
+  const root = path.join(ctx.dir, 'thinp-root');
+  const layout = newLayout(ctx.size, ctx.repeats);
+  await mkdir(qemuDir);
+  await mkdir(nbdkitDir);
+  const image = path.join(qemuDir, 'img.qcow2');
+  const qemuSocket = path.join(qemuDir, 'nbd.sock');
+  await createQcow2(ctx, image, layout.exportSize);
+  const qemu = await startQemuNbd(ctx, image, qemuSocket);
+  const raw = path.join(nbdkitDir, 'raw.img');
+  const nbdkitSocket = path.join(nbdkitDir, 'nbd.sock');
+  ctx.commands.push(`truncate -s ${layout.exportSize} ${raw}`);
+  const handle = await open(raw, 'w');
+  await handle.truncate(layout.exportSize);
+  await handle.close();
+  const nbdkit = Server.spawn(ctx, 'nbdkit', ctx.tools.nbdkit, [
+    ...NBDKIT_FLAGS,
+    '--unix',
+    nbdkitSocket,
+    'file',
+    `file=${raw}`,
+    'cache=default',
+  ]);
+  await nbdkit.waitFor(() => canConnect(nbdkitSocket));
+  const daemon = await startThinp(ctx, root);
+  await runOk(ctx, process.execPath, [
+    THINP_BIN,
+    '--root',
+    root,
+    'device',
+    'create',
+    'vol',
+    '--size',
+    String(layout.exportSize),
+  ]);
+  const uri = (name = 'vol') => `nbd+unix:///${name}?socket=${daemon.socket}`;
+  const results = await dataPaths(ctx, [
+    { server: 'thinp', uri, layout },
+    { server: 'qemu-nbd', uri: () => `nbd+unix:///?socket=${qemuSocket}`, layout: { ...layout } },
+    { server: 'nbdkit', uri: () => `nbd+unix:///?socket=${nbdkitSocket}`, layout: { ...layout } },
+  ]);
+  await qemu.stop();
+  await nbdkit.stop();
+  await rm(nbdkitDir, { recursive: true, force: true });
 
+  // thinp: the snapshot chain and its reads, then the snapshots; its root stays for the
+  // profile reruns.
+  {
+    ctx.log(`thinp: a snapshot chain of ${maxDepth}`);
+    await runOk(ctx, process.execPath, [
+      THINP_BIN,
+      '--root',
+      root,
+      'device',
+      'create',
+      'chain0',
+      '--size',
+      String(ctx.size),
+    ]);
+    await fill(ctx, uri('chain0'), { offset: 0, size: ctx.size });
+    const tChain = performance.now();
+    for (let k = 1; k <= maxDepth; k++) {
+      ctx.commands.push(
+        `# in-process: new ApiClient('${daemon.api.socketPath}').createDevice('chain${k}', { origin: 'chain${k - 1}' })`,
+        `qemu-io -f raw '${uri(`chain${k}`)}' -c 'write -q -P PATTERN OFFSET 4k' …   # the same offsets as qcow2 level ${k}`,
+      );
+      await daemon.api.createDevice(`chain${k}`, { origin: `chain${k - 1}` });
+      const writes = qemuIoWrites(levelOffsets(ctx.size, blocksPerLevel, 0xc4a1 + k), k);
+      await runOk(ctx, ctx.tools['qemu-io'], ['-f', 'raw', uri(`chain${k}`), ...writes], {
+        record: false,
+      });
+    }
+    chainBuild.thinp = (performance.now() - tChain) / 1000;
+    for (const d of ctx.depths) {
+      for (const qd of ctx.queueDepths) {
+        ctx.log(`thinp chain: 4 KiB random read at depth ${d}, queue depth ${qd}`);
+        depthReads.thinp.set(
+          `${d}/${qd}`,
+          await runFio(ctx, uri(`chain${d}`), readJob(`thinp-depth${d}-qd${qd}`, qd)),
+        );
+      }
+    }
+
+    ctx.log(`thinp: ${formatCount(ctx.snapshots)} snapshots of vol`);
+    ctx.commands.push(
+      `# in-process, timed: for i in 1..${ctx.snapshots}: await new ApiClient('${daemon.api.socketPath}').createDevice('snap' + i, { origin: 'vol' })`,
+    );
+    const t = performance.now();
+    for (let i = 1; i <= ctx.snapshots; i++)
+      await daemon.api.createDevice(`snap${i}`, { origin: 'vol' });
+    snapshots.push({
+      target: 'thinp (control API, one request each)',
+      count: ctx.snapshots,
+      seconds: (performance.now() - t) / 1000,
+    });
+    await daemon.server.stop();
+  }
+
+  // qcow2: 1,000 overlays, then the backing chain and its reads.
+  {
+    const dir = qemuDir;
+    const socket = qemuSocket;
     ctx.log(`qemu-nbd: ${formatCount(ctx.snapshots)} overlays of img.qcow2`);
     const overlays = path.join(dir, 'overlays');
     await mkdir(overlays);
@@ -831,102 +981,6 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
       await top.stop();
     }
     await rm(dir, { recursive: true, force: true });
-  }
-
-  // (c) nbdkit file on a sparse raw file: the upper bound.
-  {
-    const dir = path.join(ctx.dir, 'nbdkit');
-    await mkdir(dir);
-    const layout = newLayout(ctx.size);
-    const raw = path.join(dir, 'raw.img');
-    const socket = path.join(dir, 'nbd.sock');
-    ctx.commands.push(`truncate -s ${layout.exportSize} ${raw}`);
-    const handle = await open(raw, 'w');
-    await handle.truncate(layout.exportSize);
-    await handle.close();
-    const server = Server.spawn(ctx, 'nbdkit', ctx.tools.nbdkit, [
-      ...NBDKIT_FLAGS,
-      '--unix',
-      socket,
-      'file',
-      `file=${raw}`,
-      'cache=default',
-    ]);
-    await server.waitFor(() => canConnect(socket));
-    results.set(
-      'nbdkit',
-      await dataPath(ctx, { server: 'nbdkit', uri: () => `nbd+unix:///?socket=${socket}`, layout }),
-    );
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
-  }
-
-  // (a) the thinp daemon on a loop-mode pool, last: its root stays for the profile reruns.
-  const root = path.join(ctx.dir, 'thinp-root');
-  const layout = newLayout(ctx.size);
-  {
-    const daemon = await startThinp(ctx, root);
-    await runOk(ctx, process.execPath, [
-      THINP_BIN,
-      '--root',
-      root,
-      'device',
-      'create',
-      'vol',
-      '--size',
-      String(layout.exportSize),
-    ]);
-    const uri = (name = 'vol') => `nbd+unix:///${name}?socket=${daemon.socket}`;
-    results.set('thinp', await dataPath(ctx, { server: 'thinp', uri, layout }));
-
-    ctx.log(`thinp: a snapshot chain of ${maxDepth}`);
-    await runOk(ctx, process.execPath, [
-      THINP_BIN,
-      '--root',
-      root,
-      'device',
-      'create',
-      'chain0',
-      '--size',
-      String(ctx.size),
-    ]);
-    await fill(ctx, uri('chain0'), { offset: 0, size: ctx.size });
-    const tChain = performance.now();
-    for (let k = 1; k <= maxDepth; k++) {
-      ctx.commands.push(
-        `# in-process: new ApiClient('${daemon.api.socketPath}').createDevice('chain${k}', { origin: 'chain${k - 1}' })`,
-        `qemu-io -f raw '${uri(`chain${k}`)}' -c 'write -q -P PATTERN OFFSET 4k' …   # the same offsets as qcow2 level ${k}`,
-      );
-      await daemon.api.createDevice(`chain${k}`, { origin: `chain${k - 1}` });
-      const writes = qemuIoWrites(levelOffsets(ctx.size, blocksPerLevel, 0xc4a1 + k), k);
-      await runOk(ctx, ctx.tools['qemu-io'], ['-f', 'raw', uri(`chain${k}`), ...writes], {
-        record: false,
-      });
-    }
-    chainBuild.thinp = (performance.now() - tChain) / 1000;
-    for (const d of ctx.depths) {
-      for (const qd of ctx.queueDepths) {
-        ctx.log(`thinp chain: 4 KiB random read at depth ${d}, queue depth ${qd}`);
-        depthReads.thinp.set(
-          `${d}/${qd}`,
-          await runFio(ctx, uri(`chain${d}`), readJob(`thinp-depth${d}-qd${qd}`, qd)),
-        );
-      }
-    }
-
-    ctx.log(`thinp: ${formatCount(ctx.snapshots)} snapshots of vol`);
-    ctx.commands.push(
-      `# in-process, timed: for i in 1..${ctx.snapshots}: await new ApiClient('${daemon.api.socketPath}').createDevice('snap' + i, { origin: 'vol' })`,
-    );
-    const t = performance.now();
-    for (let i = 1; i <= ctx.snapshots; i++)
-      await daemon.api.createDevice(`snap${i}`, { origin: 'vol' });
-    snapshots.unshift({
-      target: 'thinp (control API, one request each)',
-      count: ctx.snapshots,
-      seconds: (performance.now() - t) / 1000,
-    });
-    await daemon.server.stop();
   }
 
   const rows: DataPathRow[] = [];
@@ -1157,7 +1211,17 @@ function mib(x: number): string {
 
 function resultSections(ctx: Context, run: RunResults): ReportSection[] {
   const sections: ReportSection[] = [];
-  const right: Align[] = ['left', 'right', 'left', 'right', 'right', 'right', 'right', 'right'];
+  const right: Align[] = [
+    'left',
+    'right',
+    'left',
+    'right',
+    'right',
+    'right',
+    'right',
+    'right',
+    'right',
+  ];
   const dataRows: string[][] = [];
   for (const row of run.dataPath) {
     for (const server of SERVERS) {
@@ -1167,6 +1231,9 @@ function resultSections(ctx: Context, run: RunResults): ReportSection[] {
         String(row.queueDepth),
         server,
         `${formatRate(r.iops)}${r.exhausted ? ' *' : ''}`,
+        r.spread === undefined || r.spread.runs < 2
+          ? '—'
+          : `${formatRate(r.spread.min)} – ${formatRate(r.spread.max)}`,
         mib(r.mibPerSecond),
         latency(r.p99),
         server === 'thinp' ? formatRatio(row.vsQemu) : '',
@@ -1177,7 +1244,17 @@ function resultSections(ctx: Context, run: RunResults): ReportSection[] {
   sections.push({
     heading: 'The data path through fio',
     body: markdownTable(
-      ['workload', 'QD', 'server', 'IOPS', 'MiB/s', 'p99', 'thinp ÷ qemu-nbd', 'thinp ÷ nbdkit'],
+      [
+        'workload',
+        'QD',
+        'server',
+        `IOPS (median of ${ctx.repeats})`,
+        'IOPS, all runs',
+        'MiB/s',
+        'p99',
+        'thinp ÷ qemu-nbd',
+        'thinp ÷ nbdkit',
+      ],
       dataRows,
       right,
     ),
@@ -1300,10 +1377,14 @@ function notes(ctx: Context, run: RunResults, total: number): string[] {
       '--end_fsync=1, a FLUSH, so every write run ends durable on every server. ' +
       '--discard=unmap and --shared=8 only let qemu-nbd accept trims and several ' +
       'connections, as the others do; fio opens one connection per job.',
-    'The servers run one at a time, each a separate process on a UNIX socket in the same ' +
-      `scratch folder (${ctx.dir}), so on the same disk: qemu-nbd, then nbdkit, then the thinp ` +
+    'The three servers run at once, each a separate process on a UNIX socket in the same ' +
+      `scratch folder (${ctx.dir}), so on the same disk: qemu-nbd, nbdkit and the thinp ` +
       'daemon (`node dist/cli/main.js daemon`, whose data file is a sparse loop file with ' +
-      '64 KiB blocks). Each serves one export holding every region: the main region of ' +
+      '64 KiB blocks). fio drives one at a time: every job runs on the three back to back ' +
+      `(the order rotating from job to job), ${ctx.repeats} time${ctx.repeats === 1 ? '' : 's'} ` +
+      'over; each row is the run of median IOPS, and "IOPS, all runs" the lowest and highest, ' +
+      "so that the machine's drift in load falls on every server alike and shows. " +
+      'Each serves one export holding every region: the main region of ' +
       `${formatBytes(ctx.size)} (filled untimed with 1 MiB writes, then flushed) for the ` +
       'overwrites and reads, and a region of its own for each write-to-fresh-space run.',
     `4 KiB random write, fresh space: 4 KiB writes at random 64 KiB-aligned offsets of a ` +

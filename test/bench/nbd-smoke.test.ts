@@ -9,7 +9,14 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { meetsGoal, runNbdBench, SERVERS, WORKLOADS } from '../../bench/nbd.js';
+import {
+  type FioResult,
+  medianRun,
+  meetsGoal,
+  runNbdBench,
+  SERVERS,
+  WORKLOADS,
+} from '../../bench/nbd.js';
 import { requireTool } from '../support/daemon.js';
 import { tempDir } from '../support/temp.js';
 
@@ -45,6 +52,26 @@ function numberIn(cell: string | undefined): number {
   return Number(match[1].replaceAll(',', ''));
 }
 
+describe('medianRun', () => {
+  const run = (iops: number): FioResult => ({
+    iops,
+    mibPerSecond: iops / 256,
+    p99: 1 / iops,
+    ios: iops * 5,
+    seconds: 5,
+    exhausted: false,
+  });
+
+  it('takes the run of median IOPS whole, with the lowest and highest', () => {
+    const m = medianRun([run(300), run(100), run(200)]);
+    assert.equal(m.iops, 200);
+    assert.equal(m.p99, 1 / 200, 'the same run, not a mix');
+    assert.deepEqual(m.spread, { min: 100, max: 300, runs: 3 });
+    assert.equal(medianRun([run(40), run(10)]).iops, 10, 'the lower middle of an even count');
+    assert.throws(() => medianRun([]), /no fio run/);
+  });
+});
+
 describe('npm run bench -- nbd', () => {
   it('runs thinp, qemu-nbd and nbdkit on a tiny export and writes a report with every section', async () => {
     for (const [program, debianPackage] of [
@@ -62,6 +89,7 @@ describe('npm run bench -- nbd', () => {
       size: 8 * 1024 * 1024,
       seconds: 1,
       queueDepth: 4,
+      repeats: 2,
       chainDepths: [1, 3],
       snapshots: 5,
       resultsDir,
@@ -89,7 +117,11 @@ describe('npm run bench -- nbd', () => {
       assert.ok(report.includes(fact), `the machine section names "${fact}"`);
     }
     // The exact commands: every server and every fio job.
-    assert.ok(report.includes('npm run bench -- nbd --size 8388608 --seconds 1 --queue-depth 4'));
+    assert.ok(
+      report.includes(
+        'npm run bench -- nbd --size 8388608 --seconds 1 --queue-depth 4 --repeats 2',
+      ),
+    );
     for (const command of [
       'qemu-nbd --socket=',
       '--cache=writeback --aio=threads',
@@ -114,11 +146,14 @@ describe('npm run bench -- nbd', () => {
         `"${workload.label}": a row per server at queue depth 1 and 4`,
       );
       for (const cells of found) {
-        for (const column of [3, 4, 5]) {
+        for (const column of [3, 5, 6]) {
           assert.ok(numberIn(cells[column]) > 0, `"${workload.label}" column ${column}: ${cells}`);
         }
+        // Both runs: the lowest and the highest IOPS, around the median.
+        const [low, high] = (cells[4] ?? '').split(' – ').map(numberIn);
+        assert.ok(low !== undefined && high !== undefined && low > 0 && low <= high, `${cells}`);
         if (cells[2] === 'thinp') {
-          assert.ok(numberIn(cells[6]) > 0 && numberIn(cells[7]) > 0, `ratios: ${cells}`);
+          assert.ok(numberIn(cells[7]) > 0 && numberIn(cells[8]) > 0, `ratios: ${cells}`);
         }
       }
     }
@@ -127,6 +162,7 @@ describe('npm run bench -- nbd', () => {
       for (const server of SERVERS) {
         const r = row.results[server];
         assert.ok(r.iops > 0 && r.mibPerSecond > 0 && r.p99 > 0 && r.ios > 0, server);
+        assert.equal(r.spread?.runs, 2, `${server}: the median of both runs`);
       }
       assert.ok(row.vsQemu > 0 && row.vsNbdkit > 0, row.workload);
     }
