@@ -6,6 +6,14 @@ import { ReplyWriter } from '../../../src/nbd/reply-writer.js';
 
 const MiB = 1024 * 1024;
 
+function overlap(a: Buffer, b: Buffer): boolean {
+  return (
+    a.buffer === b.buffer &&
+    a.byteOffset < b.byteOffset + b.length &&
+    b.byteOffset < a.byteOffset + a.length
+  );
+}
+
 describe('BufferPool', () => {
   test('gives buffers of the exact size asked, and reuses a given-back one of its class', () => {
     const pool = new BufferPool();
@@ -19,14 +27,30 @@ describe('BufferPool', () => {
     assert.notEqual(c.buffer, a.buffer, 'a buffer in use is never handed out twice');
   });
 
-  test('pools nothing below MIN_POOLED, and takes back only its own buffers', () => {
+  test('takes nothing back below MIN_POOLED, and takes back only its own buffers', () => {
     const pool = new BufferPool();
     const small = pool.take(MIN_POOLED - 1);
     pool.give(small);
-    assert.notEqual(pool.take(MIN_POOLED - 1).buffer, small.buffer);
+    const next = pool.take(MIN_POOLED - 1);
+    assert.ok(!overlap(small, next), 'a small buffer given back is not handed out again');
     const foreign = Buffer.allocUnsafeSlow(2 * MiB);
     pool.give(foreign);
     assert.notEqual(pool.take(2 * MiB).buffer, foreign.buffer);
+  });
+
+  test('cuts small replies from shared slabs: never overlapping, aligned, a new slab when full', () => {
+    const pool = new BufferPool();
+    const reply = 4096 + 16;
+    const cut = Array.from({ length: 300 }, () => pool.take(reply));
+    for (const b of cut) assert.equal(b.length, reply);
+    for (const [i, b] of cut.entries()) {
+      assert.equal(b.byteOffset % 8, 0, 'aligned');
+      if (i > 0) assert.ok(!overlap(cut[i - 1] as Buffer, b), `${i} overlaps the one before`);
+    }
+    const slabs = new Set(cut.map((b) => b.buffer));
+    assert.ok(slabs.size >= 2 && slabs.size < 10, `300 replies of 4 KiB share ${slabs.size} slabs`);
+    const tiny = pool.take(100);
+    assert.ok(!slabs.has(tiny.buffer), "below Node's own pool size, Node's pool serves it");
   });
 
   test('keeps at most its idle bound', () => {
