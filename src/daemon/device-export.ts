@@ -140,6 +140,10 @@ class DeviceExport implements Export {
     await this.dev.read(buf, offset);
   }
 
+  readNow(buf: Buffer, offset: number): boolean {
+    return this.dev.readAtOnce(buf, offset);
+  }
+
   async write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {
     await this.dev.write(buf, offset, { fua: options.fua });
   }

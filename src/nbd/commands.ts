@@ -66,8 +66,7 @@ export function sendError(
 
 const read: Command = async (ctx, req) => {
   const e = ctx.negotiated.export;
-  const structured = ctx.negotiated.structuredReplies;
-  const header = structured ? OFFSET_DATA_PAYLOAD : SIMPLE_REPLY.size;
+  const header = replyHeaderSize(ctx);
   const buf = ctx.buffers.take(header + req.length);
   try {
     await e.read(buf.subarray(header), req.offset);
@@ -75,11 +74,53 @@ const read: Command = async (ctx, req) => {
     ctx.buffers.give(buf);
     throw err;
   }
-  if (structured) writeOffsetDataHeader(buf, req.handle, req.offset, req.length);
-  else writeSimpleReply(buf, req.handle, 0);
-  if (buf.length < MIN_POOLED) return ctx.writer.send(buf);
-  return ctx.writer.sendOwned(buf, () => ctx.buffers.give(buf));
+  return sendRead(ctx, req, buf) ?? DONE;
 };
+
+const DONE: Promise<void> = Promise.resolve();
+
+/** Bytes before the data in a read reply. */
+function replyHeaderSize(ctx: CommandContext): number {
+  return ctx.negotiated.structuredReplies ? OFFSET_DATA_PAYLOAD : SIMPLE_REPLY.size;
+}
+
+/** Sends the read reply `buf` (data filled in); undefined when it went out at once. */
+function sendRead(ctx: CommandContext, req: Request, buf: Buffer): Promise<void> | undefined {
+  if (ctx.negotiated.structuredReplies) {
+    writeOffsetDataHeader(buf, req.handle, req.offset, req.length);
+  } else {
+    writeSimpleReply(buf, req.handle, 0);
+  }
+  if (buf.length < MIN_POOLED) return ctx.writer.sendAtOnce(buf);
+  return ctx.writer.sendAtOnce(buf, () => ctx.buffers.give(buf));
+}
+
+/**
+ * A read done at once, when the export can (`Export.readNow`): the data and its reply with
+ * no promise and no await on the way, the cheap path of a read whose blocks are cached.
+ * Returns false, having sent nothing, when the request is not such a read (then `execute`
+ * it); otherwise true, with the reply's send still to wait for when it had to queue.
+ */
+export function executeAtOnce(
+  ctx: CommandContext,
+  req: Request,
+): { sent: Promise<void> | undefined } | false {
+  const e = ctx.negotiated.export;
+  if (req.type !== CMD.READ || e.readNow === undefined) return false;
+  const header = replyHeaderSize(ctx);
+  const buf = ctx.buffers.take(header + req.length);
+  let done: boolean;
+  try {
+    done = e.readNow(buf.subarray(header), req.offset);
+  } catch {
+    done = false;
+  }
+  if (!done) {
+    ctx.buffers.give(buf);
+    return false;
+  }
+  return { sent: sendRead(ctx, req, buf) };
+}
 
 const write: Command = async (ctx, req, payload) => {
   await ctx.negotiated.export.write(payload ?? Buffer.alloc(0), req.offset, { fua: fua(req) });

@@ -20,7 +20,7 @@
 
 import type { Duplex } from 'node:stream';
 import { BufferPool } from './buffer-pool.js';
-import { type CommandContext, execute, sendError } from './commands.js';
+import { type CommandContext, execute, executeAtOnce, sendError } from './commands.js';
 import type { ExportRegistry } from './export.js';
 import { Framer, type FrameSink, type Need } from './framer.js';
 import { Handshake, type Negotiated } from './handshake.js';
@@ -176,6 +176,12 @@ export class NbdConnection {
     };
     return {
       execute: (req: Request, payload: Buffer | undefined) => {
+        const now = executeAtOnce(ctx, req);
+        if (now !== false) {
+          // Done already; only a reply that had to queue is still in flight.
+          if (now.sent !== undefined) this.track(now.sent);
+          return;
+        }
         const done = execute(ctx, req, payload);
         // The export had the payload on loan until its write settled.
         this.track(payload === undefined ? done : done.finally(() => this.buffers.give(payload)));

@@ -49,6 +49,12 @@ export interface Export {
   /** Fills all of `buf` from `offset`. */
   read(buf: Buffer, offset: number): Promise<void>;
   /**
+   * `read`, done at once when that needs no waiting: true when `buf` is filled, false when
+   * it cannot be done so (then `read` it). Never throws for a request that passed
+   * validation; it may return false for any reason, a failure included (`read` reports it).
+   */
+  readNow?(buf: Buffer, offset: number): boolean;
+  /**
    * Writes all of `buf` at `offset`; durable before resolving when `fua`. `buf` is lent
    * until the promise settles (the connection reuses it afterwards): keep a copy, not it.
    */

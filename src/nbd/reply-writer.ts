@@ -54,6 +54,17 @@ export class ReplyWriter {
     return this.send(buf);
   }
 
+  /**
+   * `send(buf)` (or `sendOwned` with `written`), but undefined when the reply went to the
+   * stream at once and nothing is left to wait for: then no promise is made at all.
+   */
+  sendAtOnce(buf: Buffer, written?: () => void): Promise<void> | undefined {
+    if (written !== undefined) this.owners.set(buf, written);
+    if (this.queued > 0) return this.counted(this.mutex.run(() => this.writeAll([buf])));
+    if (!this.writeNow([buf])) return undefined;
+    return this.counted(this.mutex.run(() => this.drained()));
+  }
+
   /** Counts `work` as queued while it runs. */
   private async counted(work: Promise<void>): Promise<void> {
     this.queued++;

@@ -56,6 +56,17 @@ export class ThinDevice {
   }
 
   /**
+   * `read` done at once, with no promise, when it can be (see `readNow` below): true when
+   * `buf` is filled, false when it must be read with `read`.
+   */
+  readAtOnce(buf: Uint8Array, offset: number): boolean {
+    this.checkRange(offset, buf.length, 'read');
+    if (!this.readNow(buf, offset)) return false;
+    this.pool.counters.reads++;
+    return true;
+  }
+
+  /**
    * The read done at once, when every mapping is known without waiting and every mapped
    * piece comes from the data device without waiting (cached metadata, page cache): true
    * when done, false when `buf` must be read the slow way. No await, so no entry in the

@@ -275,3 +275,69 @@ describe('NBD session endings', () => {
     await client.waitClosed();
   });
 });
+
+/** A memory export that can also read at once, as the daemon's does when blocks are cached. */
+class AtOnceExport extends MemoryExport {
+  atOnce = 0;
+  /** What the next `readNow` calls do: read, refuse (false) or throw. */
+  mode: 'read' | 'refuse' | 'throw' = 'read';
+
+  readNow(buf: Buffer, offset: number): boolean {
+    if (this.mode === 'refuse') return false;
+    if (this.mode === 'throw') throw new Error('not at once');
+    this.atOnce++;
+    this.contents().copy(buf, 0, offset, offset + buf.length);
+    return true;
+  }
+}
+
+describe('NBD reads done at once (Export.readNow)', () => {
+  for (const structured of [false, true]) {
+    test(`reply with the data and no call of read, else read the usual way (${structured ? 'structured' : 'simple'})`, async () => {
+      const disk = new AtOnceExport({ name: 'disk', size: 4 * MiB });
+      const { client, connection } = connectPair(staticRegistry([disk]));
+      await client.connect('disk', { structured });
+      const data = Buffer.alloc(8192, 0x3c);
+      assert.equal((await roundTrip(client, req(CMD.WRITE, 4096, 8192), data)).error, 0);
+
+      const now = await roundTrip(client, req(CMD.READ, 4096, 8192));
+      assert.deepEqual(now.data, data);
+      assert.equal(disk.atOnce, 1);
+      assert.equal(disk.calls.read, 0, 'read at once: the export was not asked again');
+      assert.equal(connection.requestsInFlight, 0);
+
+      disk.mode = 'refuse';
+      assert.deepEqual(
+        (await roundTrip(client, req(CMD.READ, 4096, 4096))).data,
+        data.subarray(0, 4096),
+      );
+      assert.equal(disk.calls.read, 1, 'refused at once: read the usual way');
+
+      disk.mode = 'throw';
+      disk.failNext.set('read', new Error('disk on fire'));
+      assert.equal(
+        (await roundTrip(client, req(CMD.READ, 0, 512))).error,
+        E.EIO,
+        'read reports it',
+      );
+      assert.equal(disk.calls.read, 2);
+    });
+  }
+
+  test('many reads at once in one chunk: every reply whole, in order of the requests', async () => {
+    const disk = new AtOnceExport({ name: 'disk', size: 4 * MiB });
+    const { client } = connectPair(staticRegistry([disk]));
+    await client.connect('disk', { structured: true });
+    const data = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    await roundTrip(client, req(CMD.WRITE, 0, data.length), data);
+    const requests = Array.from({ length: 16 }, (_, i) => req(CMD.READ, i * 4096, 4096));
+    for (const r of requests) client.request(r);
+    for (const [i, r] of requests.entries()) {
+      const reply = await client.reply();
+      assert.equal(reply.handle, r.handle);
+      assert.deepEqual(reply.data, data.subarray(i * 4096, (i + 1) * 4096));
+    }
+    assert.equal(disk.calls.read, 0);
+  });
+});

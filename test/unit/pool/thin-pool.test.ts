@@ -215,3 +215,26 @@ describe('ThinPool low water mark', () => {
     assert.equal(seen.length, 2);
   });
 });
+
+describe('ThinDevice.readAtOnce', () => {
+  it('reads mapped blocks and holes with no promise when nothing waits, else says to read', async () => {
+    const pool = await memoryPool();
+    await pool.createThin(1);
+    const dev = pool.device(1, 16 * MiB);
+    const data = pattern(3 * B, 9);
+    await dev.write(data, B);
+    const reads = pool.counters.reads;
+    const buf = Buffer.alloc(4 * B, 0xff);
+    assert.equal(dev.readAtOnce(buf, 0), true);
+    assert.deepEqual(buf.subarray(0, B), Buffer.alloc(B), 'a hole reads as zeros');
+    assert.deepEqual(buf.subarray(B), data);
+    assert.equal(pool.counters.reads, reads + 1);
+
+    // While a metadata operation runs, the mappings may be part-way through a change.
+    const busy = pool.metadata.lookup(1, 1);
+    assert.equal(dev.readAtOnce(Buffer.alloc(B), B), false, 'the metadata is busy');
+    await busy;
+    assert.equal(pool.counters.reads, reads + 1, 'a refused read is not counted');
+    assert.throws(() => dev.readAtOnce(Buffer.alloc(B), 16 * MiB), /outside thin device 1/);
+  });
+});
