@@ -19,7 +19,13 @@
  */
 
 import type { DeviceEntry, DeviceSet } from '../driver/index.js';
-import type { Export, ExportListing, ExportRegistry, Extent } from '../nbd/index.js';
+import {
+  type Export,
+  type ExportListing,
+  type ExportRegistry,
+  type Extent,
+  preferredBlockSizeFor,
+} from '../nbd/index.js';
 import type { ThinDevice } from '../pool/index.js';
 import { NotFoundError, UnavailableError } from '../util/index.js';
 
@@ -98,6 +104,9 @@ export class DeviceExports implements ExportRegistry {
   }
 }
 
+const FUA = { fua: true } as const;
+const NO_FUA = { fua: false } as const;
+
 /** One device as an `Export`; made per handshake, cheap. */
 class DeviceExport implements Export {
   readonly name: string;
@@ -136,16 +145,27 @@ class DeviceExport implements Export {
     this.registry.detach(this.entry).catch(() => undefined);
   }
 
-  async read(buf: Buffer, offset: number): Promise<void> {
-    await this.dev.read(buf, offset);
+  // Reads and writes hand on the device's promise, with no async wrapper of their own: they
+  // are on every request's path. A throw of the `dev` getter (the device was replaced under
+  // the client) still comes back as a rejection.
+  read(buf: Buffer, offset: number): Promise<void> {
+    try {
+      return this.dev.read(buf, offset);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   readNow(buf: Buffer, offset: number): boolean {
     return this.dev.readAtOnce(buf, offset);
   }
 
-  async write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {
-    await this.dev.write(buf, offset, { fua: options.fua });
+  write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {
+    try {
+      return this.dev.write(buf, offset, options.fua ? FUA : NO_FUA);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   async flush(): Promise<void> {
@@ -187,7 +207,5 @@ class DeviceExport implements Export {
 
 /** The largest power of two that divides the pool's block size, at most 32 MiB. */
 export function preferredSize(blockSize: number): number {
-  let p = MIN_BLOCK;
-  while (p * 2 <= MAX_BLOCK && blockSize % (p * 2) === 0) p *= 2;
-  return p;
+  return preferredBlockSizeFor(blockSize, MIN_BLOCK, MAX_BLOCK);
 }

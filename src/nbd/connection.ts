@@ -182,25 +182,28 @@ export class NbdConnection {
           if (now.sent !== undefined) this.track(now.sent);
           return;
         }
-        const done = execute(ctx, req, payload);
         // The export had the payload on loan until its write settled.
-        this.track(payload === undefined ? done : done.finally(() => this.buffers.give(payload)));
+        this.track(execute(ctx, req, payload), payload);
       },
       reject: (req: Request, r: Rejection) => this.track(sendError(ctx, req, r.errno, r.reason)),
       disconnect: () => this.end('soft', 'the client sent NBD_CMD_DISC'),
     };
   }
 
-  private track(work: Promise<void>): void {
+  /** Counts `work` in flight until it settles; then gives `loaned` back to the pool. */
+  private track(work: Promise<void>, loaned?: Buffer): void {
     this.inFlight++;
     this.updateFlow();
-    work
-      .catch((err: unknown) => this.log('error', 'internal-error', { error: err }))
-      .finally(() => {
-        this.inFlight--;
-        this.updateFlow();
-        this.finishIfIdle();
-      });
+    const settled = () => {
+      if (loaned !== undefined) this.buffers.give(loaned);
+      this.inFlight--;
+      this.updateFlow();
+      this.finishIfIdle();
+    };
+    work.then(settled, (err: unknown) => {
+      this.log('error', 'internal-error', { error: err });
+      settled();
+    });
   }
 
   /** Ends the session: 'soft' lets in-flight work finish first, 'hard' destroys now. */

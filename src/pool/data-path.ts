@@ -59,7 +59,5 @@ export interface DataPath {
   provision(id: number, vblock: number, fill: (block: number) => Promise<void>): Promise<void>;
   /** Unmaps [begin, end) of device `id`, holding the cells of the blocks it unmaps. */
   unmapRange(id: number, begin: number, end: number): Promise<number>;
-  /** Data was written in place (no metadata change): the next flush must commit. */
-  markDirty(): void;
   commit(): Promise<void>;
 }

@@ -229,8 +229,8 @@ export class ThinDevice {
         const now = this.pool.lookupNow(this.id, p.vblock);
         const found = now === null ? await this.pool.lookup(this.id, p.vblock) : now;
         if (found === undefined || found.shared) return found;
+        // In place: no metadata changes; a FLUSH makes it durable.
         await this.put(found.dataBlock * B + p.inner, p.length, src);
-        this.pool.markDirty();
         return 'done' as const;
       });
       if (m === 'done' || (m === undefined && src === undefined && !allocate)) return;
@@ -286,11 +286,12 @@ export class ThinDevice {
   }
 
   /** Writes `src` at byte `at` of the data device, or `length` zeros in chunks. */
-  private async put(at: number, length: number, src: Uint8Array | undefined): Promise<void> {
-    if (src !== undefined) {
-      await this.pool.data.write(src, at);
-      return;
-    }
+  private put(at: number, length: number, src: Uint8Array | undefined): Promise<void> {
+    if (src !== undefined) return this.pool.data.write(src, at);
+    return this.putZeros(at, length);
+  }
+
+  private async putZeros(at: number, length: number): Promise<void> {
     const zeros = new Uint8Array(Math.min(length, CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);

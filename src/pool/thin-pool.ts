@@ -5,7 +5,8 @@
  *
  * Lifecycle: `create` (formats the metadata for the data device's size) or `open` →
  * `createThin` / `createSnapshot` / `deleteDevice` and I/O through `device(id)` → `commit`
- * (also on FLUSH, on FUA writes, and every `commitIntervalMs` while dirty) → `close`.
+ * (also on FLUSH, on FUA writes, and every `commitIntervalMs` while the metadata has changed)
+ * → `close`.
  *
  * Contracts:
  * - Durability order: data writes complete, the data device is flushed, then the metadata
@@ -80,7 +81,7 @@ export interface ThinPoolOptions {
   noSpacePolicy?: NoSpacePolicy;
   /** How long a queued write waits for space. */
   queueTimeoutMs?: number;
-  /** Commit at least this often while there are changes; 0 turns the timer off. */
+  /** Commit this often while mappings changed (writes in place wait for a FLUSH); 0: no timer. */
   commitIntervalMs?: number;
   /** Discard data blocks once they are freed (dm.blkdiscard). */
   discardFreed?: boolean;
@@ -138,7 +139,13 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
   private readonly gates = new Map<number, QuiesceGate>();
   private readonly devices = new Map<number, ThinDevice>();
   private poolMode: PoolMode = 'rw';
-  private dirty = false;
+  /**
+   * Mappings were added or removed since the last commit (the kernel's
+   * dm_pool_changed_this_transaction): the commit timer commits only then. Writes in place
+   * change no metadata; as in the kernel, they are made durable by a FLUSH or FUA, and a
+   * timer that flushed the data device every second for them would only force writeback.
+   */
+  private changed = false;
   private freeReadsZero = false;
   private timer: NodeJS.Timeout | undefined;
   private spaceWaiters: Array<() => void> = [];
@@ -219,7 +226,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     if (pool.options.commitIntervalMs > 0) {
       pool.timer = setInterval(() => {
         // A failed commit has changed the mode already and said so in events.
-        if (pool.dirty && pool.writable) pool.commit().catch(() => undefined);
+        if (pool.changed && pool.writable) pool.commit().catch(() => undefined);
       }, pool.options.commitIntervalMs);
       pool.timer.unref();
     }
@@ -434,7 +441,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       throw err;
     }
     await this.metadataChange(() => this.metadata.insertMapping(id, vblock, block));
-    this.dirty = true;
+    this.changed = true;
     return undefined;
   }
 
@@ -454,12 +461,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
         this.metadataChange(() => this.metadata.removeRange(id, from, to)),
       );
     }
-    if (n > 0) this.dirty = true;
+    if (n > 0) this.changed = true;
     return n;
-  }
-
-  markDirty(): void {
-    this.dirty = true;
   }
 
   // -------------------------------------------------------------------------------------
@@ -500,8 +503,8 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     this.checkCanCommit();
     const started = performance.now();
     this.provisionsAtCommit = this.counters.provisions;
-    // Writes that complete while this commit runs set the flag again.
-    this.dirty = false;
+    // Changes that complete while this commit runs set the flag again.
+    this.changed = false;
     try {
       await this.data.flush();
     } catch (err) {
@@ -512,7 +515,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     try {
       freed = await this.metadataChange(() => this.metadata.commit());
     } catch (err) {
-      this.dirty = true;
+      this.changed = true;
       throw err;
     }
     // Still holding `provisioning`: no freed block can be handed out before this is done.
@@ -644,7 +647,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
    * the transaction (its mappings may point at lost data), set needs_check, refuse writes.
    */
   private async failData(): Promise<void> {
-    this.dirty = true;
+    this.changed = true;
     if (this.poolMode === 'fail') return;
     this.setMode('fail');
     await this.abortAndMark();

@@ -238,3 +238,28 @@ describe('ThinDevice.readAtOnce', () => {
     assert.throws(() => dev.readAtOnce(Buffer.alloc(B), 16 * MiB), /outside thin device 1/);
   });
 });
+
+describe('the commit timer', () => {
+  it('commits when mappings changed, not for writes in place (they wait for a FLUSH)', async () => {
+    const pool = await memoryPool(64 * MiB, { commitIntervalMs: 10 });
+    try {
+      await pool.createThin(1);
+      const dev = pool.device(1, 16 * MiB);
+      const waitTimer = () => new Promise((resolve) => setTimeout(resolve, 60));
+      await dev.write(pattern(B, 1), 0);
+      await waitTimer();
+      const afterProvision = pool.counters.commits;
+      assert.ok(afterProvision >= 1, 'a new mapping is committed by the timer');
+      await dev.write(pattern(4096, 2), 0);
+      await waitTimer();
+      assert.equal(pool.counters.commits, afterProvision, 'a write in place changes no metadata');
+      await dev.flush();
+      assert.equal(pool.counters.commits, afterProvision + 1, 'a FLUSH commits it');
+      await dev.discard(0, B);
+      await waitTimer();
+      assert.ok(pool.counters.commits > afterProvision + 1, 'an unmap is committed by the timer');
+    } finally {
+      await pool.close();
+    }
+  });
+});
