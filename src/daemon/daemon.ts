@@ -40,7 +40,7 @@ import { UnavailableError } from '../util/index.js';
 import { DeviceExports } from './device-export.js';
 import { type DaemonLog, jsonLog, nbdLog, stderrLog } from './log.js';
 
-/** The pool's commit timer while the daemon runs: at least one commit a second while dirty. */
+/** The pool's commit timer while the daemon runs: a commit a second while mappings changed. */
 export const DAEMON_COMMIT_INTERVAL_MS = 1000;
 /** Every this many commits gets a log line; so does any commit slower than SLOW_COMMIT_MS. */
 const COMMIT_LOG_EVERY = 100;

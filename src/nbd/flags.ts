@@ -37,3 +37,14 @@ export function blockSizes(e: Export): BlockSizes {
     maximum: Math.min(e.maxBlockSize, MAX_PAYLOAD),
   };
 }
+
+/**
+ * The preferred block size an export over blocks of `blockSize` bytes advertises: the
+ * largest power of two that divides it, from `min` up to at most `max` (a client sending
+ * this size, aligned, never splits a block).
+ */
+export function preferredBlockSizeFor(blockSize: number, min: number, max: number): number {
+  let p = min;
+  while (p * 2 <= max && blockSize % (p * 2) === 0) p *= 2;
+  return p;
+}

@@ -23,7 +23,7 @@ export {
   type Extent,
   staticRegistry,
 } from './export.js';
-export { blockSizes, MAX_PAYLOAD, transmissionFlags } from './flags.js';
+export { blockSizes, MAX_PAYLOAD, preferredBlockSizeFor, transmissionFlags } from './flags.js';
 export { Framer, type FrameSink, type Need } from './framer.js';
 export { ALLOCATION_CONTEXT_ID, MAX_OPTION_DATA, type Negotiated } from './handshake.js';
 export { type NbdLog, type NbdLogLevel, silentLog } from './log.js';

@@ -5,7 +5,7 @@
  * the NBD server refuses them before they reach here.
  */
 
-import type { Export, Extent } from '../nbd/index.js';
+import { type Export, type Extent, preferredBlockSizeFor } from '../nbd/index.js';
 import { ReadOnlyError } from '../util/index.js';
 import type { LegacyPool } from './legacy-pool.js';
 
@@ -29,7 +29,7 @@ export class LegacyDeviceExport implements Export {
     private readonly deviceId: number,
     readonly size: number,
   ) {
-    this.preferredBlockSize = Math.min(65536, largestPowerOfTwoDividing(pool.blockSize));
+    this.preferredBlockSize = preferredBlockSizeFor(pool.blockSize, MIN_BLOCK, 64 * 1024);
     this.description = `legacy thin device ${deviceId}, read-only`;
   }
 
@@ -72,12 +72,6 @@ export class LegacyDeviceExport implements Export {
   writeZeroes(): Promise<void> {
     return Promise.reject(refused());
   }
-}
-
-function largestPowerOfTwoDividing(n: number): number {
-  let p = 1;
-  while (n % (p * 2) === 0 && p < 2 ** 30) p *= 2;
-  return p;
 }
 
 function refused(): ReadOnlyError {
