@@ -564,6 +564,20 @@ async function startThinp(ctx: Context, root: string, profileDir?: string): Prom
   };
 }
 
+/** `thinp device create NAME --size BYTES` on `root`, through its daemon. */
+async function createThinpDevice(ctx: Context, root: string, name: string, size: number) {
+  await runOk(ctx, process.execPath, [
+    THINP_BIN,
+    '--root',
+    root,
+    'device',
+    'create',
+    name,
+    '--size',
+    String(size),
+  ]);
+}
+
 async function startQemuNbd(ctx: Context, image: string, socket: string): Promise<Server> {
   const server = Server.spawn(ctx, 'qemu-nbd', ctx.tools['qemu-nbd'], [
     `--socket=${socket}`,
@@ -838,16 +852,7 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
   ]);
   await nbdkit.waitFor(() => canConnect(nbdkitSocket));
   const daemon = await startThinp(ctx, root);
-  await runOk(ctx, process.execPath, [
-    THINP_BIN,
-    '--root',
-    root,
-    'device',
-    'create',
-    'vol',
-    '--size',
-    String(layout.exportSize),
-  ]);
+  await createThinpDevice(ctx, root, 'vol', layout.exportSize);
   const uri = (name = 'vol') => `nbd+unix:///${name}?socket=${daemon.socket}`;
   const results = await dataPaths(ctx, [
     { server: 'thinp', uri, layout },
@@ -862,16 +867,7 @@ async function bench(ctx: Context, profile: boolean): Promise<RunResults> {
   // profile reruns.
   {
     ctx.log(`thinp: a snapshot chain of ${maxDepth}`);
-    await runOk(ctx, process.execPath, [
-      THINP_BIN,
-      '--root',
-      root,
-      'device',
-      'create',
-      'chain0',
-      '--size',
-      String(ctx.size),
-    ]);
+    await createThinpDevice(ctx, root, 'chain0', ctx.size);
     await fill(ctx, uri('chain0'), { offset: 0, size: ctx.size });
     const tChain = performance.now();
     for (let k = 1; k <= maxDepth; k++) {
