@@ -153,6 +153,15 @@ describe('containerd on thinp', () => {
     assert.equal((await exec('e2', 'cat /state')).trim(), 'before');
     await thinp.stop();
     await startThinp();
+    // containerd dials a restarted proxy snapshotter again after a backoff (up to a few
+    // seconds). A garbage collection inside that window fails for thinp ("snapshot garbage
+    // collection failed ... unavailable") and is not tried again until the next removal, so
+    // the snapshots removed below would stay: wait until containerd reaches thinp again.
+    await waitFor(
+      async () =>
+        (await containerd.ctr(['snapshots', '--snapshotter', 'thinp', 'usage', 'long'])).status ===
+        0,
+    );
     assert.deepEqual(
       (await exec('e3', 'echo after >> /state; sync -f /state; cat /state')).trim().split('\n'),
       ['before', 'after'],
@@ -166,6 +175,7 @@ describe('containerd on thinp', () => {
     // its filesystem any more. With containerd and its shims gone, every device but the base
     // is gone, and only the base device holds blocks. (Not "back to the usage at the start":
     // the conformance runs before may still have removals waiting for their mounts then.)
+    const containerdLog = containerd.log;
     await containerd.destroy();
     const onlyBase = async () => {
       const list = await devices();
@@ -176,7 +186,8 @@ describe('containerd on thinp', () => {
       const records = await readdir(path.join(root, 'run', 'mounts')).catch(() => []);
       assert.fail(
         `${err}: devices ${JSON.stringify(await devices())}, ${await poolUsedBlocks()} blocks ` +
-          `used; mount records ${records.join(' ')}`,
+          `used; mount records ${records.join(' ')}\ncontainerd's warnings:\n` +
+          `${warnings(containerdLog)}\nthinp's log:\n${thinp.stderr.slice(-8000)}`,
       );
     });
   });
@@ -240,6 +251,15 @@ describe('containerd on thinp', () => {
     client.close();
   });
 });
+
+/** containerd's log lines at level warning or error, the last few thousand characters. */
+function warnings(log: string): string {
+  return log
+    .split('\n')
+    .filter((l) => /level=(warning|error)/.test(l))
+    .join('\n')
+    .slice(-6000);
+}
 
 async function waitFor(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -42,8 +42,8 @@ type Call<T> = grpc.ServerUnaryCall<T, unknown>;
 type Reply = grpc.sendUnaryData<unknown>;
 
 export interface SnapshotterServerOptions {
-  /** Told about every call: method, milliseconds, and the error if it failed. */
-  onCall?: (method: string, ms: number, err?: unknown) => void;
+  /** Told about every call: method, milliseconds, the error if it failed, the key or name. */
+  onCall?: (method: string, ms: number, err?: unknown, key?: string) => void;
 }
 
 export class SnapshotterServer {
@@ -102,15 +102,16 @@ export class SnapshotterServer {
       <T>(name: string, fn: (req: T) => Promise<unknown> | unknown) =>
       (call: Call<T>, reply: Reply) => {
         const started = Date.now();
+        const key = keyOf(call.request);
         Promise.resolve()
           .then(() => fn(call.request))
           .then(
             (result) => {
-              this.options.onCall?.(name, Date.now() - started);
+              this.options.onCall?.(name, Date.now() - started, undefined, key);
               reply(null, result);
             },
             (err: unknown) => {
-              this.options.onCall?.(name, Date.now() - started, err);
+              this.options.onCall?.(name, Date.now() - started, err, key);
               reply({ code: toGrpcCode(err), details: grpcMessage(err) });
             },
           );
@@ -166,6 +167,13 @@ export class SnapshotterServer {
       },
     };
   }
+}
+
+/** The snapshot a request is about (its key, else its name), for the log. */
+function keyOf(request: unknown): string | undefined {
+  const r = request as { key?: unknown; name?: unknown; info?: { name?: unknown } } | null;
+  const key = r?.key ?? r?.name ?? r?.info?.name;
+  return typeof key === 'string' && key !== '' ? key : undefined;
 }
 
 function wireMounts(mounts: readonly SnapshotMount[]) {

@@ -32,9 +32,9 @@ export async function startSnapshotter(start: SnapshotterStart): Promise<Snapsho
   );
   if (unsettled.length > 0) log('snapshots-settled', { snapshots: unsettled }, 'warn');
   const server = new SnapshotterServer(service, {
-    onCall: (method, ms, err) => {
-      if (err === undefined) log('snapshotter-call', { method, ms });
-      else log('snapshotter-call-failed', { method, ms, error: err }, 'warn');
+    onCall: (method, ms, err, key) => {
+      if (err === undefined) log('snapshotter-call', { method, key, ms });
+      else log('snapshotter-call-failed', { method, key, ms, error: err }, 'warn');
     },
   });
   await server.listen(start.socket);
