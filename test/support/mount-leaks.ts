@@ -2,12 +2,13 @@
  * What a mount test may leave behind, found from the system itself: loop devices whose
  * backing file is under the test's directory, mounts (FUSE or filesystem) under it, and
  * nbdfuse or relay processes whose command line names it. `assertNoLeaks(dir)` fails with
- * the list; tests call it after every test.
+ * the list, after taking what it found down (so a failing test leaves nothing on the
+ * machine); tests call it after every test.
  */
 
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
-import { requireTool, runToolOk } from './daemon.js';
+import { requireTool, runTool, runToolOk } from './daemon.js';
 
 export interface Leaks {
   loops: string[];
@@ -51,7 +52,32 @@ export async function findLeaks(dir: string): Promise<Leaks> {
   return { loops, mounts, processes: await processesNaming(dir) };
 }
 
+/**
+ * Takes leftovers down, the way a crashed daemon's are: the relay and nbdfuse killed first
+ * (so no unmount waits on a device that will never answer), then the mounts lazily, deepest
+ * first, then the loop devices.
+ */
+export async function removeLeaks(leaks: Leaks): Promise<void> {
+  for (const p of leaks.processes) {
+    try {
+      process.kill(Number(p.slice(0, p.indexOf(':'))), 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const umount = await requireTool('umount', 'mount');
+  for (const m of [...leaks.mounts].sort((a, b) => b.length - a.length)) {
+    await runTool(umount, ['-l', m]);
+  }
+  const losetup = await requireTool('losetup', 'mount');
+  for (const l of leaks.loops) await runTool(losetup, ['-d', l.slice(0, l.indexOf(' '))]);
+}
+
 export async function assertNoLeaks(dir: string): Promise<void> {
   const leaks = await findLeaks(dir);
-  assert.deepEqual(leaks, { loops: [], mounts: [], processes: [] }, 'leftovers after the test');
+  const none = { loops: [], mounts: [], processes: [] };
+  if (leaks.loops.length + leaks.mounts.length + leaks.processes.length > 0) {
+    await removeLeaks(leaks);
+  }
+  assert.deepEqual(leaks, none, 'leftovers after the test (now taken down)');
 }
