@@ -99,7 +99,8 @@ function sendRead(ctx: CommandContext, req: Request, buf: Buffer): Promise<void>
  * A read done at once, when the export can (`Export.readNow`): the data and its reply with
  * no promise and no await on the way, the cheap path of a read whose blocks are cached.
  * Returns false, having sent nothing, when the request is not such a read (then `execute`
- * it); otherwise true, with the reply's send still to wait for when it had to queue.
+ * it); otherwise `{ sent }`, where `sent` is the reply's send still to wait for when it had
+ * to queue, and undefined when it went out at once.
  */
 export function executeAtOnce(
   ctx: CommandContext,

@@ -16,7 +16,7 @@ const DONE: Promise<void> = Promise.resolve();
 export class ReplyWriter {
   private readonly mutex = new Mutex();
   private queued = 0;
-  /** Buffers sent with `sendOwned`, and whom to tell once the stream is done with each. */
+  /** Buffers sent with a `written` callback, and whom to tell once the stream is done with each. */
   private readonly owners = new Map<Buffer, () => void>();
 
   /** Called whenever the number of replies waiting to be written changes. */
@@ -46,17 +46,10 @@ export class ReplyWriter {
   }
 
   /**
-   * `send(buf)`, then `written()` once the stream no longer needs `buf` (handed to the
-   * kernel, or dropped because the stream closed), so that the caller may reuse it.
-   */
-  sendOwned(buf: Buffer, written: () => void): Promise<void> {
-    this.owners.set(buf, written);
-    return this.send(buf);
-  }
-
-  /**
-   * `send(buf)` (or `sendOwned` with `written`), but undefined when the reply went to the
-   * stream at once and nothing is left to wait for: then no promise is made at all.
+   * `send(buf)`, but undefined when the reply went to the stream at once and nothing is left
+   * to wait for: then no promise is made at all. With `written`, that is called once the
+   * stream no longer needs `buf` (handed to the kernel, or dropped because the stream
+   * closed), so that the caller may reuse it.
    */
   sendAtOnce(buf: Buffer, written?: () => void): Promise<void> | undefined {
     if (written !== undefined) this.owners.set(buf, written);
