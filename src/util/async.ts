@@ -3,35 +3,35 @@
  * work may run; these make the sections explicit.
  */
 
-/** A FIFO mutual-exclusion lock. */
+/**
+ * A FIFO mutual-exclusion lock. Taking it while it is free costs no promise and no wait: a
+ * holder that never awaits before calling `fn` keeps the caller's turn, which the data path
+ * relies on to stay cheap.
+ */
 export class Mutex {
-  private tail: Promise<void> = Promise.resolve();
-  /** Holders and waiters. */
-  private users = 0;
+  private held = false;
+  /** Callers waiting, first to run first; each is handed the lock as it is released. */
+  private readonly waiters: Array<() => void> = [];
 
   /**
    * Whether anyone holds the lock or waits for it. When false, no critical section is
    * part-way through, so code that runs without awaiting sees what they protect whole.
    */
   get locked(): boolean {
-    return this.users > 0;
+    return this.held || this.waiters.length > 0;
   }
 
   /** Runs `fn` once every earlier holder has finished; releases even when `fn` throws. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    this.users++;
-    let release!: () => void;
-    const next = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const previous = this.tail;
-    this.tail = previous.then(() => next);
-    await previous;
+    if (this.held) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    else this.held = true;
     try {
       return await fn();
     } finally {
-      this.users--;
-      release();
+      // Handed straight to the next waiter: nobody can take it in between.
+      const next = this.waiters.shift();
+      if (next === undefined) this.held = false;
+      else next();
     }
   }
 }
