@@ -7,12 +7,12 @@
  * (its write callback); a write payload the framer gathers from several chunks is taken here
  * and given back once the export's write has settled (the export has it only on loan).
  *
- * Sizes below `MIN_POOLED` are not taken back: up to `NODE_POOLED` bytes Node's own pool
- * serves them, and the rest (a 4 KiB read reply with its header, for one) are cut from a
- * 1 MiB slab, one after the other, as Node cuts its own small buffers. A slab is never
- * reused: it is freed by the garbage collector once no buffer cut from it is left, so a
- * small reply costs a view, not an allocation of its own (malloc, free and the sweep of its
- * backing store).
+ * Below `MIN_POOLED`: up to `NODE_POOLED` bytes Node's own pool serves them (never taken
+ * back); the rest (a 4 KiB read reply with its header, for one) are cut from a 1 MiB slab,
+ * one after the other, as Node cuts its own small buffers, and kept by exact size once given
+ * back (a few hundred of each), so that a steady stream of replies reuses memory already
+ * touched: a fresh page costs a fault and its zeroing on the first copy into it. A slab is
+ * freed by the garbage collector once no buffer cut from it is left.
  *
  * Large buffers are kept by capacity (powers of two), at most `maxBytes` of them idle; only
  * buffers this set made are taken back.
@@ -24,6 +24,8 @@ export const MIN_POOLED = 64 * 1024;
 const NODE_POOLED = Buffer.poolSize >>> 1;
 /** The slab that buffers between `NODE_POOLED` and `MIN_POOLED` are cut from. */
 const SLAB_SIZE = 1024 * 1024;
+/** Small buffers of one size kept once given back. */
+const MAX_IDLE_SMALL = 256;
 /** Idle bytes a connection keeps by default. */
 const DEFAULT_MAX_IDLE = 32 * 1024 * 1024;
 
@@ -33,13 +35,16 @@ export class BufferPool {
   private idleBytes = 0;
   private slab: Buffer | undefined;
   private slabUsed = 0;
+  /** The backing stores of the slabs (so only buffers cut here are taken back). */
+  private readonly slabs = new WeakSet<ArrayBufferLike>();
+  private readonly idleSmall = new Map<number, Buffer[]>();
 
   constructor(private readonly maxIdle = DEFAULT_MAX_IDLE) {}
 
   /** A buffer of exactly `size` bytes, contents undefined. */
   take(size: number): Buffer {
     if (size < NODE_POOLED) return Buffer.allocUnsafe(size);
-    if (size < MIN_POOLED) return this.cut(size);
+    if (size < MIN_POOLED) return this.idleSmall.get(size)?.pop() ?? this.cut(size);
     const capacity = 2 ** Math.ceil(Math.log2(size));
     const reused = this.idle.get(capacity)?.pop();
     if (reused !== undefined) {
@@ -56,6 +61,7 @@ export class BufferPool {
     let slab = this.slab;
     if (slab === undefined || this.slabUsed + size > SLAB_SIZE) {
       slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      this.slabs.add(slab.buffer);
       this.slab = slab;
       this.slabUsed = 0;
     }
@@ -67,6 +73,15 @@ export class BufferPool {
   /** Gives back a buffer from `take` that nothing uses any more. */
   give(buf: Buffer): void {
     const backing = buf.buffer;
+    if (this.slabs.has(backing)) {
+      let list = this.idleSmall.get(buf.length);
+      if (list === undefined) {
+        list = [];
+        this.idleSmall.set(buf.length, list);
+      }
+      if (list.length < MAX_IDLE_SMALL) list.push(buf);
+      return;
+    }
     if (!this.made.has(backing)) return;
     const capacity = backing.byteLength;
     if (this.idleBytes + capacity > this.maxIdle) return;

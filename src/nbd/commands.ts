@@ -91,8 +91,12 @@ function sendRead(ctx: CommandContext, req: Request, buf: Buffer): Promise<void>
   } else {
     writeSimpleReply(buf, req.handle, 0);
   }
-  if (buf.length < MIN_POOLED) return ctx.writer.sendAtOnce(buf);
-  return ctx.writer.sendAtOnce(buf, () => ctx.buffers.give(buf));
+  if (buf.length >= MIN_POOLED) return ctx.writer.sendAtOnce(buf, () => ctx.buffers.give(buf));
+  // A small reply is taken back only when the stream let go of it at once: waiting for its
+  // write callback would cost more than the buffer.
+  const sent = ctx.writer.sendAtOnce(buf);
+  if (sent === undefined && ctx.writer.handedOver) ctx.buffers.give(buf);
+  return sent;
 }
 
 /**

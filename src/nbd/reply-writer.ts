@@ -8,6 +8,7 @@
  * a client that went away is not an error.
  */
 
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Mutex } from '../util/index.js';
 
@@ -22,11 +23,25 @@ export class ReplyWriter {
   /** Called whenever the number of replies waiting to be written changes. */
   onChange: () => void = () => {};
 
-  constructor(private readonly stream: Duplex) {}
+  /** Written bytes are copied away (a socket: into the kernel), never passed on by reference. */
+  private readonly copies: boolean;
+
+  constructor(private readonly stream: Duplex) {
+    this.copies = stream instanceof Socket;
+  }
 
   /** Replies queued or being written (the connection holds its input when this grows). */
   get pending(): number {
     return this.queued;
+  }
+
+  /**
+   * Nothing sent is still held: the stream is a socket and every byte so far is in the
+   * kernel's hands (a copy), so a buffer sent is free to reuse. Any other stream may pass
+   * the buffer itself on (an in-memory pair does), so it never is.
+   */
+  get handedOver(): boolean {
+    return this.copies && this.queued === 0 && this.stream.writableLength === 0;
   }
 
   /** True while the stream still accepts bytes. */

@@ -27,12 +27,18 @@ describe('BufferPool', () => {
     assert.notEqual(c.buffer, a.buffer, 'a buffer in use is never handed out twice');
   });
 
-  test('takes nothing back below MIN_POOLED, and takes back only its own buffers', () => {
+  test('takes back small buffers cut from its slabs, by size, and only its own buffers', () => {
     const pool = new BufferPool();
     const small = pool.take(MIN_POOLED - 1);
+    const other = pool.take(MIN_POOLED - 1);
+    assert.ok(!overlap(small, other));
     pool.give(small);
-    const next = pool.take(MIN_POOLED - 1);
-    assert.ok(!overlap(small, next), 'a small buffer given back is not handed out again');
+    assert.equal(pool.take(MIN_POOLED - 2).length, MIN_POOLED - 2);
+    assert.equal(pool.take(MIN_POOLED - 1), small, 'reused, for its size only');
+    assert.ok(!overlap(pool.take(MIN_POOLED - 1), small), 'once only');
+    const tiny = pool.take(100);
+    pool.give(tiny);
+    assert.notEqual(pool.take(100), tiny, "Node's own small buffers are not taken back");
     const foreign = Buffer.allocUnsafeSlow(2 * MiB);
     pool.give(foreign);
     assert.notEqual(pool.take(2 * MiB).buffer, foreign.buffer);

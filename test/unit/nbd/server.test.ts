@@ -81,3 +81,53 @@ describe('NbdServer', () => {
     await server.close();
   });
 });
+
+describe('read replies on a socket', () => {
+  // A reply spoilt by a reused buffer throws the client off the wire: it would wait forever.
+  test('reuse their buffers only once the kernel has the bytes: every reply stays whole', {
+    timeout: 30_000,
+  }, async () => {
+    // Reads done at once, so their replies are taken back and used again at once.
+    class AtOnce extends MemoryExport {
+      readNow(buf: Buffer, offset: number): boolean {
+        this.contents().copy(buf, 0, offset, offset + buf.length);
+        return true;
+      }
+    }
+    const size = 1 << 20;
+    const disk = new AtOnce({ name: 'disk', size });
+    const content = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 4) content.writeUInt32LE(i, i);
+    const server = new NbdServer({ registry: staticRegistry([disk]) });
+    const socketPath = path.join(dir, 'reuse.sock');
+    await server.listen({ path: socketPath });
+    const client = await connected({ path: socketPath });
+    await client.connect('disk', { structured: true });
+    client.request(
+      { type: wire.CMD.WRITE, flags: 0, handle: 1n, offset: 0, length: size },
+      content,
+    );
+    assert.equal((await client.reply()).error, 0);
+    // Many in flight at once, a reply of each size class, read back in a slow trickle so
+    // that the socket's buffer fills and some replies must wait in the stream.
+    const reads = Array.from({ length: 600 }, (_, i) => ({
+      type: wire.CMD.READ,
+      flags: 0,
+      handle: BigInt(100 + i),
+      offset: ((i * 7919) % 256) * 4096,
+      length: 4096,
+    }));
+    for (const r of reads) client.request(r);
+    const seen = new Map<bigint, Buffer | undefined>();
+    for (let i = 0; i < reads.length; i++) {
+      const reply = await client.reply();
+      seen.set(reply.handle, reply.data);
+      if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    for (const r of reads) {
+      assert.deepEqual(seen.get(r.handle), content.subarray(r.offset, r.offset + r.length));
+    }
+    await server.close();
+    await client.waitClosed();
+  });
+});
