@@ -41,16 +41,23 @@ interface CatalogFile {
 
 export const CATALOG_FILE = 'snapshots.json';
 
+/** Writes the catalog's file whole (atomically): the state file's writer unless given. */
+export type CatalogWriter = (file: string, data: unknown) => Promise<void>;
+
 export class SnapshotCatalog {
   private records = new Map<string, SnapshotRecord>();
 
   private constructor(
     readonly file: string,
     private nextDevice: number,
+    private readonly write: CatalogWriter,
   ) {}
 
   /** Opens (or starts) the catalog in `dir`. */
-  static async open(dir: string): Promise<SnapshotCatalog> {
+  static async open(
+    dir: string,
+    options: { write?: CatalogWriter } = {},
+  ): Promise<SnapshotCatalog> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, CATALOG_FILE);
     const data = (await readStateFile(file)) as CatalogFile | undefined;
@@ -59,7 +66,11 @@ export class SnapshotCatalog {
         hint: 'restore it from a backup, or move it away to start with no snapshots',
       });
     }
-    const catalog = new SnapshotCatalog(file, data?.nextDevice ?? 1);
+    const catalog = new SnapshotCatalog(
+      file,
+      data?.nextDevice ?? 1,
+      options.write ?? writeStateFile,
+    );
     for (const r of data?.snapshots ?? []) catalog.records.set(r.name, r);
     return catalog;
   }
@@ -107,7 +118,7 @@ export class SnapshotCatalog {
       nextDevice: this.nextDevice,
       snapshots: [...next.values()],
     };
-    await writeStateFile(this.file, data);
+    await this.write(this.file, data);
     this.records = next;
   }
 }

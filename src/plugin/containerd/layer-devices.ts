@@ -37,11 +37,18 @@ export class LayerSnapshotDevices implements SnapshotDevices {
   }
 
   async mounts(device: string, readOnly: boolean): Promise<SnapshotMount[]> {
-    const rootfs =
-      this.layers.references(device) > 0
-        ? path.join(this.mountDir, device, ROOTFS)
-        : await this.layers.get(device);
-    return [{ type: 'bind', source: rootfs, options: ['rbind', readOnly ? 'ro' : 'rw'] }];
+    const now = this.mountsNow(device, readOnly);
+    if (now !== undefined) return now;
+    return bindMounts(await this.layers.get(device), readOnly);
+  }
+
+  mountsNow(device: string, readOnly: boolean): SnapshotMount[] | undefined {
+    if (this.layers.references(device) === 0) return undefined;
+    return bindMounts(this.rootfsOf(device), readOnly);
+  }
+
+  private rootfsOf(device: string): string {
+    return path.join(this.mountDir, device, ROOTFS);
   }
 
   async snapshot(active: string, committed: string): Promise<void> {
@@ -59,4 +66,8 @@ export class LayerSnapshotDevices implements SnapshotDevices {
   }
 
   async cleanup(): Promise<void> {}
+}
+
+function bindMounts(rootfs: string, readOnly: boolean): SnapshotMount[] {
+  return [{ type: 'bind', source: rootfs, options: ['rbind', readOnly ? 'ro' : 'rw'] }];
 }

@@ -14,7 +14,9 @@
  * `SnapshotStateError` (failed precondition); errors.ts maps them to gRPC codes. Every check
  * runs before any change, so a refused request changes nothing.
  *
- * Changes run one at a time (one mutex); reads (Stat, List, Usage) do not wait for them.
+ * Changes run one at a time (one mutex); reads (Stat, List, Usage, and Mounts of a mounted
+ * snapshot) do not wait for them. Mounts of a snapshot that is not mounted mounts it: a
+ * change.
  * A change writes its intent to the catalog first (`creating`, `removing`), and `open()`
  * settles what a crash left half done.
  */
@@ -36,8 +38,13 @@ export interface SnapshotMount {
 export interface SnapshotDevices {
   /** Makes `device`: a snapshot of `parent`'s device, or an empty filesystem. */
   create(device: string, parent: string | undefined): Promise<void>;
-  /** The mounts that show `device`, read-only when asked. */
+  /** The mounts that show `device`, read-only when asked (mounting it if need be). */
   mounts(device: string, readOnly: boolean): Promise<SnapshotMount[]>;
+  /**
+   * The mounts of `device` when they can be given without a change (it is mounted already),
+   * else undefined. Optional: without it every Mounts call is a change.
+   */
+  mountsNow?(device: string, readOnly: boolean): SnapshotMount[] | undefined;
   /** Makes `committed` a point-in-time snapshot of `active`, frozen if mounted. */
   snapshot(active: string, committed: string): Promise<void>;
   /** Removes `device` (deferred while something still holds it); an absent device is fine. */
@@ -84,14 +91,20 @@ export class SnapshotService {
     return this.createActive('view', key, parent, labels);
   }
 
+  /**
+   * The mounts of an active snapshot or a view. Read without the change lock while its
+   * device is mounted (the answer is a path); otherwise (a restarted daemon that could not
+   * adopt the mount) mounting it is a change, serialised with Remove and Commit, so that a
+   * snapshot being removed is never mounted again behind the removal's back.
+   */
   async mounts(key: string): Promise<SnapshotMount[]> {
-    const r = this.require(key);
-    if (r.kind === 'committed') {
-      throw new SnapshotStateError(`snapshot ${key} is committed: it has no mounts`, {
-        hint: 'prepare or view a snapshot on top of it and mount that',
-      });
-    }
-    return this.devices.mounts(r.device, r.kind === 'view');
+    const r = this.requireMountable(key);
+    const now = this.devices.mountsNow?.(r.device, r.kind === 'view');
+    if (now !== undefined) return now;
+    return this.changes.run(async () => {
+      const current = this.requireMountable(key);
+      return this.devices.mounts(current.device, current.kind === 'view');
+    });
   }
 
   /** `parent`, when given (newer containerd), must be the one the key was prepared from. */
@@ -259,6 +272,16 @@ export class SnapshotService {
   private async undoCreate(record: SnapshotRecord): Promise<void> {
     await this.devices.remove(record.device).catch(() => undefined);
     await this.catalog.change([], [record.name]);
+  }
+
+  private requireMountable(key: string): SnapshotRecord {
+    const r = this.require(key);
+    if (r.kind === 'committed') {
+      throw new SnapshotStateError(`snapshot ${key} is committed: it has no mounts`, {
+        hint: 'prepare or view a snapshot on top of it and mount that',
+      });
+    }
+    return r;
   }
 
   private require(key: string): SnapshotRecord {
