@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { requireTool, runTool, runToolOk } from './daemon.js';
+import { unmountUnder } from './dockerd.js';
 
 export interface Leaks {
   loops: string[];
@@ -54,10 +55,10 @@ export async function findLeaks(dir: string): Promise<Leaks> {
 
 /**
  * Takes leftovers down, the way a crashed daemon's are: the relay and nbdfuse killed first
- * (so no unmount waits on a device that will never answer), then the mounts lazily, deepest
- * first, then the loop devices.
+ * (so no unmount waits on a device that will never answer), then the mounts under `dir`
+ * lazily, deepest first (`unmountUnder`), then the loop devices.
  */
-export async function removeLeaks(leaks: Leaks): Promise<void> {
+export async function removeLeaks(dir: string, leaks: Leaks): Promise<void> {
   for (const p of leaks.processes) {
     try {
       process.kill(Number(p.slice(0, p.indexOf(':'))), 'SIGKILL');
@@ -65,10 +66,7 @@ export async function removeLeaks(leaks: Leaks): Promise<void> {
       // gone meanwhile
     }
   }
-  const umount = await requireTool('umount', 'mount');
-  for (const m of [...leaks.mounts].sort((a, b) => b.length - a.length)) {
-    await runTool(umount, ['-l', m]);
-  }
+  await unmountUnder(dir);
   const losetup = await requireTool('losetup', 'mount');
   for (const l of leaks.loops) await runTool(losetup, ['-d', l.slice(0, l.indexOf(' '))]);
 }
@@ -77,7 +75,7 @@ export async function assertNoLeaks(dir: string): Promise<void> {
   const leaks = await findLeaks(dir);
   const none = { loops: [], mounts: [], processes: [] };
   if (leaks.loops.length + leaks.mounts.length + leaks.processes.length > 0) {
-    await removeLeaks(leaks);
+    await removeLeaks(dir, leaks);
   }
   assert.deepEqual(leaks, none, 'leftovers after the test (now taken down)');
 }
