@@ -3,7 +3,8 @@
 # thinp_fs (native/fs-ops.c): mknod, xattrs and nanosecond lutimes for the archive worker;
 # thinp_blkdev (native/blkdev.c): block-device size, discard and zeroing ioctls (direct mode);
 # thinp_nowait (native/nowait-io.c): page-cache reads and writes that never wait (loop mode's data path);
-# thinp_batch (native/write-batch.c): several writes as one threadpool job (loop mode's data path).
+# thinp_batch (native/write-batch.c): several writes as one threadpool job (loop mode's data path);
+# thinp_sender (native/reply-sender.c): an NBD connection's replies sent from native threads.
 {
   "targets": [
     {
@@ -30,6 +31,12 @@
       "target_name": "thinp_batch",
       "sources": ["native/write-batch.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    },
+    {
+      "target_name": "thinp_sender",
+      "sources": ["native/reply-sender.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
+      "libraries": ["-lpthread"]
     }
   ]
 }

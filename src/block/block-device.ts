@@ -28,6 +28,13 @@ export interface BlockDevice {
    * Optional: a device that cannot leaves it out.
    */
   readNow?(buf: Uint8Array, offset: number): boolean;
+  /**
+   * A file descriptor from which byte `o` of the device is read with a positional read at
+   * `o` (the page cache in between), while the device is open; undefined when there is none
+   * (memory, O_DIRECT, a closed device). Whoever reads through it must be done before the
+   * device closes. Optional: a device that cannot leaves it out.
+   */
+  readFd?(): number | undefined;
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
   /**

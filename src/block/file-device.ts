@@ -216,6 +216,11 @@ export class FileDevice implements BlockDevice {
     return fsError(this.name, 'write', err, offset, length);
   }
 
+  /** See `BlockDevice.readFd`. */
+  readFd(): number | undefined {
+    return this.#handle?.fd;
+  }
+
   /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */
   readNow(buf: Uint8Array, offset: number): boolean {
     const handle = this.#handle;

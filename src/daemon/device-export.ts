@@ -27,7 +27,7 @@ import {
   preferredBlockSizeFor,
 } from '../nbd/index.js';
 import type { ThinDevice } from '../pool/index.js';
-import { NotFoundError, UnavailableError } from '../util/index.js';
+import { NotFoundError, type ReadPlan, UnavailableError } from '../util/index.js';
 
 const MIN_BLOCK = 512;
 const MAX_BLOCK = 32 * 1024 * 1024;
@@ -158,6 +158,10 @@ class DeviceExport implements Export {
 
   readNow(buf: Buffer, offset: number): boolean {
     return this.dev.readAtOnce(buf, offset);
+  }
+
+  planRead(offset: number, length: number, plan: ReadPlan): boolean {
+    return this.dev.planRead(offset, length, plan);
   }
 
   write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {

@@ -6,16 +6,29 @@
  * Replies: a read is one final OFFSET_DATA chunk (one buffer, header and data, the export
  * reads straight into it) when structured replies are on, else a simple reply followed by the
  * data; large read buffers come from the connection's `BufferPool` and go back to it once
- * written. Other successes are simple replies (allowed: no payload). Errors are a final ERROR
+ * written. With the native sender (`ReplyWriter.native`) and an export that plans reads, a
+ * read reply is the header and a plan of file pieces instead: the sender reads and sends
+ * them, on this thread for a lone request, on its reader threads for one of a burst. Other
+ * successes are simple replies (allowed: no payload). Errors are a final ERROR
  * chunk with a message when structured replies are on, else a simple reply with the errno.
  */
 
+import { getSystemErrorName } from 'node:util';
+import type { ReadPlan } from '../util/index.js';
 import { type BufferPool, MIN_POOLED } from './buffer-pool.js';
 import { toNbdErrno } from './errno.js';
 import type { Extent } from './export.js';
 import type { Negotiated } from './handshake.js';
 import type { NbdLog } from './log.js';
 import type { ReplyWriter } from './reply-writer.js';
+import {
+  READ_CORKED,
+  READ_QUEUED,
+  READ_SENT,
+  SEND_BROKEN,
+  SEND_CANCELED,
+  type SocketSender,
+} from './socket-sender.js';
 import {
   CMD,
   CMD_FLAG,
@@ -39,6 +52,9 @@ export interface CommandContext {
   writer: ReplyWriter;
   /** The connection's reusable read-reply buffers. */
   buffers: BufferPool;
+  /** The connection's reusable read plan and reply header, for planned reads. */
+  plan: ReadPlan;
+  header: Buffer;
   log: NbdLog;
 }
 
@@ -109,9 +125,13 @@ function sendRead(ctx: CommandContext, req: Request, buf: Buffer): Promise<void>
 export function executeAtOnce(
   ctx: CommandContext,
   req: Request,
+  more = false,
 ): { sent: Promise<void> | undefined } | false {
   const e = ctx.negotiated.export;
-  if (req.type !== CMD.READ || e.readNow === undefined) return false;
+  if (req.type !== CMD.READ) return false;
+  const sender = ctx.writer.native;
+  if (sender !== undefined && e.planRead !== undefined) return readPlanned(ctx, req, sender, more);
+  if (e.readNow === undefined) return false;
   const header = replyHeaderSize(ctx);
   const buf = ctx.buffers.take(header + req.length);
   let done: boolean;
@@ -126,6 +146,64 @@ export function executeAtOnce(
   }
   return { sent: sendRead(ctx, req, buf) };
 }
+
+/**
+ * Reads at least this long, of a burst, are read on the sender's threads, in parallel with
+ * the event loop; shorter ones are copied here (a copy of a few KiB costs less than the
+ * hand-off) and their replies sent together at the end of the burst.
+ */
+const READ_IN_PARALLEL = 64 * 1024;
+
+/**
+ * A read through the native sender (see the top of this file); `more`: other requests of the
+ * same burst follow, so the copies go to the sender's threads. False, having sent nothing,
+ * when the export cannot plan the read now or a read of the page cache failed at once (then
+ * `execute` it: the slow path reports the failure in full).
+ */
+function readPlanned(
+  ctx: CommandContext,
+  req: Request,
+  sender: SocketSender,
+  more: boolean,
+): { sent: Promise<void> | undefined } | false {
+  const plan = ctx.plan;
+  let planned: boolean;
+  try {
+    planned = ctx.negotiated.export.planRead?.(req.offset, req.length, plan) ?? false;
+  } catch {
+    planned = false;
+  }
+  if (!planned) return false;
+  const header = ctx.header.subarray(0, replyHeaderSize(ctx));
+  if (ctx.negotiated.structuredReplies) {
+    writeOffsetDataHeader(header, req.handle, req.offset, req.length);
+  } else {
+    writeSimpleReply(header, req.handle, 0);
+  }
+  const atOnce = !more || req.length < READ_IN_PARALLEL;
+  const r = sender.sendRead(header, plan.pieces, plan.count, atOnce);
+  if (r !== READ_QUEUED) plan.release();
+  if (r === READ_SENT || r === READ_CORKED || r === SEND_BROKEN || r === SEND_CANCELED) {
+    return { sent: undefined };
+  }
+  if (r < 0) return false;
+  const entry = plan.entry;
+  const leave = plan.leave;
+  // The plan is the connection's: its entry is kept here until the pieces are read.
+  plan.leave = noop;
+  const sent = sender.settled(sender.lastTag).then((result) => {
+    if (r === READ_QUEUED) leave(entry);
+    if (result >= 0 || result === SEND_BROKEN || result === SEND_CANCELED) return;
+    const err = Object.assign(new Error(`${getSystemErrorName(result)}: read failed`), {
+      code: getSystemErrorName(result),
+      errno: result,
+    });
+    return failed(ctx, req, err);
+  });
+  return { sent };
+}
+
+function noop(): void {}
 
 const write: Command = async (ctx, req, payload) => {
   await ctx.negotiated.export.write(payload ?? Buffer.alloc(0), req.offset, { fua: fua(req) });
@@ -184,16 +262,21 @@ export async function execute(ctx: CommandContext, req: Request, payload?: Buffe
     if (command === undefined) throw new RangeError(`no handler for ${nameOfCmd(req.type)}`);
     await command(ctx, req, payload);
   } catch (err) {
-    const errno = toNbdErrno(err);
-    ctx.log('warn', 'request-failed', {
-      cmd: nameOfCmd(req.type),
-      offset: req.offset,
-      length: req.length,
-      errno: nameOfErrno(errno),
-      error: err,
-    });
-    await sendError(ctx, req, errno, err instanceof Error ? err.message : String(err));
+    await failed(ctx, req, err);
   }
+}
+
+/** Logs the failure of `req` in full and replies with its NBD errno. */
+function failed(ctx: CommandContext, req: Request, err: unknown): Promise<void> {
+  const errno = toNbdErrno(err);
+  ctx.log('warn', 'request-failed', {
+    cmd: nameOfCmd(req.type),
+    offset: req.offset,
+    length: req.length,
+    errno: nameOfErrno(errno),
+    error: err,
+  });
+  return sendError(ctx, req, errno, err instanceof Error ? err.message : String(err));
 }
 
 /**

@@ -19,6 +19,7 @@
  */
 
 import type { Duplex } from 'node:stream';
+import { ReadPlan } from '../util/index.js';
 import { BufferPool } from './buffer-pool.js';
 import { type CommandContext, execute, executeAtOnce, sendError } from './commands.js';
 import type { ExportRegistry } from './export.js';
@@ -27,9 +28,10 @@ import { Handshake, type Negotiated } from './handshake.js';
 import { type NbdLog, silentLog } from './log.js';
 import { ProtocolError } from './protocol-error.js';
 import { ReplyWriter } from './reply-writer.js';
+import { SocketSender } from './socket-sender.js';
 import { Transmission } from './transmission.js';
 import type { Rejection } from './validate-request.js';
-import type { Request } from './wire.js';
+import { OFFSET_DATA_PAYLOAD, REQUEST, type Request } from './wire.js';
 
 export const STATUS = { DEAD: 0, CLIENT_DONE: 1, SHUTDOWN: 2, ACTIVE: 3 } as const;
 export type ConnectionStatus = (typeof STATUS)[keyof typeof STATUS];
@@ -144,7 +146,7 @@ export class NbdConnection {
 
   private onData(chunk: Buffer): void {
     try {
-      this.framer.push(chunk);
+      this.writer.gathering(() => this.framer.push(chunk));
     } catch (err) {
       if (err instanceof ProtocolError) this.end('hard', err.message);
       else {
@@ -162,9 +164,23 @@ export class NbdConnection {
       this.log('error', 'attach-failed', { error: err });
     }
     this.log('info', 'transmission', { export: n.export.name, flags: n.flags });
+    this.openSender();
     const transmission = new Transmission(n, this.host(n), this.log);
     this.phase = transmission;
     return transmission.start();
+  }
+
+  /**
+   * Replies go through the native sender from here on, where the stream is a socket and the
+   * addon is built; a sender that cannot start leaves the stream's own writes in charge.
+   */
+  private openSender(): void {
+    try {
+      const sender = SocketSender.open(this.stream);
+      if (sender !== undefined) this.writer.useSender(sender);
+    } catch (err) {
+      this.log('warn', 'sender-unavailable', { error: err });
+    }
   }
 
   private host(n: Negotiated) {
@@ -172,11 +188,15 @@ export class NbdConnection {
       negotiated: n,
       writer: this.writer,
       buffers: this.buffers,
+      plan: new ReadPlan(),
+      header: Buffer.alloc(OFFSET_DATA_PAYLOAD),
       log: this.log,
     };
     return {
       execute: (req: Request, payload: Buffer | undefined) => {
-        const now = executeAtOnce(ctx, req);
+        // Another request already waits in the input: this one is part of a burst.
+        const more = this.framer.buffered >= REQUEST.size;
+        const now = executeAtOnce(ctx, req, more);
         if (now !== false) {
           // Done already; only a reply that had to queue is still in flight.
           if (now.sent !== undefined) this.track(now.sent);

@@ -24,6 +24,8 @@
  *   nonzero length and a multiple of `minBlockSize` (except at the export's end), covering at
  *   least one byte; the server merges equal neighbours and clips the list to the request.
  */
+
+import type { ReadPlan } from '../util/index.js';
 export interface Export {
   /** The export name a client asks for; "" is the default export. */
   readonly name: string;
@@ -54,6 +56,13 @@ export interface Export {
    * validation; it may return false for any reason, a failure included (`read` reports it).
    */
   readNow?(buf: Buffer, offset: number): boolean;
+  /**
+   * Where the bytes of a read are, at once when that needs no waiting (see ReadPlan): true
+   * when `plan` is filled (the caller reads the pieces and then calls `plan.release()`),
+   * false when it cannot be planned (then `read` it). Never throws for a request that passed
+   * validation.
+   */
+  planRead?(offset: number, length: number, plan: ReadPlan): boolean;
   /**
    * Writes all of `buf` at `offset`; durable before resolving when `fua`. `buf` is lent
    * until the promise settles (the connection reuses it afterwards): keep a copy, not it.

@@ -6,11 +6,17 @@
  *
  * Once the stream is closed or destroyed, `send` drops its buffers and resolves: a reply to
  * a client that went away is not an error.
+ *
+ * With a `SocketSender` (`useSender`, a socket in transmission), every reply goes through it
+ * instead, from the first one after the stream's own queue has emptied (so no byte it sends
+ * overtakes one the stream still holds); replies it could not write at once count as
+ * pending until it reports them.
  */
 
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Mutex } from '../util/index.js';
+import type { SocketSender } from './socket-sender.js';
 
 const DONE: Promise<void> = Promise.resolve();
 
@@ -25,14 +31,42 @@ export class ReplyWriter {
 
   /** Written bytes are copied away (a socket: into the kernel), never passed on by reference. */
   private readonly copies: boolean;
+  private sender: SocketSender | undefined;
+  /** The sender has taken over: the stream's own queue was empty when it started. */
+  private senderOnly = false;
 
   constructor(private readonly stream: Duplex) {
     this.copies = stream instanceof Socket;
   }
 
+  /**
+   * Sends through `sender` from now on (see above); closes it when the stream closes, and
+   * destroys the stream when it breaks.
+   */
+  useSender(sender: SocketSender): void {
+    this.sender = sender;
+    sender.onChange = () => this.onChange();
+    sender.onBroken = (err) => this.stream.destroy(err);
+    this.stream.once('close', () => sender.close());
+    if (this.stream.destroyed) sender.close();
+  }
+
+  /** The sender, when every reply now goes through it; undefined while the stream sends. */
+  get native(): SocketSender | undefined {
+    return this.takenOver() && this.sender?.usable ? this.sender : undefined;
+  }
+
+  /** True once the sender sends everything; it takes over when the stream holds nothing. */
+  private takenOver(): boolean {
+    if (!this.senderOnly && this.sender !== undefined) {
+      this.senderOnly = this.queued === 0 && this.stream.writableLength === 0;
+    }
+    return this.senderOnly;
+  }
+
   /** Replies queued or being written (the connection holds its input when this grows). */
   get pending(): number {
-    return this.queued;
+    return this.queued + (this.sender?.outstanding ?? 0);
   }
 
   /**
@@ -41,6 +75,7 @@ export class ReplyWriter {
    * the buffer itself on (an in-memory pair does), so it never is.
    */
   get handedOver(): boolean {
+    if (this.senderOnly) return true;
     return this.copies && this.queued === 0 && this.stream.writableLength === 0;
   }
 
@@ -54,6 +89,7 @@ export class ReplyWriter {
    * queued it writes at once, and without backpressure it is done when it returns.
    */
   send(...buffers: Buffer[]): Promise<void> {
+    if (this.sender !== undefined && this.viaSender(buffers)) return DONE;
     if (this.queued > 0) return this.counted(this.mutex.run(() => this.writeAll(buffers)));
     if (!this.writeNow(buffers)) return DONE;
     // The stream is full: later replies queue behind the wait for 'drain'.
@@ -67,10 +103,43 @@ export class ReplyWriter {
    * closed), so that the caller may reuse it.
    */
   sendAtOnce(buf: Buffer, written?: () => void): Promise<void> | undefined {
+    if (this.sender !== undefined && this.viaSender([buf])) {
+      written?.();
+      return undefined;
+    }
     if (written !== undefined) this.owners.set(buf, written);
     if (this.queued > 0) return this.counted(this.mutex.run(() => this.writeAll([buf])));
     if (!this.writeNow([buf])) return undefined;
     return this.counted(this.mutex.run(() => this.drained()));
+  }
+
+  /**
+   * Sends `buffers` as one reply through the sender when it has taken over: true when done
+   * so (a closed or broken sender drops them, as a closed stream does).
+   */
+  private viaSender(buffers: readonly Buffer[]): boolean {
+    if (!this.takenOver()) return false;
+    const sender = this.sender as SocketSender;
+    sender.send(buffers.length === 1 ? (buffers[0] as Buffer) : Buffer.concat(buffers));
+    return true;
+  }
+
+  /**
+   * Runs `fn` (the framing of one chunk of input) with the sender's replies gathered, then
+   * writes them together; without a sender it just runs `fn`.
+   */
+  gathering(fn: () => void): void {
+    const sender = this.native;
+    if (sender === undefined) {
+      fn();
+      return;
+    }
+    sender.cork();
+    try {
+      fn();
+    } finally {
+      sender.uncork();
+    }
   }
 
   /** Counts `work` as queued while it runs. */
@@ -102,7 +171,9 @@ export class ReplyWriter {
 
   /** Waits until everything sent so far has been handed to the stream. */
   flushed(): Promise<void> {
-    return this.mutex.run(async () => {});
+    const sent = this.mutex.run(async () => {});
+    const sender = this.sender;
+    return sender === undefined ? sent : sent.then(() => sender.idle());
   }
 
   private async writeAll(buffers: readonly Buffer[]): Promise<void> {

@@ -47,6 +47,10 @@ export interface DataPath {
   changing<T>(id: number, fn: () => Promise<T>): Promise<T>;
   /** Runs I/O to looked-up data blocks as one entry of the pool's in-flight set. */
   inFlight<T>(fn: () => Promise<T>): Promise<T>;
+  /** Enters the in-flight set by hand; `leaveIo` with the result once the I/O is over. */
+  enterIo(): number;
+  /** Leaves the in-flight set (stable: may be passed around unbound). */
+  readonly leaveIo: (entry: number) => void;
   lookup(id: number, vblock: number): Promise<Mapping | undefined>;
   /**
    * `lookup` at once, or null when that would mean waiting (see PoolMetadata.lookupNow).

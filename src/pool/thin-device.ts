@@ -6,7 +6,7 @@
  * in-place writes are entries of the pool's in-flight set (see data-path.ts).
  */
 
-import { BadInputError } from '../util/index.js';
+import { BadInputError, type ReadPlan } from '../util/index.js';
 import { cellKey, type DataPath } from './data-path.js';
 import { type BlockPiece, splitIntoBlocks, wholeBlocks } from './io-plan.js';
 
@@ -14,6 +14,9 @@ import { type BlockPiece, splitIntoBlocks, wholeBlocks } from './io-plan.js';
 const CHUNK = 1024 * 1024;
 
 const DONE: Promise<void> = Promise.resolve();
+
+/** The runs `mapNow` finds, (data byte or -1, length) pairs; grown on demand, shared. */
+let runs = new Float64Array(2 * 64);
 
 export interface WriteOptions {
   /** Force unit access: the write is durable when it completes (commits the pool). */
@@ -67,6 +70,29 @@ export class ThinDevice {
   }
 
   /**
+   * Plans a read of `length` bytes at `offset` into `plan` (see ReadPlan), when every
+   * mapping is known without waiting and the data device has a file to read from: true
+   * when planned, holding an entry of the in-flight set until `plan.release()`; false when
+   * it must be read with `read` (the plan is left empty).
+   */
+  planRead(offset: number, length: number, plan: ReadPlan): boolean {
+    this.checkRange(offset, length, 'read');
+    const fd = this.pool.data.readFd?.();
+    if (fd === undefined) return false;
+    const count = this.mapNow(offset, length);
+    if (count < 0) return false;
+    plan.reset(count);
+    for (let i = 0; i < count; i++) {
+      const from = runs[2 * i] as number;
+      plan.add(from < 0 ? -1 : fd, from < 0 ? 0 : from, runs[2 * i + 1] as number);
+    }
+    plan.entry = this.pool.enterIo();
+    plan.leave = this.pool.leaveIo;
+    this.pool.counters.reads++;
+    return true;
+  }
+
+  /**
    * The read done at once, when every mapping is known without waiting and every mapped
    * piece comes from the data device without waiting (cached metadata, page cache): true
    * when done, false when `buf` must be read the slow way. No await, so no entry in the
@@ -75,39 +101,55 @@ export class ThinDevice {
   private readNow(buf: Uint8Array, offset: number): boolean {
     const data = this.pool.data;
     if (data.readNow === undefined) return false;
-    const B = this.pool.blockSize;
-    // Pieces on neighbouring data blocks are read as one run: [runAt, runAt + runLength)
-    // of `buf` from byte `runFrom` of the data device.
-    let runAt = 0;
-    let runFrom = 0;
-    let runLength = 0;
+    const count = this.mapNow(offset, buf.length);
+    if (count < 0) return false;
     let at = 0;
-    while (at < buf.length) {
+    for (let i = 0; i < count; i++) {
+      const from = runs[2 * i] as number;
+      const n = runs[2 * i + 1] as number;
+      if (from < 0) buf.fill(0, at, at + n);
+      else if (!data.readNow(buf.subarray(at, at + n), from)) return false;
+      at += n;
+    }
+    return true;
+  }
+
+  /**
+   * The runs of [offset, offset + length) in `runs`, from the mappings known at once: a pair
+   * (byte of the data device, or -1 for a hole; length) per run, pieces on neighbouring
+   * data blocks (and neighbouring holes) merged. Returns the number of runs, or -1 when a
+   * mapping is not known without waiting. `runs` is shared: use it before any await.
+   */
+  private mapNow(offset: number, length: number): number {
+    const B = this.pool.blockSize;
+    const most = 2 * (Math.ceil(length / B) + 1);
+    if (runs.length < most) runs = new Float64Array(most);
+    let count = 0;
+    let at = 0;
+    while (at < length) {
       const pos = offset + at;
       const vblock = Math.floor(pos / B);
       const inner = pos - vblock * B;
-      const n = Math.min(B - inner, buf.length - at);
+      const n = Math.min(B - inner, length - at);
       const m = this.pool.lookupNow(this.id, vblock);
-      if (m === null) return false;
-      if (m === undefined) {
-        buf.fill(0, at, at + n);
-      } else if (
-        runLength > 0 &&
-        runAt + runLength === at &&
-        runFrom + runLength === m.dataBlock * B + inner
+      if (m === null) return -1;
+      const from = m === undefined ? -1 : m.dataBlock * B + inner;
+      const last = 2 * (count - 1);
+      const prevFrom = count > 0 ? (runs[last] as number) : Number.NaN;
+      const prevLength = count > 0 ? (runs[last + 1] as number) : 0;
+      if (
+        count > 0 &&
+        (from < 0 ? prevFrom < 0 : prevFrom >= 0 && prevFrom + prevLength === from)
       ) {
-        runLength += n;
+        runs[last + 1] = prevLength + n;
       } else {
-        if (runLength > 0 && !data.readNow(buf.subarray(runAt, runAt + runLength), runFrom)) {
-          return false;
-        }
-        runAt = at;
-        runFrom = m.dataBlock * B + inner;
-        runLength = n;
+        runs[2 * count] = from;
+        runs[2 * count + 1] = n;
+        count++;
       }
       at += n;
     }
-    return runLength === 0 || data.readNow(buf.subarray(runAt, runAt + runLength), runFrom);
+    return count;
   }
 
   private async readMapped(buf: Uint8Array, offset: number): Promise<void> {

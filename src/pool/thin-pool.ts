@@ -365,6 +365,12 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.allIo.run(fn);
   }
 
+  enterIo(): number {
+    return this.allIo.enter();
+  }
+
+  readonly leaveIo = (entry: number): void => this.allIo.leave(entry);
+
   private gate(id: number): QuiesceGate {
     let gate = this.gates.get(id);
     if (gate === undefined) {

@@ -35,6 +35,7 @@ export {
   jsonTypeName,
   parseJson,
 } from './json.js';
+export { ReadPlan } from './read-plan.js';
 export {
   formatHumanSize,
   formatSize,

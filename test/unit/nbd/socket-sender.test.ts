@@ -1,0 +1,311 @@
+/**
+ * The native reply sender over a real Unix socket: every reply arrives whole and unmixed
+ * whichever thread wrote it, also when the client reads slowly (the writer thread takes
+ * over) and when replies are gathered by cork; read replies carry the bytes of the files
+ * they name (holes and the end of a file as zeros); failures and closes are reported.
+ */
+
+import assert from 'node:assert/strict';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { senderAddon } from '../../../src/nbd/sender-native.js';
+import {
+  READ_COPIED,
+  READ_CORKED,
+  READ_QUEUED,
+  READ_SENT,
+  SEND_CANCELED,
+  SocketSender,
+} from '../../../src/nbd/socket-sender.js';
+import { ReadPlan } from '../../../src/util/index.js';
+
+const FILE_SIZE = 3 * 1024 * 1024;
+
+let dir: string;
+let filePath: string;
+let fileBytes: Buffer;
+let fd: number;
+let closeFile: () => Promise<void>;
+
+before(async () => {
+  assert.ok(senderAddon, 'the thinp_sender addon must be built (npm install builds it)');
+  dir = await mkdtemp(join(tmpdir(), 'thinp-sender-'));
+  filePath = join(dir, 'data');
+  fileBytes = Buffer.alloc(FILE_SIZE);
+  for (let i = 0; i < FILE_SIZE; i += 4) fileBytes.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const handle = await open(filePath, 'w+');
+  await handle.write(fileBytes, 0, FILE_SIZE, 0);
+  fd = handle.fd;
+  closeFile = () => handle.close();
+});
+
+after(async () => {
+  await closeFile?.();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A connected pair of Unix sockets: the server's side (to send on) and the client's. */
+async function socketPair(): Promise<{
+  server: Socket;
+  client: Socket;
+  done: () => Promise<void>;
+}> {
+  const path = join(dir, `s${Math.random().toString(36).slice(2)}.sock`);
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(path, resolve));
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  const client = connect(path);
+  const server = await accepted;
+  await new Promise<void>((resolve) =>
+    client.connecting ? client.once('connect', resolve) : resolve(),
+  );
+  return {
+    server,
+    client,
+    done: async () => {
+      client.destroy();
+      server.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
+  };
+}
+
+/** A reply of the test protocol: length (u32) and id (u32), then the body. */
+function frame(id: number, body: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(body.length, 0);
+  head.writeUInt32BE(id, 4);
+  return Buffer.concat([head, body]);
+}
+
+/** Collects the client's bytes and cuts them into frames as they come. */
+function frames(client: Socket): { got: Map<number, Buffer>; ended: Promise<void> } {
+  const got = new Map<number, Buffer>();
+  let pending = Buffer.alloc(0);
+  client.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 8) {
+      const length = pending.readUInt32BE(0);
+      if (pending.length < 8 + length) break;
+      const id = pending.readUInt32BE(4);
+      assert.ok(!got.has(id), `frame ${id} arrived twice`);
+      got.set(id, Buffer.from(pending.subarray(8, 8 + length)));
+      pending = pending.subarray(8 + length);
+    }
+  });
+  const ended = new Promise<void>((resolve) => {
+    client.on('end', resolve);
+    client.on('close', resolve);
+  });
+  return { got, ended };
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** The header of a read reply of the test protocol for `length` bytes of pieces. */
+function readHeader(id: number, length: number): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(length, 0);
+  head.writeUInt32BE(id, 4);
+  return head;
+}
+
+describe('SocketSender (native reply sender)', () => {
+  test('sends replies whole and unmixed from every thread, with a slow reader', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server);
+      assert.ok(sender, 'a sender for a Unix socket');
+      const { got } = frames(client);
+      client.pause();
+      const expected = new Map<number, Buffer>();
+      const plan = new ReadPlan();
+      let id = 0;
+      const settled: Array<Promise<number>> = [];
+      const codes = new Set<number>();
+      for (let round = 0; round < 40; round++) {
+        // Plain replies of many sizes, big enough to fill the socket.
+        const body = Buffer.alloc(1 + ((round * 7919) % (300 * 1024)), round);
+        expected.set(++id, body);
+        sender.send(frame(id, body));
+        // A read reply of three pieces: file bytes, a hole, file bytes across the end.
+        const at = (round * 104729) % (FILE_SIZE - 70_000);
+        plan.reset(3);
+        plan.add(fd, at, 5000 + round);
+        plan.add(-1, 0, 4096);
+        plan.add(fd, FILE_SIZE - 100, 300);
+        const want = Buffer.concat([
+          fileBytes.subarray(at, at + 5000 + round),
+          Buffer.alloc(4096),
+          fileBytes.subarray(FILE_SIZE - 100),
+          Buffer.alloc(200),
+        ]);
+        expected.set(++id, want);
+        const r = sender.sendRead(
+          readHeader(id, want.length),
+          plan.pieces,
+          plan.count,
+          round % 2 === 0,
+        );
+        codes.add(r);
+        assert.ok([READ_SENT, READ_QUEUED, READ_COPIED].includes(r), `sendRead gave ${r}`);
+        if (r !== READ_SENT) settled.push(sender.settled(sender.lastTag));
+      }
+      assert.ok(sender.outstanding > 0, 'a paused client leaves replies waiting');
+      assert.ok(codes.has(READ_QUEUED), 'reads queued for the reader threads');
+      client.resume();
+      await until(() => got.size === expected.size, 'every reply');
+      for (const result of await Promise.all(settled)) assert.equal(result, 0);
+      await sender.idle();
+      assert.equal(sender.outstanding, 0);
+      for (const [n, body] of expected) assert.ok(got.get(n)?.equals(body), `reply ${n} intact`);
+      sender.close();
+    } finally {
+      await done();
+    }
+  });
+
+  test('cork gathers the replies of a burst; uncork sends them, the rest later', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      const { got } = frames(client);
+      const plan = new ReadPlan();
+      sender.cork();
+      for (let n = 1; n <= 50; n++) {
+        if (n % 2 === 0) {
+          sender.send(frame(n, Buffer.alloc(100, n)));
+          continue;
+        }
+        plan.reset(1);
+        plan.add(fd, n * 4096, 4096);
+        const r = sender.sendRead(readHeader(n, 4096), plan.pieces, plan.count, true);
+        assert.equal(r, READ_CORKED, 'a cached read while corked is gathered');
+      }
+      assert.equal(sender.outstanding, 0, 'gathered replies are not counted until uncork');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(got.size, 0, 'nothing is written while corked');
+      sender.uncork();
+      await sender.idle();
+      await until(() => got.size === 50, 'the burst');
+      for (let n = 1; n <= 50; n++) {
+        const want =
+          n % 2 === 0 ? Buffer.alloc(100, n) : fileBytes.subarray(n * 4096, n * 4096 + 4096);
+        assert.ok(got.get(n)?.equals(want), `reply ${n}`);
+      }
+      sender.close();
+    } finally {
+      await done();
+    }
+  });
+
+  test('a read that fails sends nothing and reports its errno', async () => {
+    const { server, client, done } = await socketPair();
+    const directory = await open(dir, 'r');
+    const writeOnly = await open(join(dir, 'write-only'), 'w');
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      const { got } = frames(client);
+      const plan = new ReadPlan();
+      plan.reset(1);
+      plan.add(writeOnly.fd, 0, 4096);
+      const now = sender.sendRead(readHeader(1, 4096), plan.pieces, plan.count, true);
+      assert.equal(now, -9, 'EBADF at once');
+      plan.reset(1);
+      plan.add(directory.fd, 0, 4096);
+      const queued = sender.sendRead(readHeader(2, 4096), plan.pieces, plan.count, false);
+      assert.equal(queued, READ_QUEUED);
+      assert.equal(await sender.settled(sender.lastTag), -21, 'EISDIR from a reader thread');
+      sender.send(frame(3, Buffer.from('after')));
+      await until(() => got.size === 1, 'the reply after the failures');
+      assert.deepEqual([...got.keys()], [3], 'no bytes of the failed reads reached the socket');
+      sender.close();
+    } finally {
+      await directory.close();
+      await writeOnly.close();
+      await done();
+    }
+  });
+
+  test('close drops what waits (ECANCELED), and the client sees the end', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      const { ended } = frames(client);
+      client.pause();
+      const results: Array<Promise<number>> = [];
+      const plan = new ReadPlan();
+      for (let n = 1; n <= 20; n++) {
+        plan.reset(1);
+        plan.add(fd, 0, 1024 * 1024);
+        const r = sender.sendRead(readHeader(n, 1024 * 1024), plan.pieces, plan.count, false);
+        if (r === READ_QUEUED || r === READ_COPIED) results.push(sender.settled(sender.lastTag));
+      }
+      assert.ok(results.length > 0);
+      // The paused client takes a few of them at most: the rest wait when the sender closes.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      server.destroy();
+      sender.close();
+      const outcomes = await Promise.all(results);
+      assert.ok(
+        outcomes.every((r) => r === 0 || r === SEND_CANCELED),
+        `results ${outcomes}`,
+      );
+      assert.ok(outcomes.includes(SEND_CANCELED), 'replies still waiting were dropped');
+      await sender.idle();
+      client.resume();
+      await ended;
+      assert.equal(sender.usable, false);
+      sender.send(frame(99, Buffer.from('late')));
+      assert.equal(sender.outstanding, 0, 'a closed sender takes nothing');
+    } finally {
+      await done();
+    }
+  });
+
+  test('a client that goes away breaks the sender once', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      let broken = 0;
+      sender.onBroken = () => broken++;
+      client.destroy();
+      const body = Buffer.alloc(256 * 1024);
+      await until(() => {
+        sender.send(frame(1, body));
+        return broken > 0 || !sender.usable;
+      }, 'the broken socket to be noticed');
+      await sender.idle();
+      assert.equal(broken, 1);
+      sender.close();
+    } finally {
+      await done();
+    }
+  });
+
+  test('bad arguments are TypeErrors', async () => {
+    const { server, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      const plan = new ReadPlan();
+      plan.reset(1);
+      plan.add(fd, -1, 10);
+      assert.throws(() => sender.sendRead(Buffer.alloc(8), plan.pieces, 1, true), TypeError);
+      assert.throws(() => sender.sendRead(Buffer.alloc(100), plan.pieces, 0, true), TypeError);
+      assert.throws(() => sender.sendRead(Buffer.alloc(8), plan.pieces, 1000, true), TypeError);
+      assert.throws(() => senderAddon?.open(-1, () => {}), TypeError);
+      sender.close();
+    } finally {
+      await done();
+    }
+  });
+});
