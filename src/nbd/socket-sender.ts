@@ -27,6 +27,12 @@ export const READ_COPIED = 2;
 /** Read, and gathered with the burst's other replies until `uncork`. */
 export const READ_CORKED = 3;
 
+/**
+ * Bytes of replies a cork gathers before they are written anyway: a burst of requests is
+ * answered in writes of at most about this much, so gathering never holds more memory.
+ */
+export const GATHER_LIMIT = 4 * 1024 * 1024;
+
 export class SocketSender {
   readonly #addon: SenderAddon;
   readonly #handle: SenderHandle;
@@ -34,6 +40,8 @@ export class SocketSender {
   #broken = false;
   #nextTag = 1;
   #outstanding = 0;
+  #corked = false;
+  #gathered = 0;
   /** Whom to tell of the result of a queued reply, by tag. */
   readonly #waiting = new Map<number, (result: number) => void>();
   #idle: Array<() => void> = [];
@@ -76,6 +84,7 @@ export class SocketSender {
     if (!this.usable) return;
     const r = this.#addon.send(this.#handle, bytes, this.#nextTag++);
     if (r === 1) this.#outstanding++;
+    else if (r === READ_CORKED) this.#gather(bytes.length);
     else if (r < 0) this.#fail(r);
   }
 
@@ -85,11 +94,16 @@ export class SocketSender {
    * the client instead of one per reply.
    */
   cork(): void {
-    if (this.usable) this.#addon.cork(this.#handle, true);
+    if (!this.usable) return;
+    this.#addon.cork(this.#handle, true);
+    this.#corked = true;
+    this.#gathered = 0;
   }
 
   /** Writes what `cork` gathered; what the socket did not take is outstanding. */
   uncork(): void {
+    if (!this.#corked) return;
+    this.#corked = false;
     if (!this.usable) return;
     const r = this.#addon.cork(this.#handle, false);
     if (r > 0) this.#outstanding += r;
@@ -108,8 +122,17 @@ export class SocketSender {
     if (!this.usable) return SEND_CANCELED;
     const r = this.#addon.sendRead(this.#handle, header, pieces, count, this.#nextTag++, atOnce);
     if (r === READ_QUEUED || r === READ_COPIED) this.#outstanding++;
+    else if (r === READ_CORKED) this.#gather(header.length + piecesLength(pieces, count));
     else if (r === SEND_BROKEN) this.#fail(r);
     return r;
+  }
+
+  /** Counts bytes the cork holds; past GATHER_LIMIT they are written, and gathering goes on. */
+  #gather(bytes: number): void {
+    this.#gathered += bytes;
+    if (this.#gathered < GATHER_LIMIT) return;
+    this.uncork();
+    this.cork();
   }
 
   /** The result of queued reply `tag`: 0 when sent, a negated errno otherwise. */
@@ -151,6 +174,7 @@ export class SocketSender {
   }
 
   #fail(result: number): void {
+    this.#corked = false;
     if (this.#broken || this.#closed) return;
     this.#broken = true;
     const err = Object.assign(new Error('write to the client failed: EPIPE'), {
@@ -159,4 +183,11 @@ export class SocketSender {
     });
     this.onBroken(err);
   }
+}
+
+/** The bytes of the first `count` (fd, offset, length) pieces. */
+function piecesLength(pieces: Float64Array, count: number): number {
+  let total = 0;
+  for (let i = 0; i < count; i++) total += pieces[3 * i + 2] as number;
+  return total;
 }

@@ -111,6 +111,8 @@ export class PoolMetadata {
   private readonly bm: BlockManager;
   private readonly tm: TransactionManager;
   private readonly lock = new Mutex();
+  /** `subtreeRootNow`'s roots, valid for one value of `lock.released`. */
+  private readonly subtreeRoots = { section: -1, byId: new Map<number, number>() };
   private msm!: MetadataSpaceMap;
   private dsm!: DiskSpaceMap;
   private trees!: ThinTrees;
@@ -319,13 +321,33 @@ export class PoolMetadata {
     if (this.lock.locked || this.failure !== undefined) return null;
     const d = this.detailsNow(id);
     if (d === undefined) return null;
-    const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
-    if (top === undefined || top === null) return null;
-    const v = btree.lookupCached(this.trees.bottom, valueAsU64(top), vblock);
+    const root = this.subtreeRootNow(id);
+    if (root === undefined) return null;
+    const v = btree.lookupCached(this.trees.bottom, root, vblock);
     if (v === null) return null;
     if (v === undefined) return undefined;
     const bt = decodeBlockTime(v);
     return { dataBlock: bt.dataBlock, time: bt.time, shared: d.snapshottedTime > bt.time };
+  }
+
+  /**
+   * The root of device `id`'s mapping tree, from cached blocks, or undefined. Kept between
+   * calls until the metadata lock's next critical section (`Mutex.released`): every change
+   * of the top-level tree runs inside one, and this runs only while the lock is free.
+   */
+  private subtreeRootNow(id: number): number | undefined {
+    const roots = this.subtreeRoots;
+    if (roots.section !== this.lock.released) {
+      roots.section = this.lock.released;
+      roots.byId.clear();
+    }
+    let root = roots.byId.get(id);
+    if (root !== undefined) return root;
+    const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
+    if (top === undefined || top === null) return undefined;
+    root = valueAsU64(top);
+    roots.byId.set(id, root);
+    return root;
   }
 
   /** Device `id`'s details if known at once (kept in memory, or a cached block). */

@@ -10,6 +10,7 @@
  */
 export class Mutex {
   private held = false;
+  private sections = 0;
   /** Callers waiting, first to run first; each is handed the lock as it is released. */
   private readonly waiters: Array<() => void> = [];
 
@@ -21,6 +22,15 @@ export class Mutex {
     return this.held || this.waiters.length > 0;
   }
 
+  /**
+   * Critical sections finished so far. While `locked` is false and this has not moved,
+   * nothing the lock protects has changed: a value read from it then may be kept until it
+   * moves.
+   */
+  get released(): number {
+    return this.sections;
+  }
+
   /** Runs `fn` once every earlier holder has finished; releases even when `fn` throws. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.held) await new Promise<void>((resolve) => this.waiters.push(resolve));
@@ -28,6 +38,7 @@ export class Mutex {
     try {
       return await fn();
     } finally {
+      this.sections++;
       // Handed straight to the next waiter: nobody can take it in between.
       const next = this.waiters.shift();
       if (next === undefined) this.held = false;

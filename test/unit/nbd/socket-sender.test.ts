@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { senderAddon } from '../../../src/nbd/sender-native.js';
 import {
+  GATHER_LIMIT,
   READ_COPIED,
   READ_CORKED,
   READ_QUEUED,
@@ -202,6 +203,28 @@ describe('SocketSender (native reply sender)', () => {
           n % 2 === 0 ? Buffer.alloc(100, n) : fileBytes.subarray(n * 4096, n * 4096 + 4096);
         assert.ok(got.get(n)?.equals(want), `reply ${n}`);
       }
+      sender.close();
+    } finally {
+      await done();
+    }
+  });
+
+  test('a cork holds at most about GATHER_LIMIT bytes: past it the burst is written', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      const sender = SocketSender.open(server) as SocketSender;
+      const { got } = frames(client);
+      client.pause();
+      const body = Buffer.alloc(256 * 1024, 7);
+      const count = Math.ceil((2 * GATHER_LIMIT) / body.length);
+      sender.cork();
+      for (let n = 1; n <= count; n++) sender.send(frame(n, body));
+      assert.ok(sender.outstanding > 0, 'replies past the limit went to the socket (waiting)');
+      sender.uncork();
+      client.resume();
+      await sender.idle();
+      await until(() => got.size === count, 'every reply');
+      for (const reply of got.values()) assert.ok(reply.equals(body));
       sender.close();
     } finally {
       await done();
