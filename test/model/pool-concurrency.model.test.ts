@@ -13,8 +13,10 @@
  *   wave with some subset of the wave's origin operations applied (whole operations: the
  *   origin is quiesced), and it must not change afterwards;
  * - a removed device has no other operation in its wave.
- * Reads take the pool's two paths: done at once (`lookupNow` and the device's `readNow`, when
- * no metadata operation is under way) or waiting; both are counted and must both occur.
+ * Reads take the pool's three paths: done at once (`lookupNow` and the device's `readNow`,
+ * when no metadata operation is under way), waiting, or planned as the native reply sender
+ * reads (`planRead` at once, the plan's pieces read from the data device later, as the
+ * scheduler lets them land, then `release`); all are counted and must all occur.
  * After every wave, every device reads exactly what the model says; every word any read
  * returned is zero or was written to that device or an ancestor (writes carry their tag and
  * device in every 4-byte word), so no device ever reads another's bytes; the pool's used
@@ -38,6 +40,7 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../../src/block/index.js';
 import { splitIntoBlocks, type ThinDevice, ThinPool, wholeBlocks } from '../../src/pool/index.js';
 import { checkMetadata } from '../../src/tools/index.js';
+import { ReadPlan } from '../../src/util/index.js';
 import { requirePeer, thinCheck } from '../support/peers.js';
 import { type DeviceOp, ScheduledDevice } from '../support/scheduled-device.js';
 import { tempDir } from '../support/temp.js';
@@ -49,6 +52,8 @@ const SECTOR = 512;
 const MAX_LIVE = 7;
 const META_BYTES = 4 << 20;
 const dir = tempDir('thinp-pool-concurrency-');
+/** The data device's stand-in for a file descriptor: planned pieces name it. */
+const PSEUDO_FD = 1000;
 
 type Kind = 'write' | 'read' | 'trim' | 'zero' | 'snapshot' | 'remove' | 'commit';
 
@@ -57,6 +62,7 @@ interface RawOp {
   pick: number;
   sector: number;
   sectors: number;
+  /** For write-zeroes: NO_HOLE. For a read: try the planned path first. */
   noHole: boolean;
 }
 
@@ -163,6 +169,8 @@ class Run {
   nextTag = 1;
   /** Set when an adopted block matched outcomes with different data block counts. */
   ambiguous = false;
+  /** Reads that took the planned path. */
+  readsPlanned = 0;
 
   constructor(
     readonly pool: ThinPool,
@@ -246,6 +254,7 @@ class Run {
         return undefined;
       case 'read': {
         const buf = Buffer.alloc(op.length);
+        if (op.noHole && (await this.readPlanned(dev, buf, op.offset))) return buf;
         await dev.read(buf, op.offset);
         return buf;
       }
@@ -268,6 +277,32 @@ class Run {
         await this.pool.commit();
         return undefined;
     }
+  }
+
+  /**
+   * A read the way the native reply sender does it: planned at once, the pieces read later
+   * (each a scheduled read of the data device, landing whenever the scheduler lets it), the
+   * plan released after. False when the device could not plan it.
+   */
+  async readPlanned(dev: ThinDevice, buf: Buffer, offset: number): Promise<boolean> {
+    const plan = new ReadPlan();
+    if (!dev.planRead(offset, buf.length, plan)) return false;
+    this.readsPlanned++;
+    try {
+      let at = 0;
+      for (let i = 0; i < plan.count; i++) {
+        const fd = plan.pieces[3 * i] as number;
+        const from = plan.pieces[3 * i + 1] as number;
+        const n = plan.pieces[3 * i + 2] as number;
+        assert.ok(fd === PSEUDO_FD || fd === -1, `piece ${i} names fd ${fd}`);
+        if (fd !== -1) await this.data.read(buf.subarray(at, at + n), from);
+        at += n;
+      }
+      assert.equal(at, buf.length, 'the pieces cover the read');
+    } finally {
+      plan.release();
+    }
+    return true;
   }
 
   contents(id: number): Buffer {
@@ -441,13 +476,17 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     const metaFile = path.join(await dir, 'run.meta');
     let runs = 0;
     let readsNow = 0;
+    let readsPlanned = 0;
     let readsWaited = 0;
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), arbWaves, async (s, waves) => {
         let scheduled = false;
         const when = (_op: DeviceOp, label: string) =>
           scheduled ? s.schedule(Promise.resolve(), label) : Promise.resolve();
-        const data = new ScheduledDevice(new MemoryDevice(512 * B), when, { readNow: true });
+        const data = new ScheduledDevice(new MemoryDevice(512 * B), when, {
+          readNow: true,
+          readFd: PSEUDO_FD,
+        });
         const meta = new MemoryDevice(META_BYTES);
         const pool = await ThinPool.create(data, meta, { blockSize: B, commitIntervalMs: 0 });
         const run = new Run(pool, data);
@@ -476,6 +515,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
         const check = await thinCheck(metaFile);
         assert.equal(check.status, 0, check.stdout + check.stderr);
         readsNow += data.readsNow;
+        readsPlanned += run.readsPlanned;
         readsWaited += data.issued.read;
         runs++;
       }),
@@ -492,6 +532,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     // Reads took both paths: at once (lookupNow + readNow, between metadata operations) and
     // waiting (the lookup queued behind a metadata operation, the data read scheduled).
     assert.ok(readsNow > 0, 'no read was done at once');
+    assert.ok(readsPlanned > 0, 'no read was planned');
     assert.ok(readsWaited > 0, 'no read went through the scheduled device');
   });
 });

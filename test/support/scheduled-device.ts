@@ -9,7 +9,8 @@
  * It records the contract breaches the pool must never commit (`violations`): a discard or
  * write overlapping a write in flight, a read (`readNow` included) overlapping a discard in
  * flight. With the option `readNow`, the inner device's `readNow` is offered: reads done at
- * once, which wait for nothing. `failNext(op)`
+ * once, which wait for nothing. With `readFd`, the device offers that number as its
+ * `readFd()`, so that reads can be planned; the test reads the pieces with `read`. `failNext(op)`
  * makes the next `op` fail with an IoError.
  */
 
@@ -39,15 +40,26 @@ export class ScheduledDevice implements BlockDevice {
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #failing = new Set<DeviceOp>();
   readonly #readNow: boolean;
+  readonly #readFd: number | undefined;
 
   /**
    * With `readNow`, the device offers the inner device's `readNow` (reads done at once,
    * never held); without it, every read is scheduled.
    */
-  constructor(inner: BlockDevice, when: Landing, options: { readNow?: boolean } = {}) {
+  constructor(
+    inner: BlockDevice,
+    when: Landing,
+    options: { readNow?: boolean; readFd?: number } = {},
+  ) {
     this.inner = inner;
     this.#when = when;
     this.#readNow = options.readNow === true;
+    this.#readFd = options.readFd;
+  }
+
+  /** The stand-in descriptor given as `readFd`, or undefined (no planned reads). */
+  readFd(): number | undefined {
+    return this.#readFd;
   }
 
   get name(): string {
