@@ -210,6 +210,25 @@ static int drain(Sender *s) {
 }
 
 /*
+ * Writes the outbox from this thread, which has just taken the send side (s->writing); on a
+ * full socket the send side goes to the writer thread, on a failure the outbox is dropped.
+ * Holds s->mu.
+ */
+static void write_out(Sender *s) {
+  int r = drain(s);
+  if (r == 1) {
+    s->writing = 0;
+  } else if (r < 0) {
+    fail_outbox(s, s->aborted ? -ECANCELED : -EPIPE);
+    s->writing = 0;
+    pthread_cond_signal(&s->cv);
+  } else {
+    s->handoff = 1;
+    pthread_cond_signal(&s->cv);
+  }
+}
+
+/*
  * Puts `job` (its bytes ready) in the outbox and, when nobody holds the send side, writes
  * the outbox from this thread; a write that would block hands the send side to the writer
  * thread. Holds s->mu.
@@ -228,19 +247,7 @@ static void deliver(Sender *s, Job *job) {
   append(s, job);
   if (s->writing) return;
   s->writing = 1;
-  int r = drain(s);
-  if (r == 1) {
-    s->writing = 0;
-    return;
-  }
-  if (r < 0) {
-    fail_outbox(s, s->aborted ? -ECANCELED : -EPIPE);
-    s->writing = 0;
-    pthread_cond_signal(&s->cv);
-    return;
-  }
-  s->handoff = 1;
-  pthread_cond_signal(&s->cv);
+  write_out(s);
 }
 
 /* The writer thread: the send side when a write would block; closes the socket at the end. */
@@ -413,6 +420,25 @@ static Sender *get_sender(napi_env env, napi_value value) {
     return NULL;
   }
   return data;
+}
+
+/* The arguments (sender, flag) of `usage`, or NULL with a TypeError thrown. */
+static Sender *sender_and_flag(napi_env env, napi_callback_info info, const char *usage,
+                               bool *flag) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) {
+    type_error(env, usage);
+    return NULL;
+  }
+  Sender *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  if (napi_get_value_bool(env, argv[1], flag) != napi_ok) {
+    type_error(env, usage);
+    return NULL;
+  }
+  return s;
 }
 
 static int get_bytes(napi_env env, napi_value value, char **data, size_t *length) {
@@ -679,14 +705,9 @@ static napi_value js_send_read(napi_env env, napi_callback_info info) {
  * can no longer send.
  */
 static napi_value js_cork(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 2) return type_error(env, "cork(sender, on)");
-  Sender *s = get_sender(env, argv[0]);
-  if (s == NULL) return NULL;
   bool on;
-  if (napi_get_value_bool(env, argv[1], &on) != napi_ok) return type_error(env, "on must be a boolean");
+  Sender *s = sender_and_flag(env, info, "cork(sender, on: boolean)", &on);
+  if (s == NULL) return NULL;
   pthread_mutex_lock(&s->mu);
   if (on) {
     s->corked = 1;
@@ -696,17 +717,7 @@ static napi_value js_cork(napi_env env, napi_callback_info info) {
   s->corked = 0;
   if (!s->writing && s->out_head != NULL && !s->aborted && !s->broken) {
     s->writing = 1;
-    int r = drain(s);
-    if (r == 1) {
-      s->writing = 0;
-    } else if (r < 0) {
-      fail_outbox(s, s->aborted ? -ECANCELED : -EPIPE);
-      s->writing = 0;
-      pthread_cond_signal(&s->cv);
-    } else {
-      s->handoff = 1;
-      pthread_cond_signal(&s->cv);
-    }
+    write_out(s);
   }
   double result = s->aborted ? -ECANCELED : s->broken ? -EPIPE : 0;
   if (result == 0) {
@@ -722,14 +733,9 @@ static napi_value js_cork(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 2) return type_error(env, "close(sender, abort)");
-  Sender *s = get_sender(env, argv[0]);
-  if (s == NULL) return NULL;
   bool abort_now;
-  if (napi_get_value_bool(env, argv[1], &abort_now) != napi_ok) return type_error(env, "abort must be a boolean");
+  Sender *s = sender_and_flag(env, info, "close(sender, abort: boolean)", &abort_now);
+  if (s == NULL) return NULL;
   pthread_mutex_lock(&s->mu);
   s->closing = 1;
   if (abort_now && !s->aborted) {

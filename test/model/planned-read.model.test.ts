@@ -30,7 +30,12 @@ import fc from 'fast-check';
 import { MemoryDevice } from '../../src/block/index.js';
 import { ThinPool } from '../../src/pool/index.js';
 import { ReadPlan } from '../../src/util/index.js';
-import { type DeviceOp, ScheduledDevice, Valve } from '../support/scheduled-device.js';
+import {
+  type DeviceOp,
+  type Landing,
+  ScheduledDevice,
+  Valve,
+} from '../support/scheduled-device.js';
 
 const B = 64 * 1024;
 const PSEUDO_FD = 1000;
@@ -62,6 +67,22 @@ async function readPlanned(
   return buf;
 }
 
+/** A pool of two data blocks, full: A's block 0 is all 0xaa, OTHER's all 0xbb, committed. */
+async function fullPool(when: Landing): Promise<{ data: ScheduledDevice; pool: ThinPool }> {
+  const data = new ScheduledDevice(new MemoryDevice(2 * B), when, { readFd: PSEUDO_FD });
+  const pool = await ThinPool.create(data, new MemoryDevice(4 << 20), {
+    blockSize: B,
+    commitIntervalMs: 0,
+  });
+  await pool.createThin(A);
+  await pool.createThin(OTHER);
+  await pool.device(A, 2 * B).write(Buffer.alloc(B, 0xaa), 0);
+  await pool.device(OTHER, 2 * B).write(Buffer.alloc(B, 0xbb), 0);
+  await pool.commit();
+  assert.equal(pool.status().data.usedBlocks, 2, 'the data device is full');
+  return { data, pool };
+}
+
 describe('a planned read against the reuse of its block', () => {
   it('never returns another device’s bytes, nor reads during a discard', async () => {
     let planned = 0;
@@ -70,17 +91,7 @@ describe('a planned read against the reuse of its block', () => {
         let scheduled = false;
         const when = (_op: DeviceOp, label: string) =>
           scheduled ? s.schedule(Promise.resolve(), label) : Promise.resolve();
-        const data = new ScheduledDevice(new MemoryDevice(2 * B), when, { readFd: PSEUDO_FD });
-        const pool = await ThinPool.create(data, new MemoryDevice(4 << 20), {
-          blockSize: B,
-          commitIntervalMs: 0,
-        });
-        await pool.createThin(A);
-        await pool.createThin(OTHER);
-        await pool.device(A, 2 * B).write(Buffer.alloc(B, 0xaa), 0);
-        await pool.device(OTHER, 2 * B).write(Buffer.alloc(B, 0xbb), 0);
-        await pool.commit();
-        assert.equal(pool.status().data.usedBlocks, 2, 'the data device is full');
+        const { data, pool } = await fullPool(when);
 
         scheduled = true;
         const read = s.schedule(Promise.resolve(), 'plan the read').then(async () => {
@@ -116,16 +127,7 @@ describe('a planned read against the reuse of its block', () => {
 
   it('holds the block until the pieces are read, however late they land', async () => {
     const valve = new Valve();
-    const data = new ScheduledDevice(new MemoryDevice(2 * B), valve.when, { readFd: PSEUDO_FD });
-    const pool = await ThinPool.create(data, new MemoryDevice(4 << 20), {
-      blockSize: B,
-      commitIntervalMs: 0,
-    });
-    await pool.createThin(A);
-    await pool.createThin(OTHER);
-    await pool.device(A, 2 * B).write(Buffer.alloc(B, 0xaa), 0);
-    await pool.device(OTHER, 2 * B).write(Buffer.alloc(B, 0xbb), 0);
-    await pool.commit();
+    const { data, pool } = await fullPool(valve.when);
     valve.close('read');
     const read = readPlanned(pool, data, A, 0, B);
     let step = 'trim';
