@@ -42,6 +42,7 @@ export class SocketSender {
   #outstanding = 0;
   #corked = false;
   #gathered = 0;
+  readonly #uncorkTurn = (): void => this.uncork();
   /** Whom to tell of the result of a queued reply, by tag. */
   readonly #waiting = new Map<number, (result: number) => void>();
   #idle: Array<() => void> = [];
@@ -74,14 +75,27 @@ export class SocketSender {
     return !this.#closed && !this.#broken;
   }
 
+  /** Replies are being gathered (between `cork` and `uncork`). */
+  get corked(): boolean {
+    return this.#corked;
+  }
+
   /** The tag the last `send` or `sendRead` used. */
   get lastTag(): number {
     return this.#nextTag - 1;
   }
 
-  /** Sends one whole reply (a copy of `bytes`). */
+  /**
+   * Sends one whole reply (a copy of `bytes`). Outside a cork it corks until the end of the
+   * current turn (`process.nextTick`, which runs once the turn's microtasks are done), so
+   * the replies of writes that complete together leave in one write.
+   */
   send(bytes: Uint8Array): void {
     if (!this.usable) return;
+    if (!this.#corked) {
+      this.cork();
+      process.nextTick(this.#uncorkTurn);
+    }
     const r = this.#addon.send(this.#handle, bytes, this.#nextTag++);
     if (r === 1) this.#outstanding++;
     else if (r === READ_CORKED) this.#gather(bytes.length);
