@@ -182,17 +182,15 @@ function readPlanned(
   }
   const atOnce = !more || req.length < READ_IN_PARALLEL;
   const r = sender.sendRead(header, plan.pieces, plan.count, atOnce);
-  if (r !== READ_QUEUED) plan.release();
+  // The plan is the connection's: a queued read's entry is kept here until it is read.
+  const release = r === READ_QUEUED ? plan.handOver() : undefined;
+  plan.release();
   if (r === READ_SENT || r === READ_CORKED || r === SEND_BROKEN || r === SEND_CANCELED) {
     return { sent: undefined };
   }
   if (r < 0) return false;
-  const entry = plan.entry;
-  const leave = plan.leave;
-  // The plan is the connection's: its entry is kept here until the pieces are read.
-  plan.leave = noop;
   const sent = sender.settled(sender.lastTag).then((result) => {
-    if (r === READ_QUEUED) leave(entry);
+    release?.();
     if (result >= 0 || result === SEND_BROKEN || result === SEND_CANCELED) return;
     const err = Object.assign(new Error(`${getSystemErrorName(result)}: read failed`), {
       code: getSystemErrorName(result),
@@ -202,8 +200,6 @@ function readPlanned(
   });
   return { sent };
 }
-
-function noop(): void {}
 
 const write: Command = async (ctx, req, payload) => {
   await ctx.negotiated.export.write(payload ?? Buffer.alloc(0), req.offset, { fua: fua(req) });

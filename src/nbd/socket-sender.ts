@@ -27,6 +27,9 @@ export const READ_COPIED = 2;
 /** Read, and gathered with the burst's other replies until `uncork`. */
 export const READ_CORKED = 3;
 
+/** `send` queued the reply behind another (it is reported later); 3 is READ_CORKED's code. */
+const SEND_QUEUED = 1;
+
 /**
  * Bytes of replies a cork gathers before they are written anyway: a burst of requests is
  * answered in writes of at most about this much, so gathering never holds more memory.
@@ -97,7 +100,7 @@ export class SocketSender {
       process.nextTick(this.#uncorkTurn);
     }
     const r = this.#addon.send(this.#handle, bytes, this.#nextTag++);
-    if (r === 1) this.#outstanding++;
+    if (r === SEND_QUEUED) this.#outstanding++;
     else if (r === READ_CORKED) this.#gather(bytes.length);
     else if (r < 0) this.#fail(r);
   }

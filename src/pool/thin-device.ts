@@ -18,6 +18,11 @@ const DONE: Promise<void> = Promise.resolve();
 /** The runs `mapNow` finds, (data byte or -1, length) pairs; grown on demand, shared. */
 let runs = new Float64Array(2 * 64);
 
+/** Whether a piece from data byte `from` (-1: a hole) extends the run (`runFrom`, `runLength`). */
+function continuesRun(runFrom: number, runLength: number, from: number): boolean {
+  return from < 0 ? runFrom < 0 : runFrom >= 0 && runFrom + runLength === from;
+}
+
 export interface WriteOptions {
   /** Force unit access: the write is durable when it completes (commits the pool). */
   fua?: boolean;
@@ -86,8 +91,7 @@ export class ThinDevice {
       const from = runs[2 * i] as number;
       plan.add(from < 0 ? -1 : fd, from < 0 ? 0 : from, runs[2 * i + 1] as number);
     }
-    plan.entry = this.pool.enterIo();
-    plan.leave = this.pool.leaveIo;
+    plan.hold(this.pool.enterIo(), this.pool.leaveIo);
     this.pool.counters.reads++;
     return true;
   }
@@ -135,13 +139,8 @@ export class ThinDevice {
       if (m === null) return -1;
       const from = m === undefined ? -1 : m.dataBlock * B + inner;
       const last = 2 * (count - 1);
-      const prevFrom = count > 0 ? (runs[last] as number) : Number.NaN;
-      const prevLength = count > 0 ? (runs[last + 1] as number) : 0;
-      if (
-        count > 0 &&
-        (from < 0 ? prevFrom < 0 : prevFrom >= 0 && prevFrom + prevLength === from)
-      ) {
-        runs[last + 1] = prevLength + n;
+      if (count > 0 && continuesRun(runs[last] as number, runs[last + 1] as number, from)) {
+        runs[last + 1] = (runs[last + 1] as number) + n;
       } else {
         runs[2 * count] = from;
         runs[2 * count + 1] = n;

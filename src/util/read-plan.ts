@@ -39,6 +39,23 @@ export class ReadPlan {
     this.pieces[at + 2] = length;
   }
 
+  /** Records the in-flight entry the plan holds, and how to give it back. */
+  hold(entry: number, leave: (entry: number) => void): void {
+    this.entry = entry;
+    this.leave = leave;
+  }
+
+  /**
+   * Hands the in-flight entry over to the caller, who gives it back by calling the result
+   * (once); the plan itself then holds none and can be reused at once.
+   */
+  handOver(): () => void {
+    const leave = this.leave;
+    const entry = this.entry;
+    this.leave = noop;
+    return () => leave(entry);
+  }
+
   /** Gives the in-flight entry back (once; later calls do nothing). */
   release(): void {
     const leave = this.leave;
