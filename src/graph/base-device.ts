@@ -21,7 +21,7 @@ import path from 'node:path';
 import type { Config } from '../config/index.js';
 import { BASE_DEVICE, type DeviceSet } from '../driver/index.js';
 import type { Attacher, FsType, MountedFs } from '../mount/index.js';
-import { BadInputError, type Bytes, formatHumanSize } from '../util/index.js';
+import { BadInputError, BusyError, type Bytes, formatHumanSize } from '../util/index.js';
 import type { FilesystemTools } from './tools.js';
 
 export interface BaseDeviceContext {
@@ -29,6 +29,12 @@ export interface BaseDeviceContext {
   set: DeviceSet;
   fs: FilesystemTools;
   attacher: Attacher;
+  /**
+   * Resolves once no attachment that outlived a previous daemon still uses device `name`
+   * (a process that daemon started, such as its mkfs, may still write through it); a
+   * BusyError when one still does after a while.
+   */
+  waitLingering: (name: string) => Promise<void>;
   log: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -41,9 +47,23 @@ export async function setupBaseDevice(ctx: BaseDeviceContext): Promise<void> {
   const existing = set.lookup(BASE_DEVICE);
   if (existing !== undefined && !existing.initialized) {
     ctx.log('base-device-unfinished', { device: BASE_DEVICE, id: existing.id });
+    // A crash during the making leaves its mkfs (or blkid) running, writing through the
+    // attachment that outlived the daemon: the device goes once they are done, so that none
+    // of their writes lands on the device made next under the same name.
+    await ctx.waitLingering(BASE_DEVICE);
     await set.removeDevice(BASE_DEVICE);
   }
   const base = set.lookup(BASE_DEVICE);
+  if (base?.deleted === true) {
+    throw new BusyError(
+      `the base device is being removed but is still open (${set.openCount(BASE_DEVICE)} users)`,
+      {
+        hint:
+          'end what still uses it (a process holding its loop device open: see ' +
+          "'losetup -a' and 'fuser -v' on that device), then start the daemon again",
+      },
+    );
+  }
   if (base === undefined) {
     await createBaseDevice(ctx);
     return;

@@ -65,8 +65,12 @@ export class LingeringMounts {
       if (!this.has(name)) return;
       if (Date.now() >= deadline) {
         throw new BusyError(
-          `the filesystem of ${name} is still mounted outside thinp (a container or a bind mount that has not ended)`,
-          { hint: `end what still uses it (grep ${name} /proc/*/mountinfo finds it), then retry` },
+          `device ${name} is still in use outside thinp (a container, a bind mount, or a process holding its loop device open)`,
+          {
+            hint:
+              `end what still uses it (grep ${name} /proc/*/mountinfo finds mounts; ` +
+              "'losetup -a' and 'fuser -v' on the loop device find processes), then retry",
+          },
         );
       }
       await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));

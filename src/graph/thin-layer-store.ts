@@ -133,7 +133,17 @@ export class ThinLayerStore implements LayerStore {
   /** Creates, verifies or grows the base device (base-device.ts). */
   private setUpBase(attacher: Attacher): Promise<void> {
     const { config, set, fs } = this;
-    return setupBaseDevice({ config, set, fs, attacher, log: this.log });
+    return setupBaseDevice({
+      config,
+      set,
+      fs,
+      attacher,
+      waitLingering: (name) =>
+        this.lingering.has(name)
+          ? this.lingering.waitEnded(name, LINGER_WAIT_MS)
+          : Promise.resolve(),
+      log: this.log,
+    });
   }
 
   // -------------------------------------------------------------------------------------

@@ -169,11 +169,15 @@ export class DaemonProcess {
     }));
   }
 
-  /** Starts the daemon on `root` and resolves once it serves the control API. */
+  /**
+   * Starts the daemon on `root` and resolves once it serves the control API. `pathFirst`
+   * puts folders before the search path (a test's stand-ins for the programs it runs).
+   */
   static async start(
     root: string,
     storageOpts: readonly string[] = DAEMON_POOL_OPTS,
     daemonArgs: readonly string[] = [],
+    pathFirst: readonly string[] = [],
   ): Promise<DaemonProcess> {
     await access(THINP_BIN).catch(() => {
       throw new Error(`${THINP_BIN} is missing: run 'npm run build' (npm test does it first)`);
@@ -182,7 +186,7 @@ export class DaemonProcess {
     for (const o of storageOpts) args.push('--storage-opt', o);
     const child = spawn(process.execPath, [...args, 'daemon', ...daemonArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: SEARCH_PATH },
+      env: { PATH: [...pathFirst, SEARCH_PATH].join(path.delimiter) },
     });
     const daemon = new DaemonProcess(root, child);
     let ended = false;
