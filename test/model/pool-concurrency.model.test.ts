@@ -348,7 +348,9 @@ class Run {
         }
       }
     }
-    for (const op of ops) if (op.kind === 'snapshot') this.settleSnapshot(op, ops, seen, before);
+    for (const op of ops) {
+      if (op.kind === 'snapshot') await this.settleSnapshot(op, ops, seen, before);
+    }
     const snapshotted = new Set(ops.filter((o) => o.kind === 'snapshot').map((o) => o.id));
     for (const id of new Set(ops.filter((o) => o.changes.size > 0).map((o) => o.id))) {
       if (!snapshotted.has(id)) await this.adopt(id, ops);
@@ -356,32 +358,58 @@ class Run {
     for (const op of ops) if (op.kind === 'remove') this.models.delete(op.id);
   }
 
-  /** The snapshot is its origin with some of the wave's origin operations applied. */
-  private settleSnapshot(
+  /**
+   * The snapshot is its origin with some of the wave's origin operations applied. When
+   * several subsets give the same contents (an operation that changed no byte, such as zeros
+   * over zeros, or a trim of zeros), they differ in which blocks each device maps and which
+   * the two still share: the pool's mapping decides, and one of them must match it.
+   */
+  private async settleSnapshot(
     snap: Op,
     ops: readonly Op[],
     seen: Map<Op, Buffer | undefined>,
     before: Map<number, DeviceModel>,
-  ): void {
+  ): Promise<void> {
     const atCreation = seen.get(snap) as Buffer;
     this.checkIsolation(snap.id, atCreation, `snapshot ${snap.snapId} of ${snap.id}`);
     const pre = before.get(snap.id) as DeviceModel;
     const mine = ops.filter((o) => o.id === snap.id && o.changes.size > 0);
-    const taken = subsets(mine).find((x) => contentsOf(applyOps(pre, x)).equals(atCreation));
+    const candidates = subsets(mine)
+      .map((taken) => {
+        const origin = applyOps(pre, taken);
+        const after = applyOps(
+          origin,
+          mine.filter((o) => !taken.includes(o)),
+        );
+        return { origin, after };
+      })
+      .filter((c) => contentsOf(c.origin).equals(atCreation));
     assert.ok(
-      taken !== undefined,
+      candidates.length > 0,
       `snapshot ${snap.snapId} of ${snap.id} is not its origin at any point between operations`,
     );
-    const origin = applyOps(pre, taken);
-    this.models.set(snap.snapId, new Map(origin));
-    this.parent.set(snap.snapId, snap.id);
-    this.models.set(
-      snap.id,
-      applyOps(
-        origin,
-        mine.filter((o) => !taken.includes(o)),
-      ),
+    const mapping = await this.mappingOf(snap.snapId, snap.id);
+    const chosen = candidates.find((c) =>
+      mapping.every((m, v) => m === mappingCode(c.origin.get(v), c.after.get(v))),
     );
+    assert.ok(
+      chosen !== undefined,
+      `snapshot ${snap.snapId} of ${snap.id}: no order of the origin's operations leaves the ` +
+        `mapping the pool has (${mapping.join(',')})`,
+    );
+    this.models.set(snap.snapId, new Map(chosen.origin));
+    this.parent.set(snap.snapId, snap.id);
+    this.models.set(snap.id, chosen.after);
+  }
+
+  /** For each block, how snapshot `snap` and its origin map it (see `mappingCode`). */
+  private async mappingOf(snap: number, origin: number): Promise<string[]> {
+    const codes: string[] = [];
+    for (let v = 0; v < BLOCKS; v++) {
+      const [x, y] = await Promise.all([this.pool.lookup(snap, v), this.pool.lookup(origin, v)]);
+      codes.push(mappingCode(x?.dataBlock, y?.dataBlock));
+    }
+    return codes;
   }
 
   /** Each block changed in the wave ends as some order of its operations leaves it. */
@@ -445,6 +473,16 @@ function contentsOf(model: DeviceModel): Buffer {
   const out = Buffer.alloc(SIZE);
   for (const [v, ref] of model) ref.data.copy(out, v * B);
   return out;
+}
+
+/**
+ * How a snapshot and its origin map one block: '-' unmapped, 'm' mapped, and 's' when both
+ * map it to the same block. `a` and `b` are anything compared by identity (data block
+ * numbers, or the model's block references).
+ */
+function mappingCode(a: unknown, b: unknown): string {
+  const one = (x: unknown) => (x === undefined ? '-' : 'm');
+  return a !== undefined && a === b ? 's' : one(a) + one(b);
 }
 
 /** `ops` (touching disjoint blocks) applied to a copy of `model`; untouched blocks shared. */
