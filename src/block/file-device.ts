@@ -1,5 +1,6 @@
 /** A BlockDevice backed by a regular file (loop mode). */
 
+import { writeSync } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { getSystemErrorName } from 'node:util';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
@@ -20,6 +21,11 @@ const EIO = -5;
 
 /** A batch of writes handed to the threadpool at once holds at most this many bytes. */
 const BATCH_BYTES = 1024 * 1024;
+
+/** The largest write done on the spot while the device is idle (see the class comment). */
+const AT_ONCE_MAX = 64 * 1024;
+/** Writes done on the spot cover whole pages, so the kernel never reads a page to merge. */
+const PAGE = 4096;
 
 /** Writes queued for one threadpool job (`writeBatch`), with how each one settles. */
 interface WriteQueue {
@@ -67,6 +73,13 @@ export interface FileDeviceOptions {
  * through the FileHandle as before. Such a transfer never blocks, and it is complete when
  * the call returns, so it is never in flight. A filesystem that does not offer RWF_NOWAIT
  * for reads or for writes turns that direction's attempts off for the device.
+ *
+ * Where the filesystem refuses RWF_NOWAIT for writes (ext4's buffered writes), a write of at
+ * most 64 KiB covering whole pages, issued while no other write or discard is in flight, is
+ * written on the spot with a plain `pwrite`: it lands in the page cache (no page is read to
+ * merge it), and a lone request, as at queue depth 1, saves the two thread wake-ups of a
+ * threadpool job. Writes issued while others are in flight still go to the threadpool, so a
+ * burst never waits on the event loop behind one slow write.
  *
  * The writes that do go through the threadpool are batched: those issued in one turn of the
  * event loop (up to 1 MiB) go as one job of the addon thinp_batch (src/block/batch-native.ts),
@@ -166,7 +179,7 @@ export class FileDevice implements BlockDevice {
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
     const done = this.#writeNowait(handle.fd, buf, offset);
-    if (done === buf.length) return;
+    if (done === buf.length || (done === 0 && this.#writeAtOnce(handle.fd, buf, offset))) return;
     const rest = buf.subarray(done);
     const at = offset + done;
     const pending =
@@ -174,6 +187,31 @@ export class FileDevice implements BlockDevice {
         ? this.#writeAll(handle, 'write', rest, at)
         : this.#queueWrite(handle.fd, rest, at);
     await this.#track(pending, offset, buf.length);
+  }
+
+  /**
+   * Writes `buf` on the spot when the device is idle (nothing in flight, no batch gathered),
+   * the write is small and covers whole pages; false otherwise. Such a write lands in the
+   * page cache and does not wait for the disk, and a threadpool job for it would cost two
+   * thread wake-ups, more than the write itself.
+   */
+  #writeAtOnce(fd: number, buf: Uint8Array, offset: number): boolean {
+    if (this.#writeBatch === undefined || this.#inFlight.size > 0 || this.#queue !== undefined) {
+      return false;
+    }
+    if (buf.length > AT_ONCE_MAX || offset % PAGE !== 0 || buf.length % PAGE !== 0) return false;
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const n = writeSync(fd, buf, done, buf.length - done, offset + done);
+        if (n <= 0) throw new IoError(this.name, 'write', `no progress after ${done} bytes`);
+        done += n;
+      }
+    } catch (err) {
+      if (err instanceof IoError) throw err;
+      throw fsError(this.name, 'write', err, offset, buf.length);
+    }
+    return true;
   }
 
   /** Adds a write to this turn's batch, started by a `process.nextTick`. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -72,5 +73,38 @@ describe('FileDevice with batched writes', () => {
     for (const w of writes) {
       assert.deepEqual(image.subarray(w.offset, w.offset + w.data.length), w.data, `${w.offset}`);
     }
+  });
+});
+
+describe('FileDevice writes on the spot', () => {
+  test('a small page-aligned write to an idle device is in the file when write() returns', async () => {
+    const file = path.join(dir, 'at-once.img');
+    const device = await FileDevice.open(file, { create: { size: 1 << 20 }, nowait: false });
+    after(() => device.close());
+    const data = randomBytes(8192);
+    const written = device.write(data, 65_536);
+    // Not awaited yet: the bytes are already in the file.
+    assert.deepEqual(readFileSync(file).subarray(65_536, 65_536 + 8192), data);
+    await written;
+  });
+
+  test('a write that is unaligned, too large, or meets another in flight goes to the threadpool', async () => {
+    const file = path.join(dir, 'batched.img');
+    const device = await FileDevice.open(file, { create: { size: 1 << 20 }, nowait: false });
+    after(() => device.close());
+    const onFile = (offset: number, length: number) =>
+      readFileSync(file).subarray(offset, offset + length);
+    const unaligned = randomBytes(4096);
+    const large = randomBytes(128 * 1024);
+    const first = device.write(unaligned, 512);
+    const second = device.write(Buffer.alloc(4096, 9), 8192);
+    const third = device.write(large, 256 * 1024);
+    assert.notDeepEqual(onFile(512, 4096), unaligned, 'an unaligned write is not done on the spot');
+    assert.notDeepEqual(onFile(8192, 4096), Buffer.alloc(4096, 9), 'another write is in flight');
+    assert.notDeepEqual(onFile(256 * 1024, large.length), large, 'a large write is not either');
+    await Promise.all([first, second, third]);
+    assert.deepEqual(onFile(512, 4096), unaligned);
+    assert.deepEqual(onFile(8192, 4096), Buffer.alloc(4096, 9));
+    assert.deepEqual(onFile(256 * 1024, large.length), large);
   });
 });
