@@ -9,6 +9,7 @@
  *   send(sender, bytes, tag) -> 0 | 1 | -errno
  *   sendRead(sender, header, pieces, count, tag, atOnce) -> 0 | 1 | 2 | -errno
  *   close(sender, abort)
+ *   awaitInput(sender, buf, budgetUs) -> bytes | 0 | -errno
  *
  * `send` writes `bytes` (one whole reply) to the socket at once when nobody else is writing
  * and the socket takes it all (0: done, nothing more will be said of it); otherwise it keeps
@@ -40,6 +41,10 @@
  * sender's outbox, flags and completions have the sender's `mu`; neither is held while the
  * other is taken, nor across a system call that can block.
  *
+ * `awaitInput` is the one call on the receiving side: it polls the socket for input on the
+ * calling thread, without sleeping, for at most `budgetUs` microseconds (see
+ * src/nbd/input-poll.ts for when the connection does so), and reads what arrives into `buf`.
+ *
  * `close` stops the sender: with `abort`, replies not yet written are dropped (-ECANCELED)
  * and the socket is shut down; without, what is queued is still written. The writer thread
  * then closes the duplicate fd and the sender is freed once `onDone` has been told of every
@@ -57,6 +62,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <node_api.h>
 
@@ -704,6 +710,43 @@ static napi_value js_send_read(napi_env env, napi_callback_info info) {
  * reported through onDone, as queued replies are), or -EPIPE / -ECANCELED when the sender
  * can no longer send.
  */
+/* Nanoseconds of the monotonic clock. */
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * awaitInput(sender, buf, budgetUs) -> bytes | 0 | -errno: polls the socket for input without
+ * sleeping, for at most `budgetUs` microseconds, and reads what arrives into `buf`. 0: the
+ * client closed its side (nothing is consumed then); -EAGAIN: nothing came in time.
+ */
+static napi_value js_await_input(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 3) return type_error(env, "awaitInput(sender, buf, budgetUs)");
+  Sender *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  char *data;
+  size_t length;
+  double budget;
+  if (!get_bytes(env, argv[1], &data, &length) || length == 0) {
+    return type_error(env, "buf must be a non-empty Uint8Array");
+  }
+  if (napi_get_value_double(env, argv[2], &budget) != napi_ok || !(budget >= 0 && budget <= 10000)) {
+    return type_error(env, "budgetUs must be a number of microseconds from 0 to 10000");
+  }
+  int64_t deadline = now_ns() + (int64_t)(budget * 1000);
+  for (;;) {
+    ssize_t n = recv(s->fd, data, length, MSG_DONTWAIT);
+    if (n >= 0) return number(env, (double)n);
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return number(env, -errno);
+    if (now_ns() >= deadline) return number(env, -EAGAIN);
+  }
+}
+
 static napi_value js_cork(napi_env env, napi_callback_info info) {
   bool on;
   Sender *s = sender_and_flag(env, info, "cork(sender, on: boolean)", &on);
@@ -755,8 +798,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sendRead", NULL, js_send_read, NULL, NULL, NULL, napi_default, NULL},
       {"cork", NULL, js_cork, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"awaitInput", NULL, js_await_input, NULL, NULL, NULL, napi_default, NULL},
   };
-  if (napi_define_properties(env, exports, 5, props) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
 }
 

@@ -16,8 +16,13 @@
  * Flow control. Input is held (framer and stream paused) while `maxInFlight` requests run or
  * `maxQueuedReplies` replies wait for the writer, so memory stays bounded whatever the client
  * sends; the writer itself waits for 'drain'.
+ *
+ * Polling. On a socket in transmission, once nothing is in flight at the end of a turn, the
+ * connection watches the socket for a moment before the event loop sleeps (input-poll.ts):
+ * at queue depth 1 the next request is then read without a wake-up.
  */
 
+import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { ReadPlan } from '../util/index.js';
 import { BufferPool } from './buffer-pool.js';
@@ -25,6 +30,7 @@ import { type CommandContext, execute, executeAtOnce, sendError } from './comman
 import type { ExportRegistry } from './export.js';
 import { Framer, type FrameSink, type Need } from './framer.js';
 import { Handshake, type Negotiated } from './handshake.js';
+import { BUDGET_US, InputPoll } from './input-poll.js';
 import { type NbdLog, silentLog } from './log.js';
 import { ProtocolError } from './protocol-error.js';
 import { ReplyWriter } from './reply-writer.js';
@@ -47,6 +53,11 @@ export interface ConnectionOptions {
   id?: string;
 }
 
+/** Nothing came while polling. */
+const EAGAIN = constants.errno.EAGAIN;
+/** What one poll reads at most: a chunk as large as the stream's own reads. */
+const POLL_BUFFER_SIZE = 64 * 1024;
+
 export class NbdConnection {
   private statusValue: ConnectionStatus = STATUS.ACTIVE;
   private readonly writer: ReplyWriter;
@@ -61,6 +72,14 @@ export class NbdConnection {
   private readonly maxQueued: number;
   /** Large read replies and gathered write payloads, reused. */
   private readonly buffers = new BufferPool();
+  /** The native sender, once in transmission on a socket. */
+  private sender: SocketSender | undefined;
+  /** Whether to watch the socket between requests; see input-poll.ts. */
+  readonly poll = new InputPoll();
+  private pollScheduled = false;
+  private pollBuffer: Buffer | undefined;
+  /** Requests framed since the last poll was due: a burst (more than one) is not polled for. */
+  private requestsSincePoll = 0;
   /** The negotiated export, once in transmission. */
   negotiated: Negotiated | undefined;
   readonly closed: Promise<void>;
@@ -145,6 +164,8 @@ export class NbdConnection {
   }
 
   private onData(chunk: Buffer): void {
+    this.poll.received();
+    this.schedulePoll();
     try {
       this.writer.gathering(() => this.framer.push(chunk));
     } catch (err) {
@@ -178,6 +199,7 @@ export class NbdConnection {
     try {
       const sender = SocketSender.open(this.stream);
       if (sender !== undefined) this.writer.useSender(sender);
+      this.sender = sender;
     } catch (err) {
       this.log('warn', 'sender-unavailable', { error: err });
     }
@@ -194,6 +216,7 @@ export class NbdConnection {
     };
     return {
       execute: (req: Request, payload: Buffer | undefined) => {
+        this.requestsSincePoll++;
         // Another request already waits in the input: this one is part of a burst.
         const more = this.framer.buffered >= REQUEST.size;
         const now = executeAtOnce(ctx, req, more);
@@ -217,6 +240,7 @@ export class NbdConnection {
     const settled = () => {
       if (loaned !== undefined) this.buffers.give(loaned);
       this.inFlight--;
+      if (this.inFlight === 0) this.schedulePoll();
       this.updateFlow();
       this.finishIfIdle();
     };
@@ -267,6 +291,38 @@ export class NbdConnection {
     if (to < this.statusValue) this.statusValue = to;
     this.updateFlow();
   }
+
+  private schedulePoll(): void {
+    if (this.pollScheduled || this.sender === undefined) return;
+    this.pollScheduled = true;
+    setImmediate(this.pollInput);
+  }
+
+  /**
+   * Watches the socket for a moment before the event loop sleeps (input-poll.ts says when
+   * and for how long): the client's next request is then framed without a wake-up.
+   */
+  private readonly pollInput = (): void => {
+    this.pollScheduled = false;
+    const burst = this.requestsSincePoll > 1;
+    this.requestsSincePoll = 0;
+    const sender = this.sender;
+    if (sender === undefined || !sender.usable || this.status !== STATUS.ACTIVE) return;
+    if (burst || this.inputHeld || this.inFlight > 0) return;
+    // Input the stream already holds comes first: only poll when it holds none.
+    if (this.stream.readableLength > 0 || this.stream.readableFlowing !== true) return;
+    if (!this.poll.due()) return;
+    this.pollBuffer ??= Buffer.allocUnsafe(POLL_BUFFER_SIZE);
+    const n = sender.awaitInput(this.pollBuffer, BUDGET_US);
+    if (n <= 0) {
+      // Nothing in time, or the end or an error, which the stream's own read then meets.
+      if (n === -EAGAIN) this.poll.miss();
+      return;
+    }
+    this.poll.hit();
+    // The framer may keep frames as views of their chunk: each chunk is a buffer of its own.
+    this.onData(Buffer.from(this.pollBuffer.subarray(0, n)));
+  };
 
   private updateFlow(): void {
     const hold =

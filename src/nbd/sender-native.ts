@@ -33,6 +33,8 @@ export interface SenderAddon {
   /** true: gather; false: write what gathered (returns how many still wait, or -errno). */
   cork(sender: SenderHandle, on: boolean): number;
   close(sender: SenderHandle, abort: boolean): void;
+  /** Polls for input, without sleeping, for up to `budgetUs`: bytes read, 0 at EOF, -errno. */
+  awaitInput(sender: SenderHandle, buf: Uint8Array, budgetUs: number): number;
 }
 
 // src/nbd/sender-native.ts under tsx and dist/nbd/sender-native.js after the build both sit
@@ -47,7 +49,8 @@ function load(): SenderAddon | undefined {
       typeof binding.send === 'function' &&
       typeof binding.sendRead === 'function' &&
       typeof binding.cork === 'function' &&
-      typeof binding.close === 'function';
+      typeof binding.close === 'function' &&
+      typeof binding.awaitInput === 'function';
     return complete ? (binding as SenderAddon) : undefined;
   } catch {
     return undefined;

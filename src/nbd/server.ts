@@ -30,6 +30,8 @@ export class NbdServer {
   private readonly log: NbdLog;
   private nextId = 1;
   private closing: Promise<void> | undefined;
+  /** The input polls of connections that have closed (input-poll.ts). */
+  private readonly pastPolls = { hits: 0, misses: 0 };
 
   constructor(private readonly options: NbdServerOptions) {
     this.log = options.log ?? silentLog;
@@ -38,6 +40,16 @@ export class NbdServer {
   /** Connections being served right now. */
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Input polls between requests (input-poll.ts) of every connection so far: found, or not. */
+  inputPolls(): { hits: number; misses: number } {
+    let { hits, misses } = this.pastPolls;
+    for (const c of this.connections) {
+      hits += c.poll.hits;
+      misses += c.poll.misses;
+    }
+    return { hits, misses };
   }
 
   /**
@@ -107,6 +119,8 @@ export class NbdServer {
     this.log('debug', 'connected', { conn: id, remote: socket.remoteAddress ?? 'unix' });
     void connection.closed.then(() => {
       this.connections.delete(connection);
+      this.pastPolls.hits += connection.poll.hits;
+      this.pastPolls.misses += connection.poll.misses;
       this.log('debug', 'disconnected', { conn: id });
     });
   }

@@ -68,6 +68,16 @@ export class SocketSender {
     this.#handle = addon.open(fd, (results) => this.#done(results));
   }
 
+  /**
+   * Polls the socket for input without sleeping, for up to `budgetUs` microseconds, reading
+   * what comes into `buf`: the bytes read, 0 when the client closed its side, or a negated
+   * errno (-EAGAIN: nothing came in time).
+   */
+  awaitInput(buf: Uint8Array, budgetUs: number): number {
+    if (this.#closed) return SEND_CANCELED;
+    return this.#addon.awaitInput(this.#handle, buf, budgetUs);
+  }
+
   /** Replies handed over and not yet reported. */
   get outstanding(): number {
     return this.#outstanding;

@@ -56,7 +56,8 @@ const uri = (name: string) => `nbd+unix:///${name}?socket=${socket}`;
 const sparse = new MemoryExport({ name: 'sparse', description: 'a thin device', size: 16 * MiB });
 const scratch = new MemoryExport({ name: 'scratch', size: 16 * MiB });
 const copy = new MemoryExport({ name: 'copy', size: 16 * MiB });
-const server = new NbdServer({ registry: staticRegistry([sparse, scratch, copy]) });
+const polled = new MemoryExport({ name: 'polled', size: 16 * MiB });
+const server = new NbdServer({ registry: staticRegistry([sparse, scratch, copy, polled]) });
 
 before(async () => {
   for (const program of Object.keys(CLIENTS) as Array<keyof typeof CLIENTS>)
@@ -171,6 +172,26 @@ describe('real NBD clients', () => {
     ]);
     assert.match(wrong.stdout, /Pattern verification failed/, 'a wrong pattern is noticed');
     assert.notEqual(wrong.status, 0);
+  });
+
+  test('qemu-io at queue depth 1: the server polls for each next request, every byte right', async () => {
+    // Writes and reads one after another: the server finds most requests by polling its
+    // socket between them (input-poll.ts) rather than by waking from epoll.
+    const before = server.inputPolls();
+    const commands: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const offset = (i % 64) * 65_536 + (i % 3) * 4096;
+      commands.push('-c', `write -P ${0x20 + (i % 200)} ${offset} 4096`);
+      commands.push('-c', `read -P ${0x20 + (i % 200)} ${offset} 4096`);
+    }
+    const r = await client('qemu-io', ['-f', 'raw', ...commands, uri('polled')]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /Pattern verification failed/);
+    assert.equal(r.stdout.match(/^read 4096\/4096 bytes at offset/gm)?.length, 200);
+    const after = server.inputPolls();
+    const hits = after.hits - before.hits;
+    const misses = after.misses - before.misses;
+    assert.ok(hits > 0, `no request was found by polling (${misses} polls found nothing)`);
   });
 
   test('qemu-img convert copies an export to a raw file and back, identical', async () => {

@@ -8,9 +8,10 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { senderAddon } from '../../../src/nbd/sender-native.js';
 import {
   GATHER_LIMIT,
@@ -23,6 +24,8 @@ import {
 import { ReadPlan } from '../../../src/util/index.js';
 
 const FILE_SIZE = 3 * 1024 * 1024;
+/** awaitInput's answer when nothing came in time. */
+const EAGAIN = -constants.errno.EAGAIN;
 
 let dir: string;
 let filePath: string;
@@ -347,6 +350,49 @@ describe('SocketSender (native reply sender)', () => {
       assert.throws(() => sender.sendRead(Buffer.alloc(8), plan.pieces, 1000, true), TypeError);
       assert.throws(() => senderAddon?.open(-1, () => {}), TypeError);
       sender.close();
+    } finally {
+      await done();
+    }
+  });
+
+  test('awaitInput reads what waits, spins until bytes come, and stops at its budget or the end', async () => {
+    const { server, client, done } = await socketPair();
+    try {
+      // The server side has no 'data' listener: Node does not read it, the poll does.
+      const sender = SocketSender.open(server) as SocketSender;
+      const buf = Buffer.alloc(64);
+      await new Promise<void>((resolve) => client.write('ready', () => resolve()));
+      await until(() => sender.awaitInput(buf, 0) !== EAGAIN, 'the bytes to reach the socket');
+      // Consumed by the successful poll above: nothing waits now.
+      let started = performance.now();
+      assert.equal(sender.awaitInput(buf, 3000), EAGAIN, 'nothing comes');
+      assert.ok(performance.now() - started >= 2.5, 'the poll spun for its budget');
+
+      // Bytes written by another thread while this one spins are read by the spin.
+      const gate = new Int32Array(new SharedArrayBuffer(4));
+      const clientFd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+      const worker = new Worker(
+        `const { workerData: { gate, fd } } = require('node:worker_threads');
+         Atomics.wait(gate, 0, 0);
+         require('node:fs').writeSync(fd, Buffer.from('during'));`,
+        { eval: true, workerData: { gate, fd: clientFd } },
+      );
+      await new Promise((resolve) => worker.once('online', resolve));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+      started = performance.now();
+      const n = sender.awaitInput(buf, 10_000);
+      assert.equal(buf.subarray(0, n).toString(), 'during', `read ${n} within the budget`);
+      await new Promise((resolve) => worker.once('exit', resolve));
+
+      await new Promise<void>((resolve) => client.end(() => resolve()));
+      await until(() => sender.awaitInput(buf, 1000) === 0, 'the end of the input');
+      assert.throws(() => sender.awaitInput(Buffer.alloc(0), 10), TypeError);
+      assert.throws(() => sender.awaitInput(buf, -1), TypeError);
+      assert.throws(() => sender.awaitInput(buf, 1e9), TypeError);
+      sender.close();
+      assert.equal(sender.awaitInput(buf, 10), SEND_CANCELED, 'a closed sender does not poll');
     } finally {
       await done();
     }
