@@ -38,6 +38,14 @@ export interface BlockDevice {
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
   /**
+   * Writes all of `buf` at byte `offset` at once, if the device can without waiting for
+   * the disk (a file's page cache, an idle file): true when written, complete as it returns
+   * (never in flight); false when it must go through `write` (part of it may have been
+   * written, which `write` writes again). Throws as `write` rejects when the write failed.
+   * Optional: a device that cannot leaves it out.
+   */
+  writeNow?(buf: Uint8Array, offset: number): boolean;
+  /**
    * Makes every write (and discard) that completed before the call durable (fdatasync).
    * Writes still in flight need not be covered: callers wait for what must be durable.
    */

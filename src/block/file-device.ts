@@ -189,6 +189,16 @@ export class FileDevice implements BlockDevice {
     await this.#track(pending, offset, buf.length);
   }
 
+  /** See `BlockDevice.writeNow`: RWF_NOWAIT, or on the spot when idle (the class comment). */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    const handle = this.#handle;
+    if (handle === undefined || this.readOnly) return false;
+    if (offset < 0 || offset + buf.length > this.#size) return false;
+    const done = this.#writeNowait(handle.fd, buf, offset);
+    if (done === buf.length) return true;
+    return done === 0 && this.#writeAtOnce(handle.fd, buf, offset);
+  }
+
   /**
    * Writes `buf` on the spot when the device is idle (nothing in flight, no batch gathered),
    * the write is small and covers whole pages; false otherwise. Such a write lands in the

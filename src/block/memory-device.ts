@@ -68,10 +68,23 @@ export class MemoryDevice implements BlockDevice {
     });
   }
 
+  /** See `BlockDevice.writeNow`: memory never waits. */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    if (this.#closed || this.readOnly || offset < 0 || offset + buf.length > this.#size) {
+      return false;
+    }
+    this.#copyIn(buf, offset);
+    return true;
+  }
+
   async write(buf: Uint8Array, offset: number): Promise<void> {
     checkOpen(this.name, 'write', this.#closed);
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
+    this.#copyIn(buf, offset);
+  }
+
+  #copyIn(buf: Uint8Array, offset: number): void {
     this.#eachPage(offset, buf.length, (page, pageOffset, bufOffset, length, index) => {
       let target = page;
       if (target === undefined) {

@@ -164,6 +164,14 @@ class DeviceExport implements Export {
     return this.dev.planRead(offset, length, plan);
   }
 
+  writeNow(buf: Buffer, offset: number, options: { fua: boolean }): boolean {
+    try {
+      return this.dev.writeAtOnce(buf, offset, options.fua ? FUA : NO_FUA);
+    } catch {
+      return false;
+    }
+  }
+
   write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void> {
     try {
       return this.dev.write(buf, offset, options.fua ? FUA : NO_FUA);

@@ -116,18 +116,22 @@ function sendRead(ctx: CommandContext, req: Request, buf: Buffer): Promise<void>
 }
 
 /**
- * A read done at once, when the export can (`Export.readNow`): the data and its reply with
- * no promise and no await on the way, the cheap path of a read whose blocks are cached.
- * Returns false, having sent nothing, when the request is not such a read (then `execute`
- * it); otherwise `{ sent }`, where `sent` is the reply's send still to wait for when it had
- * to queue, and undefined when it went out at once.
+ * A read or a write done at once, when the export can (`Export.readNow`, `planRead`,
+ * `writeNow`): the data and its reply with no promise and no await on the way, the cheap
+ * path of a read whose blocks are cached and of an overwrite in place. Returns false,
+ * having sent nothing, when the request is not such a read or write (then `execute` it);
+ * otherwise `{ sent }`, where `sent` is the reply's send still to wait for when it had to
+ * queue, and undefined when it went out at once. A write's `payload` is done with once this
+ * returns `{ sent }`.
  */
 export function executeAtOnce(
   ctx: CommandContext,
   req: Request,
   more = false,
+  payload?: Buffer,
 ): { sent: Promise<void> | undefined } | false {
   const e = ctx.negotiated.export;
+  if (req.type === CMD.WRITE) return writeAtOnce(ctx, req, payload);
   if (req.type !== CMD.READ) return false;
   const sender = ctx.writer.native;
   if (sender !== undefined && e.planRead !== undefined) return readPlanned(ctx, req, sender, more);
@@ -145,6 +149,18 @@ export function executeAtOnce(
     return false;
   }
   return { sent: sendRead(ctx, req, buf) };
+}
+
+/** See `executeAtOnce`: an acknowledged write, or false having written nothing. */
+function writeAtOnce(
+  ctx: CommandContext,
+  req: Request,
+  payload: Buffer | undefined,
+): { sent: Promise<void> | undefined } | false {
+  const e = ctx.negotiated.export;
+  if (e.writeNow === undefined || payload === undefined) return false;
+  if (!e.writeNow(payload, req.offset, { fua: fua(req) })) return false;
+  return { sent: ctx.writer.sendAtOnce(encodeSimpleReply(req.handle, 0)) };
 }
 
 /**

@@ -219,9 +219,10 @@ export class NbdConnection {
         this.requestsSincePoll++;
         // Another request already waits in the input: this one is part of a burst.
         const more = this.framer.buffered >= REQUEST.size;
-        const now = executeAtOnce(ctx, req, more);
+        const now = executeAtOnce(ctx, req, more, payload);
         if (now !== false) {
           // Done already; only a reply that had to queue is still in flight.
+          if (payload !== undefined) this.buffers.give(payload);
           if (now.sent !== undefined) this.track(now.sent);
           return;
         }

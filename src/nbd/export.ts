@@ -68,6 +68,13 @@ export interface Export {
    * until the promise settles (the connection reuses it afterwards): keep a copy, not it.
    */
   write(buf: Buffer, offset: number, options: { fua: boolean }): Promise<void>;
+  /**
+   * `write` done at once, with no promise, when the export can (no waiting of any kind):
+   * true when written, false when it must go through `write`. Never throws for a request
+   * that passed validation; it may return false for any reason, a failure included
+   * (`write` reports it).
+   */
+  writeNow?(buf: Buffer, offset: number, options: { fua: boolean }): boolean;
   /** Makes every write that resolved before this call durable. */
   flush(): Promise<void>;
   /** A hint that the range is no longer needed; it may read back as anything afterwards. */

@@ -45,6 +45,8 @@ export interface DataPath {
   checkWritable(): void;
   /** Runs a change of device `id` through its quiesce gate. */
   changing<T>(id: number, fn: () => Promise<T>): Promise<T>;
+  /** Whether a change of device `id` may run at once (its quiesce gate is open). */
+  changeableNow(id: number): boolean;
   /** Runs I/O to looked-up data blocks as one entry of the pool's in-flight set. */
   inFlight<T>(fn: () => Promise<T>): Promise<T>;
   /** Enters the in-flight set by hand; `leaveIo` with the result once the I/O is over. */

@@ -176,6 +176,33 @@ export class ThinDevice {
     await Promise.all(reads);
   }
 
+  /**
+   * `write` done at once, with no promise, when it can be: true when written, false when it
+   * must be written with `write`. That is an overwrite in place of one block (mapped, not
+   * shared: no allocation, no copy, no metadata change) whose mapping is known without
+   * waiting, with no snapshot quiescing the device, nothing queued on the block's cell, and
+   * a data device that writes it without waiting (`BlockDevice.writeNow`). With no await
+   * from the lookup to the write, nothing can free or copy the block in between: no cell
+   * and no in-flight entry are needed. Throws what `write` would reject with when the
+   * range is bad or the data device failed.
+   */
+  writeAtOnce(buf: Uint8Array, offset: number, options: WriteOptions = {}): boolean {
+    this.checkRange(offset, buf.length, 'write');
+    const pool = this.pool;
+    const B = pool.blockSize;
+    const vblock = Math.floor(offset / B);
+    const writeNow = pool.data.writeNow;
+    if (writeNow === undefined || options.fua === true || buf.length === 0) return false;
+    if (Math.floor((offset + buf.length - 1) / B) !== vblock) return false;
+    if (!pool.changeableNow(this.id) || pool.cells.has(cellKey(this.id, vblock))) return false;
+    pool.checkWritable();
+    const m = pool.lookupNow(this.id, vblock);
+    if (m === null || m === undefined || m.shared) return false;
+    if (!writeNow.call(pool.data, buf, m.dataBlock * B + (offset - vblock * B))) return false;
+    pool.counters.writes++;
+    return true;
+  }
+
   /** Writes all of `buf` at byte `offset`. */
   async write(buf: Uint8Array, offset: number, options: WriteOptions = {}): Promise<void> {
     this.checkRange(offset, buf.length, 'write');

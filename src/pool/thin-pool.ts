@@ -361,6 +361,11 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     return this.gate(id).pass(fn);
   }
 
+  /** Whether a change of device `id` may run at once: no snapshot is quiescing it. */
+  changeableNow(id: number): boolean {
+    return this.gates.get(id)?.open ?? true;
+  }
+
   inFlight<T>(fn: () => Promise<T>): Promise<T> {
     return this.allIo.run(fn);
   }

@@ -67,6 +67,11 @@ export class KeyedLock<K> {
     return this.queues.size;
   }
 
+  /** Whether work on `key` is queued or running. */
+  has(key: K): boolean {
+    return this.queues.has(key);
+  }
+
   async run<T>(key: K, fn: () => Promise<T>): Promise<T> {
     const queue = this.queues.get(key);
     if (queue !== undefined) return this.runAll([key], fn);
@@ -196,6 +201,11 @@ export class QuiesceGate {
   /** Changes inside the gate now. */
   get active(): number {
     return this.inside;
+  }
+
+  /** Whether a change may pass now: no quiesce is under way or waiting. */
+  get open(): boolean {
+    return this.closed === undefined;
   }
 
   /** Runs `fn` inside the gate, once it is open. */

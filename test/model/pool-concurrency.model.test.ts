@@ -16,7 +16,9 @@
  * Reads take the pool's three paths: done at once (`lookupNow` and the device's `readNow`,
  * when no metadata operation is under way), waiting, or planned as the native reply sender
  * reads (`planRead` at once, the plan's pieces read from the data device later, as the
- * scheduler lets them land, then `release`); all are counted and must all occur.
+ * scheduler lets them land, then `release`); all are counted and must all occur. Writes
+ * that draw `noHole` first try `writeAtOnce` (an overwrite in place through the device's
+ * `writeNow`), as the NBD layer does; some must be done so.
  * After every wave, every device reads exactly what the model says; every word any read
  * returned is zero or was written to that device or an ancestor (writes carry their tag and
  * device in every 4-byte word), so no device ever reads another's bytes; the pool's used
@@ -171,6 +173,8 @@ class Run {
   ambiguous = false;
   /** Reads that took the planned path. */
   readsPlanned = 0;
+  /** Writes done at once (`writeAtOnce`). */
+  writesAtOnce = 0;
 
   constructor(
     readonly pool: ThinPool,
@@ -249,9 +253,13 @@ class Run {
   async exec(op: Op): Promise<Buffer | undefined> {
     const dev = this.dev(op.id);
     switch (op.kind) {
-      case 'write':
-        await dev.write(tagged(op.length, op.tag, op.id), op.offset);
+      case 'write': {
+        const bytes = tagged(op.length, op.tag, op.id);
+        // As the NBD layer writes: at once when the device can, else the usual way.
+        if (op.noHole && dev.writeAtOnce(bytes, op.offset)) this.writesAtOnce++;
+        else await dev.write(bytes, op.offset);
         return undefined;
+      }
       case 'read': {
         const buf = Buffer.alloc(op.length);
         if (op.noHole && (await this.readPlanned(dev, buf, op.offset))) return buf;
@@ -516,6 +524,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     let readsNow = 0;
     let readsPlanned = 0;
     let readsWaited = 0;
+    let writesAtOnce = 0;
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), arbWaves, async (s, waves) => {
         let scheduled = false;
@@ -524,6 +533,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
         const data = new ScheduledDevice(new MemoryDevice(512 * B), when, {
           readNow: true,
           readFd: PSEUDO_FD,
+          writeNow: true,
         });
         const meta = new MemoryDevice(META_BYTES);
         const pool = await ThinPool.create(data, meta, { blockSize: B, commitIntervalMs: 0 });
@@ -554,6 +564,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
         assert.equal(check.status, 0, check.stdout + check.stderr);
         readsNow += data.readsNow;
         readsPlanned += run.readsPlanned;
+        writesAtOnce += run.writesAtOnce;
         readsWaited += data.issued.read;
         runs++;
       }),
@@ -571,6 +582,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     // waiting (the lookup queued behind a metadata operation, the data read scheduled).
     assert.ok(readsNow > 0, 'no read was done at once');
     assert.ok(readsPlanned > 0, 'no read was planned');
+    assert.ok(writesAtOnce > 0, 'no write was done at once');
     assert.ok(readsWaited > 0, 'no read went through the scheduled device');
   });
 });

@@ -9,9 +9,10 @@
  * It records the contract breaches the pool must never commit (`violations`): a discard or
  * write overlapping a write in flight, a read (`readNow` included) overlapping a discard in
  * flight. With the option `readNow`, the inner device's `readNow` is offered: reads done at
- * once, which wait for nothing. With `readFd`, the device offers that number as its
- * `readFd()`, so that reads can be planned; the test reads the pieces with `read`. `failNext(op)`
- * makes the next `op` fail with an IoError.
+ * once, which wait for nothing; with `writeNow`, its `writeNow` likewise (a write done at
+ * once must not overlap a write or a discard in flight). With `readFd`, the device offers
+ * that number as its `readFd()`, so that reads can be planned; the test reads the pieces
+ * with `read`. `failNext(op)` makes the next `op` fail with an IoError.
  */
 
 import type { BlockDevice } from '../../src/block/index.js';
@@ -34,6 +35,8 @@ export class ScheduledDevice implements BlockDevice {
   readonly issued: Record<DeviceOp, number> = { read: 0, write: 0, discard: 0, flush: 0 };
   /** Reads done at once through `readNow`. */
   readsNow = 0;
+  /** Writes done at once through `writeNow`. */
+  writesNow = 0;
   readonly #when: Landing;
   readonly #writes = new Set<Range>();
   readonly #discards = new Set<Range>();
@@ -41,6 +44,7 @@ export class ScheduledDevice implements BlockDevice {
   readonly #failing = new Set<DeviceOp>();
   readonly #readNow: boolean;
   readonly #readFd: number | undefined;
+  readonly #writeNow: boolean;
 
   /**
    * With `readNow`, the device offers the inner device's `readNow` (reads done at once,
@@ -49,12 +53,13 @@ export class ScheduledDevice implements BlockDevice {
   constructor(
     inner: BlockDevice,
     when: Landing,
-    options: { readNow?: boolean; readFd?: number } = {},
+    options: { readNow?: boolean; readFd?: number; writeNow?: boolean } = {},
   ) {
     this.inner = inner;
     this.#when = when;
     this.#readNow = options.readNow === true;
     this.#readFd = options.readFd;
+    this.#writeNow = options.writeNow === true;
   }
 
   /** The stand-in descriptor given as `readFd`, or undefined (no planned reads). */
@@ -105,6 +110,24 @@ export class ScheduledDevice implements BlockDevice {
     }
     const done = this.inner.readNow(buf, offset);
     if (done) this.readsNow++;
+    return done;
+  }
+
+  /**
+   * The inner device's `writeNow`, at once (it lands now, in no order with the writes in
+   * flight): it must not overlap a write or a discard in flight.
+   */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    if (!this.#writeNow || this.inner.writeNow === undefined) return false;
+    const range = { offset, length: buf.length };
+    for (const w of this.#writes) {
+      if (overlap(w, range)) this.violations.push(`write now ${show(range)} during a write`);
+    }
+    for (const d of this.#discards) {
+      if (overlap(d, range)) this.violations.push(`write now ${show(range)} during a discard`);
+    }
+    const done = this.inner.writeNow(buf, offset);
+    if (done) this.writesNow++;
     return done;
   }
 
