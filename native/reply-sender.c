@@ -702,14 +702,6 @@ static napi_value js_send_read(napi_env env, napi_callback_info info) {
   return number(env, 1);
 }
 
-/*
- * cork(sender, true): the event loop's replies gather in the outbox (`send` and `sendRead`
- * return 3 for them) instead of one sendmsg each. cork(sender, false) writes them, as many
- * as the socket takes in a few non-blocking sendmsg calls, and leaves the rest to the
- * writer thread: it returns how many of the gathered replies are still waiting (each to be
- * reported through onDone, as queued replies are), or -EPIPE / -ECANCELED when the sender
- * can no longer send.
- */
 /* Nanoseconds of the monotonic clock. */
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -747,6 +739,14 @@ static napi_value js_await_input(napi_env env, napi_callback_info info) {
   }
 }
 
+/*
+ * cork(sender, true): the event loop's replies gather in the outbox (`send` and `sendRead`
+ * return 3 for them) instead of one sendmsg each. cork(sender, false) writes them, as many
+ * as the socket takes in a few non-blocking sendmsg calls, and leaves the rest to the
+ * writer thread: it returns how many of the gathered replies are still waiting (each to be
+ * reported through onDone, as queued replies are), or -EPIPE / -ECANCELED when the sender
+ * can no longer send.
+ */
 static napi_value js_cork(napi_env env, napi_callback_info info) {
   bool on;
   Sender *s = sender_and_flag(env, info, "cork(sender, on: boolean)", &on);

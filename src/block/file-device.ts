@@ -178,8 +178,8 @@ export class FileDevice implements BlockDevice {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    const done = this.#writeNowait(handle.fd, buf, offset);
-    if (done === buf.length || (done === 0 && this.#writeAtOnce(handle.fd, buf, offset))) return;
+    const done = this.#writeWithoutWaiting(handle.fd, buf, offset);
+    if (done === buf.length) return;
     const rest = buf.subarray(done);
     const at = offset + done;
     const pending =
@@ -194,9 +194,17 @@ export class FileDevice implements BlockDevice {
     const handle = this.#handle;
     if (handle === undefined || this.readOnly) return false;
     if (offset < 0 || offset + buf.length > this.#size) return false;
-    const done = this.#writeNowait(handle.fd, buf, offset);
-    if (done === buf.length) return true;
-    return done === 0 && this.#writeAtOnce(handle.fd, buf, offset);
+    return this.#writeWithoutWaiting(handle.fd, buf, offset) === buf.length;
+  }
+
+  /**
+   * What can be written of `buf` without a threadpool job: RWF_NOWAIT's part, or all of it
+   * on the spot when RWF_NOWAIT wrote nothing and `#writeAtOnce` may; the bytes written.
+   */
+  #writeWithoutWaiting(fd: number, buf: Uint8Array, offset: number): number {
+    const done = this.#writeNowait(fd, buf, offset);
+    if (done === 0 && this.#writeAtOnce(fd, buf, offset)) return buf.length;
+    return done;
   }
 
   /**
@@ -210,16 +218,15 @@ export class FileDevice implements BlockDevice {
       return false;
     }
     if (buf.length > AT_ONCE_MAX || offset % PAGE !== 0 || buf.length % PAGE !== 0) return false;
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const n = writeSync(fd, buf, done, buf.length - done, offset + done);
-        if (n <= 0) throw new IoError(this.name, 'write', `no progress after ${done} bytes`);
-        done += n;
+    for (let done = 0; done < buf.length; ) {
+      let n: number;
+      try {
+        n = writeSync(fd, buf, done, buf.length - done, offset + done);
+      } catch (err) {
+        throw fsError(this.name, 'write', err, offset, buf.length);
       }
-    } catch (err) {
-      if (err instanceof IoError) throw err;
-      throw fsError(this.name, 'write', err, offset, buf.length);
+      if (n <= 0) throw new IoError(this.name, 'write', `no progress after ${done} bytes`);
+      done += n;
     }
     return true;
   }

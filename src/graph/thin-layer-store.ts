@@ -138,10 +138,7 @@ export class ThinLayerStore implements LayerStore {
       set,
       fs,
       attacher,
-      waitLingering: (name) =>
-        this.lingering.has(name)
-          ? this.lingering.waitEnded(name, LINGER_WAIT_MS)
-          : Promise.resolve(),
+      waitLingering: (name) => this.lingering.waitEnded(name, LINGER_WAIT_MS),
       log: this.log,
     });
   }

@@ -191,14 +191,14 @@ export class ThinDevice {
     const pool = this.pool;
     const B = pool.blockSize;
     const vblock = Math.floor(offset / B);
-    const writeNow = pool.data.writeNow;
-    if (writeNow === undefined || options.fua === true || buf.length === 0) return false;
+    const data = pool.data;
+    if (data.writeNow === undefined || options.fua === true || buf.length === 0) return false;
     if (Math.floor((offset + buf.length - 1) / B) !== vblock) return false;
     if (!pool.changeableNow(this.id) || pool.cells.has(cellKey(this.id, vblock))) return false;
     pool.checkWritable();
     const m = pool.lookupNow(this.id, vblock);
     if (m === null || m === undefined || m.shared) return false;
-    if (!writeNow.call(pool.data, buf, m.dataBlock * B + (offset - vblock * B))) return false;
+    if (!data.writeNow(buf, m.dataBlock * B + (offset - vblock * B))) return false;
     pool.counters.writes++;
     return true;
   }

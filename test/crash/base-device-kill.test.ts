@@ -16,6 +16,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient } from '../../src/api/index.js';
+import { processAlive } from '../../src/mount/system.js';
 import { findOnPath } from '../../src/util/index.js';
 import { DAEMON_POOL_OPTS, DaemonProcess, requireTool } from '../support/daemon.js';
 import { assertNoLeaks } from '../support/mount-leaks.js';
@@ -62,13 +63,6 @@ async function waitForFile(file: string, ms: number): Promise<string> {
   }
 }
 
-/** Whether process `pid` runs (a zombie, which nobody may reap here, has ended). */
-async function alive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state !== '' && state !== 'Z' && state !== 'X';
-}
-
 describe('kill -9 while the base device is made', () => {
   test('the next daemon waits for the old mkfs, then makes the base device anew', async () => {
     const dir = await tempDir('thinp-base-kill-');
@@ -86,12 +80,15 @@ describe('kill -9 while the base device is made', () => {
     const mkfsPid = Number(await waitForFile(marker, 15_000));
     await first.kill9();
     assert.notEqual(await creating, 'made', 'the kill cut the layer short');
-    assert.ok(await alive(mkfsPid), 'the old mkfs still holds the base device after the kill');
+    assert.ok(
+      await processAlive(mkfsPid, undefined),
+      'the old mkfs still holds the base device after the kill',
+    );
 
     const again = await DaemonProcess.start(root, OPTS);
     try {
       assert.ok(
-        !(await alive(mkfsPid)),
+        !(await processAlive(mkfsPid, undefined)),
         `the new daemon waited for the old mkfs to end:\n${again.stderr}`,
       );
       assert.match(again.stderr, /"event":"base-device-unfinished"/);
