@@ -256,6 +256,19 @@ export class BlockManager {
     return buf;
   }
 
+  /**
+   * Cached block `loc`, checked as `validator`'s kind, made dirty at once; undefined when it
+   * is not cached as that kind. Only for a block this transaction already made writable, by
+   * a change that runs without awaiting: nothing can evict the block before that change is
+   * over, so it is not pinned.
+   */
+  writableNow(loc: number, validator: BlockValidator): Buffer | undefined {
+    const buf = this.peek(loc, validator);
+    if (buf === undefined) return undefined;
+    (this.cache.get(loc) as CacheEntry).dirty = true;
+    return buf;
+  }
+
   /** Ends an operation: its writable blocks may now leave the cache (written out if dirty). */
   async unpinAll(): Promise<void> {
     for (const loc of this.pinned) {

@@ -11,6 +11,8 @@
  * - `endOperation()` must be called when a metadata operation is over; until then every
  *   writable block handed out stays in memory.
  * - `forgetShadows()` is called once a commit has written the superblock.
+ * - `isWritableNow`/`writableNow` serve changes made without awaiting: only blocks this
+ *   transaction already owns, never a copy or an allocation.
  */
 
 import type { BlockManager } from './block-manager.js';
@@ -91,6 +93,29 @@ export class TransactionManager {
     sm.dec(loc);
     this.shadowed.add(copyLoc);
     return { loc: copyLoc, buf, incChildren: count > 1 };
+  }
+
+  /**
+   * Whether `shadow(loc)` would hand back `loc` itself without waiting: the block was
+   * created or shadowed in this transaction, its count is 1, and it is cached as
+   * `validator`'s kind. Changes nothing.
+   */
+  isWritableNow(loc: number, validator: BlockValidator): boolean {
+    return (
+      this.shadowed.has(loc) &&
+      this.spaceMap.count(loc) === 1 &&
+      this.bm.peek(loc, validator) !== undefined
+    );
+  }
+
+  /**
+   * `shadow(loc)` at once, for a block `isWritableNow` accepts: the block itself, writable
+   * until the caller's next await; undefined otherwise. For changes that run without
+   * awaiting from their checks to their last write (see BlockManager.writableNow).
+   */
+  writableNow(loc: number, validator: BlockValidator): Buffer | undefined {
+    if (!this.shadowed.has(loc) || this.spaceMap.count(loc) !== 1) return undefined;
+    return this.bm.writableNow(loc, validator);
   }
 
   inc(loc: number): void {

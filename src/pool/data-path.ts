@@ -63,6 +63,12 @@ export interface DataPath {
   nextMapping(id: number, vblock: number): Promise<(Mapping & { vblock: number }) | undefined>;
   /** Allocates a block, lets `fill` write it, maps it; no commit runs in between. */
   provision(id: number, vblock: number, fill: (block: number) => Promise<void>): Promise<void>;
+  /**
+   * `provision` at once, `fill` writing the block at once too, or false having changed
+   * nothing (see ThinPool.provisionAtOnce). The caller holds no cell: with no await, nothing
+   * else runs on the block meanwhile; it checks the block's cell is free.
+   */
+  provisionAtOnce(id: number, vblock: number, fill: (block: number) => boolean): boolean;
   /** Unmaps [begin, end) of device `id`, holding the cells of the blocks it unmaps. */
   unmapRange(id: number, begin: number, end: number): Promise<number>;
   commit(): Promise<void>;

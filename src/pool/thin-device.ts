@@ -178,12 +178,14 @@ export class ThinDevice {
 
   /**
    * `write` done at once, with no promise, when it can be: true when written, false when it
-   * must be written with `write`. That is an overwrite in place of one block (mapped, not
-   * shared: no allocation, no copy, no metadata change) whose mapping is known without
-   * waiting, with no snapshot quiescing the device, nothing queued on the block's cell, and
-   * a data device that writes it without waiting (`BlockDevice.writeNow`). With no await
-   * from the lookup to the write, nothing can free or copy the block in between: no cell
-   * and no in-flight entry are needed. Throws what `write` would reject with when the
+   * must be written with `write`. That is a write within one block whose mapping is known
+   * without waiting, with no snapshot quiescing the device, nothing queued on the block's
+   * cell, and a data device that writes it without waiting (`BlockDevice.writeNow`); and
+   * either an overwrite in place (mapped, not shared: no allocation, no copy, no metadata
+   * change) or the first write to an unmapped block that the pool provisions at once
+   * (`DataPath.provisionAtOnce`), when no part of the new block needs zeroing. With no await
+   * from the lookup to the write, nothing can free, copy or map the block in between: no
+   * cell and no in-flight entry are needed. Throws what `write` would reject with when the
    * range is bad or the data device failed.
    */
   writeAtOnce(buf: Uint8Array, offset: number, options: WriteOptions = {}): boolean {
@@ -196,9 +198,17 @@ export class ThinDevice {
     if (Math.floor((offset + buf.length - 1) / B) !== vblock) return false;
     if (!pool.changeableNow(this.id) || pool.cells.has(cellKey(this.id, vblock))) return false;
     pool.checkWritable();
+    const inner = offset - vblock * B;
     const m = pool.lookupNow(this.id, vblock);
-    if (m === null || m === undefined || m.shared) return false;
-    if (!data.writeNow(buf, m.dataBlock * B + (offset - vblock * B))) return false;
+    if (m === null || m?.shared === true) return false;
+    if (m === undefined) {
+      const whole = inner === 0 && buf.length === B;
+      if (!whole && pool.zeroBlocks && !pool.newBlocksAreZero) return false;
+      const fill = (block: number) => data.writeNow?.(buf, block * B + inner) === true;
+      if (!pool.provisionAtOnce(this.id, vblock, fill)) return false;
+    } else if (!data.writeNow(buf, m.dataBlock * B + inner)) {
+      return false;
+    }
     pool.counters.writes++;
     return true;
   }

@@ -430,6 +430,23 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
     }
   }
 
+  /**
+   * `provision` done at once, with no promise, when it can be: the pool is `rw`, no commit
+   * holds or awaits `provisioning` (so the work runs as if it held it shared, and no commit
+   * can come between the fill and the mapping), and the metadata allocates and maps at once
+   * (PoolMetadata.provisionNow). `fill(block)` writes the new block at once: true when
+   * written. True when provisioned; false when `provision` must do it, nothing changed. A
+   * fill that throws gives its block back and the error is rethrown.
+   */
+  provisionAtOnce(id: number, vblock: number, fill: (block: number) => boolean): boolean {
+    if (this.poolMode !== 'rw' || !this.provisioning.readableNow) return false;
+    if (!this.metadata.provisionNow(id, vblock, fill)) return false;
+    this.counters.provisions++;
+    this.changed = true;
+    this.afterAllocation();
+    return true;
+  }
+
   /** One attempt; the NoSpaceError when there is no free data block, else undefined. */
   private async provisionNow(
     id: number,

@@ -33,6 +33,7 @@ import {
   BadInputError,
   BusyError,
   ExistsError,
+  InternalError,
   IoError,
   MetadataCorruptError,
   Mutex,
@@ -360,7 +361,45 @@ export class PoolMetadata {
 
   /** Allocates a free data block (reference count 1) for a new mapping. */
   allocDataBlock(): Promise<number> {
-    return this.change(() => this.dsm.newBlock());
+    return this.change(async () => this.dsm.newBlockNow() ?? this.dsm.newBlock());
+  }
+
+  /**
+   * A new mapping of unmapped `vblock` of device `id`, done at once when it needs no I/O and
+   * no metadata allocation: the lock is free, the device's details are in memory, the data
+   * block comes from `DiskSpaceMap.newBlockNow` and the mapping goes in with
+   * `btree.insertNow` (every block they change is cached and already this transaction's
+   * own, so the tree's root stays where it is). `fill(block)` writes the data block in
+   * between, at once: true when written. Returns true when mapped. False when any of it
+   * cannot be done at once, having changed nothing (then `allocDataBlock`, the fill and
+   * `insertMapping`); a block whose fill returns false or throws is given back, freed in
+   * this transaction as `releaseDataBlock` would, and the fill's error is rethrown.
+   */
+  provisionNow(id: number, vblock: number, fill: (block: number) => boolean): boolean {
+    if (this.lock.locked || this.failure !== undefined) return false;
+    const entry = this.details.get(id);
+    const root = this.subtreeRootNow(id);
+    if (entry === undefined || root === undefined) return false;
+    if (!btree.canInsertNow(this.trees.bottom, root, vblock)) return false;
+    const block = this.dsm.newBlockNow();
+    if (block === undefined) return false;
+    let filled = false;
+    try {
+      filled = fill(block);
+    } finally {
+      if (!filled) this.dsm.releaseNow(block);
+    }
+    if (!filled) return false;
+    const value = encodeBlockTime({ dataBlock: block, time: this.poolTime });
+    if (!btree.insertNow(this.trees.bottom, root, vblock, value)) {
+      this.dsm.releaseNow(block);
+      throw new InternalError(
+        `block ${vblock} of thin device ${id}: checked, yet not mapped at once`,
+      );
+    }
+    const d = entry.d;
+    this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
+    return true;
   }
 
   /** Gives back a data block from `allocDataBlock` that was never mapped. */
@@ -399,6 +438,11 @@ export class PoolMetadata {
       }
       const d = await this.detailsOf(id);
       const value = encodeBlockTime({ dataBlock, time: this.poolTime });
+      const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
+      if (top && btree.insertNow(this.trees.bottom, valueAsU64(top), vblock, value)) {
+        this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
+        return true;
+      }
       const inserted = await this.inSubtree(id, async (root) => {
         const r = await btree.insert(this.trees.bottom, root, vblock, value);
         return { root: r.root, result: r.inserted };

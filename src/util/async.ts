@@ -252,6 +252,14 @@ export class AsyncRwLock {
   private readonly waitingWriters: Array<() => void> = [];
   private waitingReaders: Array<() => void> = [];
 
+  /**
+   * Whether a reader would be let in now: no writer holds the lock or waits for it. Work
+   * done at once, with no await, while this holds runs as if it held the lock shared.
+   */
+  get readableNow(): boolean {
+    return !this.writing && this.waitingWriters.length === 0;
+  }
+
   /** Runs `fn` alongside other readers, never alongside a writer. */
   async read<T>(fn: () => Promise<T>): Promise<T> {
     if (this.writing || this.waitingWriters.length > 0) {

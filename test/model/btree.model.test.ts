@@ -62,6 +62,12 @@ async function assertShape(info: BTreeInfo, root: number): Promise<number> {
   return nodes;
 }
 
+/** The value `lookup` returns for `key` under `model`. */
+function modelValue(model: Map<number, number>, key: number): Buffer | undefined {
+  const v = model.get(key);
+  return v === undefined ? undefined : value(v);
+}
+
 async function contents(info: BTreeInfo, root: number): Promise<Array<[number, number]>> {
   const out: Array<[number, number]> = [];
   await btree.walk(info, root, (k, v) => {
@@ -72,6 +78,7 @@ async function contents(info: BTreeInfo, root: number): Promise<Array<[number, n
 
 type Op =
   | { kind: 'insert'; key: number; value: number }
+  | { kind: 'insertNow'; key: number; value: number }
   | { kind: 'remove'; key: number }
   | { kind: 'removeRange'; key: number; length: number }
   | { kind: 'end' };
@@ -83,6 +90,14 @@ const arbOps = (keys: number): fc.Arbitrary<Op[]> =>
         weight: 6,
         arbitrary: fc.record({
           kind: fc.constant('insert' as const),
+          key: fc.nat(keys),
+          value: fc.nat(),
+        }),
+      },
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant('insertNow' as const),
           key: fc.nat(keys),
           value: fc.nat(),
         }),
@@ -106,12 +121,28 @@ const arbOps = (keys: number): fc.Arbitrary<Op[]> =>
 
 describe('the btree against a Map', () => {
   it('agrees after random inserts, removals and range removals, keeping its shape', async () => {
+    // insertNow: done at once (the root stays) or refused having changed nothing, then
+    // inserted the usual way; both must happen.
+    const now = { done: 0, refused: 0 };
     await fc.assert(
       fc.asyncProperty(arbOps(20_000), async (ops) => {
         let { info, root } = await newTree();
         const model = new Map<number, number>();
         for (const op of ops) {
-          if (op.kind === 'insert') {
+          if (op.kind === 'insertNow') {
+            const can = btree.canInsertNow(info, root, op.key);
+            const done = btree.insertNow(info, root, op.key, value(op.value));
+            assert.equal(done, can, 'canInsertNow foretells insertNow');
+            if (done) {
+              assert.ok(!model.has(op.key), 'insertNow inserts only absent keys');
+              now.done++;
+            } else {
+              assert.deepEqual(await btree.lookup(info, root, op.key), modelValue(model, op.key));
+              now.refused++;
+              root = (await btree.insert(info, root, op.key, value(op.value))).root;
+            }
+            model.set(op.key, op.value);
+          } else if (op.kind === 'insert') {
             const r = await btree.insert(info, root, op.key, value(op.value));
             assert.equal(r.inserted, !model.has(op.key));
             root = r.root;
@@ -139,6 +170,33 @@ describe('the btree against a Map', () => {
       }),
       { numRuns: 25, seed: 99 },
     );
+    assert.ok(now.done > 0 && now.refused > 0, `insertNow ${JSON.stringify(now)}`);
+  });
+
+  it('inserts at once only into an owned path with room, and only an absent key', async () => {
+    let { info, root } = await newTree();
+    const max = (await btree.readNode(info, root)).maxEntries;
+    for (let k = 0; k < max - 1; k++) {
+      assert.equal(btree.insertNow(info, root, 2 * k, value(k)), true, `key ${2 * k}`);
+    }
+    assert.equal(btree.insertNow(info, root, 2, value(9)), false, 'a present key');
+    assert.deepEqual(await btree.lookup(info, root, 2), value(1), 'left as it was');
+    assert.equal(btree.insertNow(info, root, 7, value(7)), true, 'the last free slot');
+    assert.equal(btree.canInsertNow(info, root, 9), false, 'a full leaf must split');
+    assert.equal(btree.insertNow(info, root, 9, value(9)), false);
+    root = (await btree.insert(info, root, 9, value(9))).root;
+    await info.tm.endOperation();
+    assert.equal(btree.insertNow(info, root, 11, value(11)), true, 'split: room again');
+    // Once committed, the nodes are no longer this transaction's: they must be shadowed.
+    info.tm.forgetShadows();
+    assert.equal(btree.canInsertNow(info, root, 13), false, 'a committed path');
+    assert.equal(btree.insertNow(info, root, 13, value(13)), false);
+    assert.equal(await btree.lookup(info, root, 13), undefined);
+    root = (await btree.insert(info, root, 13, value(13))).root;
+    assert.equal(btree.insertNow(info, root, 15, value(15)), true, 'shadowed: owned again');
+    await info.tm.endOperation();
+    await assertShape(info, root);
+    assert.equal((await contents(info, root)).length, max + 4);
   });
 
   it('grows to four levels, then shrinks back to one leaf, freeing every node', async () => {

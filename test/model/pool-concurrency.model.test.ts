@@ -17,8 +17,10 @@
  * when no metadata operation is under way), waiting, or planned as the native reply sender
  * reads (`planRead` at once, the plan's pieces read from the data device later, as the
  * scheduler lets them land, then `release`); all are counted and must all occur. Writes
- * that draw `noHole` first try `writeAtOnce` (an overwrite in place through the device's
- * `writeNow`), as the NBD layer does; some must be done so.
+ * that draw `noHole`, and every other one, first try `writeAtOnce` (an overwrite in place
+ * through the device's `writeNow`, or a new block provisioned at once), as the NBD layer
+ * does; some must be done each way. The devices start partly written and uncommitted, so
+ * that the first wave finds unmapped blocks and metadata its transaction owns.
  * After every wave, every device reads exactly what the model says; every word any read
  * returned is zero or was written to that device or an ancestor (writes carry their tag and
  * device in every 4-byte word), so no device ever reads another's bytes; the pool's used
@@ -175,6 +177,8 @@ class Run {
   readsPlanned = 0;
   /** Writes done at once (`writeAtOnce`). */
   writesAtOnce = 0;
+  /** Of those, writes that provisioned their block at once. */
+  provisionsAtOnce = 0;
 
   constructor(
     readonly pool: ThinPool,
@@ -186,18 +190,21 @@ class Run {
   }
 
   async start(): Promise<void> {
+    // Device i starts with its first BLOCKS - i blocks written: the others are for writes
+    // that provision, at once or not.
     for (let i = 0; i < 3; i++) {
       const id = this.nextId++;
       await this.pool.createThin(id);
       const tag = this.nextTag++;
       this.tagOwner.set(tag, id);
-      const bytes = tagged(SIZE, tag, id);
+      const bytes = tagged((BLOCKS - i) * B, tag, id);
       await this.dev(id).write(bytes, 0);
       const m: DeviceModel = new Map();
-      for (let v = 0; v < BLOCKS; v++) m.set(v, { data: bytes.subarray(v * B, (v + 1) * B) });
+      for (let v = 0; v < BLOCKS - i; v++) m.set(v, { data: bytes.subarray(v * B, (v + 1) * B) });
       this.models.set(id, m);
     }
-    await this.pool.commit();
+    // Not committed: the first wave finds the metadata this transaction's own, so that
+    // writes can provision at once before a commit hands the paths back.
   }
 
   /** Turns a wave's raw operations into ones the model can follow (see the file head). */
@@ -256,8 +263,14 @@ class Run {
       case 'write': {
         const bytes = tagged(op.length, op.tag, op.id);
         // As the NBD layer writes: at once when the device can, else the usual way.
-        if (op.noHole && dev.writeAtOnce(bytes, op.offset)) this.writesAtOnce++;
-        else await dev.write(bytes, op.offset);
+        const provisions = this.pool.counters.provisions;
+        const tryAtOnce = op.noHole || op.tag % 2 === 1;
+        if (tryAtOnce && dev.writeAtOnce(bytes, op.offset)) {
+          this.writesAtOnce++;
+          if (this.pool.counters.provisions > provisions) this.provisionsAtOnce++;
+        } else {
+          await dev.write(bytes, op.offset);
+        }
         return undefined;
       }
       case 'read': {
@@ -525,6 +538,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     let readsPlanned = 0;
     let readsWaited = 0;
     let writesAtOnce = 0;
+    let provisionsAtOnce = 0;
     await fc.assert(
       fc.asyncProperty(fc.scheduler(), arbWaves, async (s, waves) => {
         let scheduled = false;
@@ -565,6 +579,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
         readsNow += data.readsNow;
         readsPlanned += run.readsPlanned;
         writesAtOnce += run.writesAtOnce;
+        provisionsAtOnce += run.provisionsAtOnce;
         readsWaited += data.issued.read;
         runs++;
       }),
@@ -583,6 +598,7 @@ describe('the pool under concurrent, reordered I/O against a sequential model', 
     assert.ok(readsNow > 0, 'no read was done at once');
     assert.ok(readsPlanned > 0, 'no read was planned');
     assert.ok(writesAtOnce > 0, 'no write was done at once');
+    assert.ok(provisionsAtOnce > 0, 'no write provisioned its block at once');
     assert.ok(readsWaited > 0, 'no read went through the scheduled device');
   });
 });

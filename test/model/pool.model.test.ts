@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FileDevice, MemoryDevice } from '../../src/block/index.js';
 import { type ThinDevice, ThinPool } from '../../src/pool/index.js';
+import { checkMetadata } from '../../src/tools/index.js';
 import { requirePeer, thinCheck } from '../support/peers.js';
 import { tempDir } from '../support/temp.js';
 
@@ -92,6 +93,7 @@ class PoolModel {
 
 type Op =
   | { kind: 'write'; pick: number; offset: number; length: number; seed: number }
+  | { kind: 'writeAtOnce'; pick: number; offset: number; length: number; seed: number }
   | { kind: 'read'; pick: number; offset: number; length: number }
   | { kind: 'discard'; pick: number; offset: number; length: number }
   | { kind: 'zero'; pick: number; offset: number; length: number }
@@ -103,7 +105,26 @@ const range = fc
   .tuple(fc.nat(DEVICE_SIZE - 1), fc.integer({ min: 1, max: 5 * B }))
   .map(([offset, length]) => ({ offset, length: Math.min(length, DEVICE_SIZE - offset) }));
 
+/**
+ * A range within one block, as the NBD layer's writes done at once are; half of them whole
+ * pages, as a filesystem's are (a file's data device writes at once only those).
+ */
+const PAGE = 4 * KiB;
+const inBlock = fc
+  .tuple(fc.nat(DEVICE_SIZE - 1), fc.integer({ min: 1, max: B }), fc.boolean())
+  .map(([at, n, pages]) => {
+    const offset = pages ? at - (at % PAGE) : at;
+    const length = pages ? Math.ceil(n / PAGE) * PAGE : n;
+    return { offset, length: Math.min(length, B - (offset % B)) };
+  });
+
 const arbOp: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .record({ kind: fc.constant('writeAtOnce' as const), pick: fc.nat(), seed: fc.nat() })
+      .chain((o) => inBlock.map((r) => ({ ...o, ...r }))),
+  },
   {
     weight: 10,
     arbitrary: fc
@@ -149,6 +170,9 @@ class Runner {
   ids: number[] = [];
   maxDepth = 0;
   depth = new Map<number, number>();
+  /** Writes done at once, and those of them that provisioned their block. */
+  writesAtOnce = 0;
+  provisionsAtOnce = 0;
 
   constructor(readonly pool: ThinPool) {}
 
@@ -169,6 +193,19 @@ class Runner {
       case 'write': {
         const data = bytes(op.length, op.seed);
         await this.dev(id).write(data, op.offset);
+        this.model.write(id, op.offset, data);
+        break;
+      }
+      case 'writeAtOnce': {
+        // As the NBD layer writes: at once when the device can, else the usual way.
+        const data = bytes(op.length, op.seed);
+        const provisions = this.pool.counters.provisions;
+        if (this.dev(id).writeAtOnce(data, op.offset)) {
+          this.writesAtOnce++;
+          if (this.pool.counters.provisions > provisions) this.provisionsAtOnce++;
+        } else {
+          await this.dev(id).write(data, op.offset);
+        }
         this.model.write(id, op.offset, data);
         break;
       }
@@ -229,9 +266,12 @@ class Runner {
 
 describe('the pool against a byte-level model', () => {
   it('agrees on every byte and every block over random I/O and snapshot trees', async () => {
+    let writesAtOnce = 0;
+    let provisionsAtOnce = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(arbOp, { minLength: 30, maxLength: 250 }), async (ops) => {
-        const pool = await ThinPool.create(new MemoryDevice(4096 * B), new MemoryDevice(8 << 20), {
+        const meta = new MemoryDevice(8 << 20);
+        const pool = await ThinPool.create(new MemoryDevice(4096 * B), meta, {
           blockSize: B,
           commitIntervalMs: 0,
         });
@@ -239,9 +279,17 @@ describe('the pool against a byte-level model', () => {
         await runner.start();
         for (const op of ops) await runner.apply(op);
         await runner.verifyAll();
+        await pool.commit();
+        await pool.close();
+        assert.deepEqual((await checkMetadata(meta)).problems, []);
+        writesAtOnce += runner.writesAtOnce;
+        provisionsAtOnce += runner.provisionsAtOnce;
       }),
       { numRuns: 40, seed: 4242 },
     );
+    // Writes done at once took both ways: over a mapped block and into a new one.
+    assert.ok(provisionsAtOnce > 0, 'no write provisioned its block at once');
+    assert.ok(writesAtOnce > provisionsAtOnce, 'no write at once overwrote in place');
   });
 
   it('keeps a chain of 25 snapshots exact, then passes thin_check', async () => {
@@ -268,6 +316,7 @@ describe('the pool against a byte-level model', () => {
         }
       }
       assert.ok(runner.maxDepth >= 20, `snapshot depth ${runner.maxDepth}`);
+      assert.ok(runner.provisionsAtOnce > 0, 'no write provisioned its block at once');
       await runner.verifyAll();
       await pool.close();
     } finally {

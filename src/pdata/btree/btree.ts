@@ -328,6 +328,54 @@ export async function insert(
   return { root: slot.root, inserted: false };
 }
 
+/** The nodes of the last `writablePath`, from the root down; reused, sized for `MAX_DEPTH`. */
+const insertPath: number[] = [];
+
+/**
+ * Whether `insertNow` would insert `key`: it is absent, and every node on the path to its
+ * leaf is cached, already writable in this transaction (see
+ * TransactionManager.isWritableNow) and has room for one more entry. Changes nothing.
+ */
+export function canInsertNow(info: BTreeInfo, root: number, key: number): boolean {
+  return writablePath(info, root, key) >= 0;
+}
+
+/**
+ * `insert` of an absent `key` done at once, when `canInsertNow` holds: the leaf takes the
+ * key in place and the root stays `root` (no I/O, no allocation, no split). True when
+ * inserted; false, having changed nothing, otherwise (then `insert`). Only between
+ * operations, with no await until the caller's change is complete.
+ */
+export function insertNow(info: BTreeInfo, root: number, key: number, value: Uint8Array): boolean {
+  const leafDepth = writablePath(info, root, key);
+  if (leafDepth < 0) return false;
+  for (let d = 0; d <= leafDepth; d++) {
+    const buf = info.tm.writableNow(insertPath[d] as number, btreeNodeValidator) as Buffer;
+    const node = new Node(buf);
+    const i = node.lowerBound(key);
+    if (node.isLeaf) node.insertAt(i + 1, key, value);
+    else if (i < 0) node.setKey(0, key);
+  }
+  return true;
+}
+
+/** The path `insertNow` needs, into `insertPath`: the leaf's depth, or -1 (see canInsertNow). */
+function writablePath(info: BTreeInfo, root: number, key: number): number {
+  let loc = root;
+  for (let depth = 0; depth < MAX_DEPTH; depth++) {
+    if (!info.tm.isWritableNow(loc, btreeNodeValidator)) return -1;
+    const node = new Node(info.tm.peek(loc, btreeNodeValidator) as Buffer);
+    const want = node.isLeaf ? info.valueType.size : INTERNAL_VALUE_SIZE;
+    if (node.valueSize !== want || (!node.isLeaf && node.nrEntries === 0)) return -1;
+    if (node.nrEntries >= node.maxEntries) return -1;
+    insertPath[depth] = loc;
+    const i = node.lowerBound(key);
+    if (node.isLeaf) return i >= 0 && node.key(i) === key ? -1 : depth;
+    loc = node.valueU64(Math.max(i, 0));
+  }
+  return -1;
+}
+
 function mustSplit(node: Node, key: number): boolean {
   if (node.nrEntries < node.maxEntries) return false;
   if (!node.isLeaf) return true;

@@ -14,7 +14,7 @@
  *   the map as it must be published in the superblock.
  */
 
-import { MetadataCorruptError, NoSpaceError } from '../../util/index.js';
+import { InternalError, MetadataCorruptError, NoSpaceError } from '../../util/index.js';
 import * as btree from '../btree/btree.js';
 import { type BTreeInfo, plainValue } from '../btree/value-type.js';
 import type { TransactionManager } from '../transaction-manager.js';
@@ -177,6 +177,63 @@ export class DiskSpaceMap {
     return found;
   }
 
+  /**
+   * `newBlock` done at once, when it needs no I/O and no metadata allocation: the next free
+   * block after the last one handed out lies in the same bitmap, which is cached and already
+   * writable in this transaction, as is the committed bitmap it is checked against. Returns
+   * the block (count 1), or undefined having changed nothing (then `newBlock`).
+   */
+  newBlockNow(): number | undefined {
+    const from = this.lastAllocated + 1;
+    if (from >= this.nrBlocks) return undefined;
+    const j = Math.floor(from / ENTRIES_PER_BITMAP);
+    const index = this.entries[j] as IndexEntry;
+    if (index.nrFree === 0 || !this.tm.isWritableNow(index.blocknr, bitmapValidator)) {
+      return undefined;
+    }
+    const old = this.committedEntries[j];
+    let committed: Buffer | undefined;
+    if (old !== undefined && old.blocknr !== index.blocknr) {
+      const buf = this.tm.peek(old.blocknr, bitmapValidator);
+      if (buf === undefined) return undefined;
+      committed = bitmapPayload(buf);
+    }
+    const current = bitmapPayload(this.tm.peek(index.blocknr, bitmapValidator) as Buffer);
+    const base = j * ENTRIES_PER_BITMAP;
+    const end = Math.min(ENTRIES_PER_BITMAP, this.nrBlocks - base);
+    const e = this.freeEntry(
+      j,
+      current,
+      committed,
+      Math.max(from - base, index.noneFreeBefore),
+      end,
+    );
+    if (e === undefined) return undefined;
+    this.tm.writableNow(index.blocknr, bitmapValidator);
+    setEntry(current, e, 1);
+    this.dirty.add(j);
+    this.changeAllocated(index, e, -1);
+    this.lastAllocated = base + e;
+    return base + e;
+  }
+
+  /**
+   * Gives back at once a block `newBlockNow` has just handed out, in the same step (its
+   * bitmap is still writable): free again, and freed in this transaction like any other.
+   */
+  releaseNow(block: number): void {
+    const j = Math.floor(block / ENTRIES_PER_BITMAP);
+    const e = block - j * ENTRIES_PER_BITMAP;
+    const index = this.entries[j] as IndexEntry;
+    const bitmap = this.tm.writableNow(index.blocknr, bitmapValidator);
+    if (bitmap === undefined || getEntry(bitmapPayload(bitmap), e) !== 1) {
+      throw new InternalError(`data block ${block} was not just handed out by newBlockNow`);
+    }
+    setEntry(bitmapPayload(bitmap), e, 0);
+    this.changeAllocated(index, e, 1);
+    this.freed.add(block);
+  }
+
   /** Grows the map to `nrBlocks` blocks, adding zeroed bitmaps as needed. */
   async extend(nrBlocks: number): Promise<void> {
     if (nrBlocks <= this.nrBlocks) return;
@@ -323,6 +380,21 @@ export class DiskSpaceMap {
       old === undefined || old.blocknr === (this.entries[j] as IndexEntry).blocknr
         ? undefined
         : bitmapPayload(await this.tm.read(old.blocknr, bitmapValidator));
+    return this.freeEntry(j, current, committed, start, end);
+  }
+
+  /**
+   * The first entry in [start, end) of bitmap `j` free now (`current`), free at the last
+   * commit (`committed`, undefined when the bitmap is unchanged since) and not freed in
+   * this transaction; undefined when there is none.
+   */
+  private freeEntry(
+    j: number,
+    current: Uint8Array,
+    committed: Uint8Array | undefined,
+    start: number,
+    end: number,
+  ): number | undefined {
     for (let e = start; e < end; e++) {
       e = findFreeEntry(current, e, end);
       if (e < 0) return undefined;

@@ -1,8 +1,9 @@
 /**
- * ThinDevice.writeAtOnce: an overwrite in place is done with no promise, and every write
- * that needs more (a block to provision, a shared block to copy, a FUA, a block busy in
- * its cell, two blocks, a data device that cannot write at once) is left to `write`,
- * having written nothing.
+ * ThinDevice.writeAtOnce: an overwrite in place, and the first write to an unmapped block
+ * whose metadata this transaction already owns, are done with no promise; every write that
+ * needs more (metadata to read or copy, a commit under way, a shared block to copy, a FUA,
+ * a block busy in its cell, two blocks, a new block to zero, a data device that cannot
+ * write at once) is left to `write`, having changed nothing.
  */
 
 import assert from 'node:assert/strict';
@@ -10,6 +11,8 @@ import { describe, it } from 'node:test';
 import { MemoryDevice } from '../../../src/block/index.js';
 import { cellKey } from '../../../src/pool/data-path.js';
 import { ThinPool } from '../../../src/pool/index.js';
+import { checkMetadata } from '../../../src/tools/index.js';
+import { IoError } from '../../../src/util/index.js';
 
 const B = 64 * 1024;
 
@@ -32,7 +35,6 @@ describe('ThinDevice.writeAtOnce', () => {
   it('overwrites a mapped, unshared block in place, and counts the write', async () => {
     const p = await pool();
     const dev = p.device(0, 4 * B);
-    assert.equal(dev.writeAtOnce(Buffer.alloc(4096, 1), B), false, 'an unmapped block');
     await dev.write(Buffer.alloc(B, 2), B);
     const writes = p.counters.writes;
     const used = p.status().data.usedBlocks;
@@ -82,6 +84,92 @@ describe('ThinDevice.writeAtOnce', () => {
     await dev.write(Buffer.alloc(B, 1), 0);
     assert.equal(dev.writeAtOnce(Buffer.alloc(4096, 2), 0), false);
     assert.deepEqual(await readBack(p, 0, 0, 4096), Buffer.alloc(4096, 1));
+    await p.close();
+  });
+
+  it('provisions an unmapped block at once when the transaction owns its metadata', async () => {
+    const p = await pool();
+    const dev = p.device(0, 4 * B);
+    const fresh = Buffer.alloc(4096, 9);
+    assert.equal(dev.writeAtOnce(fresh, B + 4096), false, 'nothing is owned yet: to write');
+    await dev.write(Buffer.alloc(4096, 1), 0);
+    const before = { ...p.counters };
+    const used = p.status().data.usedBlocks;
+    assert.equal(dev.writeAtOnce(fresh, B + 4096), true);
+    assert.equal(p.counters.provisions, before.provisions + 1);
+    assert.equal(p.counters.writes, before.writes + 1);
+    assert.equal(p.status().data.usedBlocks, used + 1);
+    const expected = Buffer.alloc(B);
+    fresh.copy(expected, 4096);
+    assert.deepEqual(await readBack(p, 0, B, B), expected, 'the rest of the block reads zero');
+    await p.commit();
+    assert.equal(dev.writeAtOnce(fresh, 2 * B), false, 'committed: the path is not owned');
+    await dev.write(fresh, 2 * B);
+    assert.equal(dev.writeAtOnce(fresh, 3 * B), true, 'owned again');
+    assert.equal(p.status().data.usedBlocks, used + 3);
+    await p.commit();
+    assert.deepEqual((await checkMetadata(p.metadata.device)).problems, []);
+    await p.close();
+  });
+
+  it('leaves a new block to write while a commit flushes the data device', async () => {
+    const data = new MemoryDevice(16 * B);
+    let unblock!: () => void;
+    let flushing!: () => void;
+    const inFlush = new Promise<void>((r) => (flushing = r));
+    const flush = data.flush.bind(data);
+    let flushes = 0;
+    // The commit flushes twice: ahead, while provisions go on, then holding the pool.
+    data.flush = async () => {
+      if (++flushes === 2) {
+        flushing();
+        await new Promise<void>((r) => (unblock = r));
+      }
+      await flush();
+    };
+    const p = await pool(data);
+    const dev = p.device(0, 4 * B);
+    await dev.write(Buffer.alloc(4096, 1), 0);
+    const commit = p.commit();
+    await inFlush;
+    const used = p.status().data.usedBlocks;
+    assert.equal(dev.writeAtOnce(Buffer.alloc(4096, 2), B), false, 'a commit holds the pool');
+    assert.equal(p.status().data.usedBlocks, used);
+    unblock();
+    await commit;
+    await p.close();
+  });
+
+  it('gives the new block back when the data device cannot write it at once', async () => {
+    const data = new MemoryDevice(16 * B);
+    const p = await pool(data);
+    const dev = p.device(0, 4 * B);
+    await dev.write(Buffer.alloc(4096, 1), 0);
+    const used = p.status().data.usedBlocks;
+    data.writeNow = () => false;
+    assert.equal(dev.writeAtOnce(Buffer.alloc(4096, 2), B), false);
+    assert.equal(p.status().data.usedBlocks, used, 'the block is free again');
+    data.writeNow = () => {
+      throw new IoError(data.name, 'write', 'injected');
+    };
+    assert.throws(() => dev.writeAtOnce(Buffer.alloc(4096, 2), B), IoError);
+    assert.equal(p.status().data.usedBlocks, used, 'given back after the failure too');
+    assert.deepEqual(await readBack(p, 0, B, 4096), Buffer.alloc(4096), 'still unmapped');
+    await p.commit();
+    assert.deepEqual((await checkMetadata(p.metadata.device)).problems, []);
+    await p.close();
+  });
+
+  it('leaves a new block that needs zeroing to write, but not a whole one', async () => {
+    // Without discard, free blocks are not known to read zero: a partial write must zero.
+    const data = Object.assign(new MemoryDevice(16 * B), { discard: undefined });
+    const p = await pool(data);
+    const dev = p.device(0, 4 * B);
+    await dev.write(Buffer.alloc(B, 1), 0);
+    assert.equal(p.newBlocksAreZero, false);
+    assert.equal(dev.writeAtOnce(Buffer.alloc(4096, 2), B), false, 'the rest needs zeros');
+    assert.equal(dev.writeAtOnce(Buffer.alloc(B, 3), 2 * B), true, 'a whole block does not');
+    assert.deepEqual(await readBack(p, 0, 2 * B, B), Buffer.alloc(B, 3));
     await p.close();
   });
 
