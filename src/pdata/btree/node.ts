@@ -102,13 +102,22 @@ export class Node {
     this.buf.set(value, this.valueOffset(i));
   }
 
-  /** Largest index with key <= k, or -1 when k is below every key. */
+  /**
+   * Largest index with key <= k, or -1 when k is below every key. Compares the keys' high
+   * and low words as stored, without building each key as a number (the hot loop of every
+   * lookup).
+   */
   lowerBound(k: number): number {
+    const buf = this.buf;
+    const kHigh = Math.floor(k / 2 ** 32);
+    const kLow = k - kHigh * 2 ** 32;
     let lo = -1;
-    let hi = this.nrEntries;
+    let hi = buf.readUInt32LE(NODE.nrEntries);
     while (hi - lo > 1) {
       const mid = (lo + hi) >>> 1;
-      if (this.key(mid) <= k) lo = mid;
+      const at = NODE.keys + 8 * mid;
+      const high = buf.readUInt32LE(at + 4);
+      if (high < kHigh || (high === kHigh && buf.readUInt32LE(at) <= kLow)) lo = mid;
       else hi = mid;
     }
     return lo;

@@ -58,6 +58,22 @@ describe('btree node layout', () => {
     assert.equal(node.key(2), 0, 'the freed key slot is zeroed');
   });
 
+  it('finds the lower bound among keys on both sides of 2^32, as a scan would', () => {
+    const node = new Node(Buffer.alloc(4096));
+    node.init(LEAF_NODE, 8);
+    const keys = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, 2 ** 33, 2 ** 40 + 7, 2 ** 53 - 1];
+    keys.forEach((k, i) => node.insertAt(i, k, Buffer.alloc(8)));
+    const probes = [0, 1, 2, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 4, 2 ** 32 + 5];
+    probes.push(2 ** 33 - 1, 2 ** 33, 2 ** 40, 2 ** 40 + 7, 2 ** 40 + 8, 2 ** 53 - 1);
+    for (const k of probes) {
+      const scan = keys.reduce((at, key, i) => (key <= k ? i : at), -1);
+      assert.equal(node.lowerBound(k), scan, `lowerBound(${k})`);
+    }
+    const empty = new Node(Buffer.alloc(4096));
+    empty.init(LEAF_NODE, 8);
+    assert.equal(empty.lowerBound(5), -1);
+  });
+
   it('stamps location and checksum on prepare and rejects a moved or flipped block', () => {
     const buf = Buffer.alloc(4096);
     const node = new Node(buf);
