@@ -1,8 +1,10 @@
 /**
  * Power loss of a whole pool: data and metadata on two CrashDevices that lose power together
  * and drop all, or a random subset, of their unflushed writes and discards. One seeded
- * workload of writes (some FUA), FLUSHes, trims, write-zeroes, snapshots and removals on
- * several thin devices runs again and again, cut at hundreds of points spread over the ops
+ * workload of writes (some FUA; every other plain one tried at once, as the NBD layer
+ * writes: in place, or into a block provisioned at once), FLUSHes, trims, write-zeroes,
+ * snapshots and removals on several thin devices runs again and again, cut at hundreds of
+ * points spread over the ops
  * of both devices; after each cut the pool is reopened from what survived, and:
  * - every device that existed at the last acknowledged FLUSH (or FUA write) still exists,
  *   unless a removal was issued since;
@@ -59,21 +61,38 @@ function word(tag: number, id: number): number {
   return (0xa5 | ((tag & 0xffff) << 8) | (id << 24)) >>> 0;
 }
 
-/** The workload: the same for every cut. */
-function workload(seed: number, count: number): Op[] {
+/**
+ * The workload: the same for every cut. `pages`: the writes are whole pages within one
+ * block, and FLUSHes and FUA writes rarer, as a filesystem over NBD writes, so that many
+ * writes are done at once.
+ */
+function workload(seed: number, count: number, pages = false): Op[] {
   const rnd = lcg(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const live = [0, 1];
   let nextId = 2;
   let tag = 1;
   const ops: Op[] = [];
+  const flushShare = pages ? 0.05 : 0.15;
   while (ops.length < count) {
     const id = live[int(live.length)] as number;
-    const offset = int(SIZE / 512) * 512;
-    const length = Math.min(SIZE - offset, (1 + int((2 * B) / 512)) * 512);
+    let offset = int(SIZE / 512) * 512;
+    let length = Math.min(SIZE - offset, (1 + int((2 * B) / 512)) * 512);
+    if (pages) {
+      offset = int(SIZE / 4096) * 4096;
+      length = Math.min(B - (offset % B), (1 + int(4)) * 4096);
+    }
     const r = rnd();
-    if (r < 0.45) ops.push({ kind: 'write', id, offset, length, tag: tag++, fua: rnd() < 0.2 });
-    else if (r < 0.6) ops.push({ kind: 'flush', id });
+    if (r < 0.45) {
+      ops.push({
+        kind: 'write',
+        id,
+        offset,
+        length,
+        tag: tag++,
+        fua: rnd() < (pages ? 0.05 : 0.2),
+      });
+    } else if (r < 0.45 + flushShare) ops.push({ kind: 'flush', id });
     else if (r < 0.7) ops.push({ kind: 'trim', id, offset, length });
     else if (r < 0.8) ops.push({ kind: 'zero', id, offset, length });
     else if (r < 0.9 && live.length < 5) {
@@ -88,6 +107,7 @@ function workload(seed: number, count: number): Op[] {
 }
 
 const WORKLOAD = workload(2026, 90);
+const PAGE_WORKLOAD = workload(2027, 200, true);
 
 /** What the workload did: the devices' contents, and what changed since the last FLUSH. */
 class Model {
@@ -172,11 +192,23 @@ class Model {
   }
 }
 
+/** Writes done at once by `apply`, and those of them that provisioned a block. */
+const atOnce = { writes: 0, provisions: 0 };
+
 async function apply(pool: ThinPool, op: Op): Promise<void> {
   const dev = pool.device(op.id, SIZE);
   switch (op.kind) {
-    case 'write':
-      return dev.write(tagged(op.length, op.tag, op.id), op.offset, { fua: op.fua });
+    case 'write': {
+      const bytes = tagged(op.length, op.tag, op.id);
+      // Every other plain write as the NBD layer writes: at once when the pool can.
+      const provisions = pool.counters.provisions;
+      if (!op.fua && op.tag % 2 === 0 && dev.writeAtOnce(bytes, op.offset)) {
+        atOnce.writes++;
+        if (pool.counters.provisions > provisions) atOnce.provisions++;
+        return;
+      }
+      return dev.write(bytes, op.offset, { fua: op.fua });
+    }
     case 'trim':
       return dev.discard(op.offset, op.length);
     case 'zero':
@@ -197,8 +229,8 @@ interface Cut {
   seed: number;
 }
 
-/** Makes a pool, runs the workload with `cut` armed, and returns what survived. */
-async function runUntilCut(cut: Cut | undefined) {
+/** Makes a pool, runs `ops` with `cut` armed, and returns what survived. */
+async function runUntilCut(ops: readonly Op[], cut: Cut | undefined) {
   const dataInner = new MemoryDevice(DATA_BLOCKS * B, 'data');
   const metaInner = new MemoryDevice(META_BYTES, 'metadata');
   const data = new CrashDevice(dataInner);
@@ -215,7 +247,7 @@ async function runUntilCut(cut: Cut | undefined) {
   }
   const model = new Model();
   let crashed = false;
-  for (const op of WORKLOAD) {
+  for (const op of ops) {
     model.issue(op);
     try {
       await apply(pool, op);
@@ -226,8 +258,8 @@ async function runUntilCut(cut: Cut | undefined) {
     }
     model.done(op);
   }
-  const ops = { data: data.opCount - start.data, metadata: meta.opCount - start.metadata };
-  return { dataInner, metaInner, model, crashed, ops };
+  const count = { data: data.opCount - start.data, metadata: meta.opCount - start.metadata };
+  return { dataInner, metaInner, model, crashed, ops: count };
 }
 
 async function checkSurvivors(
@@ -280,40 +312,55 @@ async function writeAfterReopen(pool: ThinPool, what: string): Promise<void> {
   }
 }
 
+/** Runs `ops` cut at `perDevice` points of each device's ops; checks what survives each cut. */
+async function cutEverywhere(ops: readonly Op[], perDevice: number): Promise<void> {
+  const image = path.join(await dir, 'cut.meta');
+  const dry = await runUntilCut(ops, undefined);
+  assert.equal(dry.crashed, false);
+  assert.ok(dry.ops.data > 50 && dry.ops.metadata > 50, JSON.stringify(dry.ops));
+  let cuts = 0;
+  let crashes = 0;
+  for (const device of ['data', 'metadata'] as const) {
+    const span = dry.ops[device];
+    for (let i = 0; i < perDevice; i++) {
+      const cut: Cut = {
+        device,
+        at: Math.floor(((i + 0.5) * span) / perDevice),
+        mode: i % 2 === 0 ? 'drop-all' : 'random-subset',
+        seed: 1000 + i,
+      };
+      const what = `cut at ${device} op ${cut.at} (${cut.mode})`;
+      const run = await runUntilCut(ops, cut);
+      if (run.crashed) crashes++;
+      await checkSurvivors(run.dataInner, run.metaInner, run.model, what);
+      // The real thin_check on a quarter of the cuts: it costs a process each.
+      if (i % 4 === 0) {
+        const bytes = Buffer.alloc(META_BYTES);
+        await run.metaInner.read(bytes, 0);
+        await writeFile(image, bytes);
+        const check = await thinCheck(image);
+        assert.equal(check.status, 0, `${what}: thin_check\n${check.stdout}${check.stderr}`);
+      }
+      cuts++;
+    }
+  }
+  assert.equal(cuts, 2 * perDevice);
+  assert.ok(crashes >= cuts * 0.9, `${crashes} of ${cuts} cuts crashed the workload`);
+}
+
 describe('the pool across power loss', () => {
   it('keeps every flushed write and shows nothing unflushed as garbage, at hundreds of cuts', async () => {
     await requirePeer('thin_check');
-    const image = path.join(await dir, 'cut.meta');
-    const dry = await runUntilCut(undefined);
-    assert.equal(dry.crashed, false);
-    assert.ok(dry.ops.data > 50 && dry.ops.metadata > 50, JSON.stringify(dry.ops));
-    let cuts = 0;
-    let crashes = 0;
-    for (const device of ['data', 'metadata'] as const) {
-      const span = dry.ops[device];
-      for (let i = 0; i < CUTS_PER_DEVICE; i++) {
-        const cut: Cut = {
-          device,
-          at: Math.floor(((i + 0.5) * span) / CUTS_PER_DEVICE),
-          mode: i % 2 === 0 ? 'drop-all' : 'random-subset',
-          seed: 1000 + i,
-        };
-        const what = `cut at ${device} op ${cut.at} (${cut.mode})`;
-        const run = await runUntilCut(cut);
-        if (run.crashed) crashes++;
-        await checkSurvivors(run.dataInner, run.metaInner, run.model, what);
-        // The real thin_check on a quarter of the cuts: it costs a process each.
-        if (i % 4 === 0) {
-          const bytes = Buffer.alloc(META_BYTES);
-          await run.metaInner.read(bytes, 0);
-          await writeFile(image, bytes);
-          const check = await thinCheck(image);
-          assert.equal(check.status, 0, `${what}: thin_check\n${check.stdout}${check.stderr}`);
-        }
-        cuts++;
-      }
-    }
-    assert.equal(cuts, 2 * CUTS_PER_DEVICE);
-    assert.ok(crashes >= cuts * 0.9, `${crashes} of ${cuts} cuts crashed the workload`);
+    await cutEverywhere(WORKLOAD, CUTS_PER_DEVICE);
+  });
+
+  it('keeps the same guarantees when most writes are done at once, new blocks included', async () => {
+    await requirePeer('thin_check');
+    atOnce.writes = 0;
+    atOnce.provisions = 0;
+    await runUntilCut(PAGE_WORKLOAD, undefined);
+    assert.ok(atOnce.provisions > 0, `writes at once: ${JSON.stringify(atOnce)}`);
+    assert.ok(atOnce.writes > atOnce.provisions, `writes at once: ${JSON.stringify(atOnce)}`);
+    await cutEverywhere(PAGE_WORKLOAD, CUTS_PER_DEVICE / 2);
   });
 });

@@ -136,6 +136,19 @@ export class CrashDevice implements BlockDevice {
     this.#pending.push({ offset, data: Uint8Array.from(buf) });
   }
 
+  /**
+   * `write` at once (see BlockDevice.writeNow): held like any write, and one op; false,
+   * having done nothing, when this op is the armed crash (`write` then crashes).
+   */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    this.#check('write');
+    if (this.readOnly) throw new IoError(this.name, 'write', 'the device is read-only');
+    this.#checkRange('write', offset, buf.length);
+    if (!this.#countOp()) return false;
+    this.#pending.push({ offset, data: Uint8Array.from(buf) });
+    return true;
+  }
+
   async discard(offset: number, length: number): Promise<void> {
     this.#check('discard');
     if (this.readOnly) throw new IoError(this.name, 'discard', 'the device is read-only');

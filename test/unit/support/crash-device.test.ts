@@ -51,6 +51,21 @@ describe('CrashDevice', () => {
     assert.equal(device.pendingWrites, 0);
   });
 
+  test('holds a write done at once like any other, and leaves the armed op to write', async () => {
+    const inner = new MemoryDevice(64 * 1024);
+    const device = new CrashDevice(inner);
+    assert.equal(device.writeNow(Uint8Array.of(9), 20), true);
+    assert.equal(device.opCount, 1);
+    assert.equal(await byteAt(device, 20), 9, 'reads see it');
+    assert.equal(await byteAt(inner, 20), 0, 'held until a flush');
+    device.crashAfter(1, 'drop-all');
+    assert.equal(device.writeNow(Uint8Array.of(8), 30), false, 'the armed op is not done');
+    assert.equal(device.opCount, 1);
+    await assert.rejects(device.write(Uint8Array.of(8), 30), isIo(/simulated crash/));
+    assert.throws(() => device.writeNow(Uint8Array.of(8), 30), isIo(/device crashed/));
+    assert.equal(await byteAt(inner, 20), 0, 'the unflushed write was lost');
+  });
+
   test('shows writes not yet flushed to reads, the newest winning', async () => {
     const inner = new MemoryDevice(64 * 1024);
     const device = new CrashDevice(inner);
