@@ -62,7 +62,7 @@ describe('btree node layout', () => {
     const node = new Node(Buffer.alloc(4096));
     node.init(LEAF_NODE, 8);
     const keys = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, 2 ** 33, 2 ** 40 + 7, 2 ** 53 - 1];
-    keys.forEach((k, i) => node.insertAt(i, k, Buffer.alloc(8)));
+    for (const [i, k] of keys.entries()) node.insertAt(i, k, Buffer.alloc(8));
     const probes = [0, 1, 2, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 4, 2 ** 32 + 5];
     probes.push(2 ** 33 - 1, 2 ** 33, 2 ** 40, 2 ** 40 + 7, 2 ** 40 + 8, 2 ** 53 - 1);
     for (const k of probes) {
