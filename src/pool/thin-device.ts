@@ -202,8 +202,7 @@ export class ThinDevice {
     const m = pool.lookupNow(this.id, vblock);
     if (m === null || m?.shared === true) return false;
     if (m === undefined) {
-      const whole = inner === 0 && buf.length === B;
-      if (!whole && pool.zeroBlocks && !pool.newBlocksAreZero) return false;
+      if (this.needsZeroing(inner, buf.length)) return false;
       const fill = (block: number) => data.writeNow?.(buf, block * B + inner) === true;
       if (!pool.provisionAtOnce(this.id, vblock, fill)) return false;
     } else if (!data.writeNow(buf, m.dataBlock * B + inner)) {
@@ -320,12 +319,20 @@ export class ThinDevice {
     });
   }
 
+  /**
+   * Whether a new block written `length` bytes from byte `inner` must have the rest zeroed:
+   * a partial write, zeroing on (dm.zero_blocks), free blocks not known to read zero.
+   */
+  private needsZeroing(inner: number, length: number): boolean {
+    const whole = inner === 0 && length === this.pool.blockSize;
+    return !whole && this.pool.zeroBlocks && !this.pool.newBlocksAreZero;
+  }
+
   /** A new block gets `src` at its place; the rest is zeroed unless it already reads zero. */
   private async provision(block: number, p: BlockPiece, src: Uint8Array | undefined) {
     const B = this.pool.blockSize;
     const base = block * B;
-    const whole = p.inner === 0 && p.length === B;
-    if (!whole && this.pool.zeroBlocks && !this.pool.newBlocksAreZero) {
+    if (this.needsZeroing(p.inner, p.length)) {
       await this.put(base, p.inner, undefined);
       await this.put(base + p.inner + p.length, B - p.inner - p.length, undefined);
     }

@@ -344,11 +344,15 @@ export class PoolMetadata {
     }
     let root = roots.byId.get(id);
     if (root !== undefined) return root;
-    const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
-    if (top === undefined || top === null) return undefined;
-    root = valueAsU64(top);
-    roots.byId.set(id, root);
+    root = this.cachedSubtreeRoot(id);
+    if (root !== undefined) roots.byId.set(id, root);
     return root;
+  }
+
+  /** The root of device `id`'s mapping tree from the live top-level tree's cached nodes. */
+  private cachedSubtreeRoot(id: number): number | undefined {
+    const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
+    return top === undefined || top === null ? undefined : valueAsU64(top);
   }
 
   /** Device `id`'s details if known at once (kept in memory, or a cached block). */
@@ -438,15 +442,14 @@ export class PoolMetadata {
       }
       const d = await this.detailsOf(id);
       const value = encodeBlockTime({ dataBlock, time: this.poolTime });
-      const top = btree.lookupCached(this.trees.top, this.mappingRoot, id);
-      if (top && btree.insertNow(this.trees.bottom, valueAsU64(top), vblock, value)) {
-        this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
-        return true;
-      }
-      const inserted = await this.inSubtree(id, async (root) => {
-        const r = await btree.insert(this.trees.bottom, root, vblock, value);
-        return { root: r.root, result: r.inserted };
-      });
+      // In place when the path is this transaction's own (see provisionNow), else walked.
+      const root = this.cachedSubtreeRoot(id);
+      const inserted =
+        (root !== undefined && btree.insertNow(this.trees.bottom, root, vblock, value)) ||
+        (await this.inSubtree(id, async (subtree) => {
+          const r = await btree.insert(this.trees.bottom, subtree, vblock, value);
+          return { root: r.root, result: r.inserted };
+        }));
       if (inserted) this.markChanged(id, { ...d, mappedBlocks: d.mappedBlocks + 1 });
       return inserted;
     });
