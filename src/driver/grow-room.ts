@@ -33,10 +33,16 @@ async function fileRoom(file: FileDevice, siblings: readonly BlockDevice[]): Pro
   const fs = await statfs(path.dirname(file.name));
   const home = (await stat(file.name)).dev;
   let promised = 0;
+  let allocated = 0;
   for (const f of [file, ...siblings]) {
     if (!(f instanceof FileDevice) || (await stat(f.name)).dev !== home) continue;
-    promised += Math.max(0, f.size - (await f.allocatedBytes()));
+    const bytes = await f.allocatedBytes();
+    promised += Math.max(0, f.size - bytes);
+    allocated += bytes;
   }
+  // While writes are being allocated, the files' blocks can count more than the filesystem
+  // has in use: what they count beyond it is not written yet, so it is promised too.
+  promised += Math.max(0, allocated - (fs.blocks - fs.bfree) * fs.bsize);
   const reserve = Math.min(MAX_RESERVE, fs.blocks * fs.bsize * RESERVE_SHARE);
   return Math.max(0, Math.floor(fs.bavail * fs.bsize - promised - reserve));
 }
