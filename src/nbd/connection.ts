@@ -17,6 +17,10 @@
  * `maxQueuedReplies` replies wait for the writer, so memory stays bounded whatever the client
  * sends; the writer itself waits for 'drain'.
  *
+ * Input. Chunks come as the stream's 'data' events, or lent (`options.lend`, a socket that
+ * reads into one reusable buffer: lending-socket.ts), valid only while they are framed; a
+ * write payload that must outlive its frame is then copied into a pooled buffer.
+ *
  * Polling. On a socket in transmission, once nothing is in flight at the end of a turn, the
  * connection watches the socket for a moment before the event loop sleeps (input-poll.ts):
  * at queue depth 1 the next request is then read without a wake-up.
@@ -51,6 +55,11 @@ export interface ConnectionOptions {
   maxQueuedReplies?: number;
   /** Names the connection in log events. */
   id?: string;
+  /**
+   * Where the stream's input comes from instead of its 'data' events: called once with the
+   * connection's receiver, which takes lent chunks (lending-socket.ts).
+   */
+  lend?: (receive: (chunk: Buffer) => void) => void;
 }
 
 /** Nothing came while polling. */
@@ -78,6 +87,8 @@ export class NbdConnection {
   readonly poll = new InputPoll();
   private pollScheduled = false;
   private pollBuffer: Buffer | undefined;
+  /** Input comes lent through `options.lend`, not through the stream's events. */
+  private readonly lentInput: boolean;
   /** Requests framed since the last poll was due: a burst (more than one) is not polled for. */
   private requestsSincePoll = 0;
   /** The negotiated export, once in transmission. */
@@ -110,12 +121,13 @@ export class NbdConnection {
     );
     this.phase = handshake;
     const sink: FrameSink = {
-      frame: (data) => this.phase.frame(data),
+      frame: (data, lent) => this.phase.frame(data, lent),
       skipped: () => this.phase.skipped(),
     };
     this.framer = new Framer(sink, handshake.start(), (size) => this.buffers.take(size));
     this.writer.onChange = () => this.updateFlow();
-    this.listen();
+    this.lentInput = options.lend !== undefined;
+    this.listen(options.lend);
   }
 
   /** Ends the connection at once (a hard disconnect); in-flight requests still finish. */
@@ -147,9 +159,10 @@ export class NbdConnection {
     return this.closed;
   }
 
-  private listen(): void {
+  private listen(lend: ConnectionOptions['lend']): void {
     const s = this.stream;
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (lend !== undefined) lend((chunk) => this.onData(chunk, true));
+    else s.on('data', (chunk: Buffer) => this.onData(chunk, false));
     s.on('end', () => this.end('soft', 'the client closed its side'));
     s.on('error', (err) => {
       this.log('debug', 'stream-error', { error: err });
@@ -163,11 +176,12 @@ export class NbdConnection {
     });
   }
 
-  private onData(chunk: Buffer): void {
+  /** Frames `chunk`; `lent`: its memory is the caller's again once this returns. */
+  private onData(chunk: Buffer, lent: boolean): void {
     this.poll.received();
     this.schedulePoll();
     try {
-      this.writer.gathering(() => this.framer.push(chunk));
+      this.writer.gathering(() => this.framer.push(chunk, lent));
     } catch (err) {
       if (err instanceof ProtocolError) this.end('hard', err.message);
       else {
@@ -215,23 +229,31 @@ export class NbdConnection {
       log: this.log,
     };
     return {
-      execute: (req: Request, payload: Buffer | undefined) => {
+      execute: (req: Request, payload: Buffer | undefined, lent: boolean) => {
         this.requestsSincePoll++;
         // Another request already waits in the input: this one is part of a burst.
         const more = this.framer.buffered >= REQUEST.size;
         const now = executeAtOnce(ctx, req, more, payload);
         if (now !== false) {
           // Done already; only a reply that had to queue is still in flight.
-          if (payload !== undefined) this.buffers.give(payload);
+          if (payload !== undefined && !lent) this.buffers.give(payload);
           if (now.sent !== undefined) this.track(now.sent);
           return;
         }
-        // The export had the payload on loan until its write settled.
-        this.track(execute(ctx, req, payload), payload);
+        // The export has the payload on loan until its write settles: a lent one is copied.
+        const kept = lent && payload !== undefined ? this.keep(payload) : payload;
+        this.track(execute(ctx, req, kept), kept);
       },
       reject: (req: Request, r: Rejection) => this.track(sendError(ctx, req, r.errno, r.reason)),
       disconnect: () => this.end('soft', 'the client sent NBD_CMD_DISC'),
     };
+  }
+
+  /** A copy of a lent payload, from the pool. */
+  private keep(payload: Buffer): Buffer {
+    const copy = this.buffers.take(payload.length);
+    payload.copy(copy);
+    return copy;
   }
 
   /** Counts `work` in flight until it settles; then gives `loaned` back to the pool. */
@@ -311,9 +333,14 @@ export class NbdConnection {
     if (sender === undefined || !sender.usable || this.status !== STATUS.ACTIVE) return;
     if (burst || this.inputHeld || this.inFlight > 0) return;
     // Input the stream already holds comes first: only poll when it holds none.
-    if (this.stream.readableLength > 0 || this.stream.readableFlowing !== true) return;
+    if (
+      !this.lentInput &&
+      (this.stream.readableLength > 0 || this.stream.readableFlowing !== true)
+    ) {
+      return;
+    }
     if (!this.poll.due()) return;
-    this.pollBuffer ??= Buffer.allocUnsafe(POLL_BUFFER_SIZE);
+    this.pollBuffer ??= Buffer.allocUnsafeSlow(POLL_BUFFER_SIZE);
     const n = sender.awaitInput(this.pollBuffer, BUDGET_US);
     if (n <= 0) {
       // Nothing in time, or the end or an error, which the stream's own read then meets.
@@ -321,8 +348,7 @@ export class NbdConnection {
       return;
     }
     this.poll.hit();
-    // The framer may keep frames as views of their chunk: each chunk is a buffer of its own.
-    this.onData(Buffer.from(this.pollBuffer.subarray(0, n)));
+    this.onData(this.pollBuffer.subarray(0, n), true);
   };
 
   private updateFlow(): void {

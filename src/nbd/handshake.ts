@@ -106,14 +106,15 @@ export class Handshake implements FrameSink {
     return { take: CLIENT_FLAGS.size };
   }
 
-  frame(data: Buffer): Need {
+  frame(data: Buffer, lent = false): Need {
     switch (this.state) {
       case 'clientFlags':
         return this.onClientFlags(decodeClientFlags(data));
       case 'optionHeader':
         return this.onOptionHeader(data);
       case 'optionData':
-        return this.onOptionData(data);
+        // An option's handler may keep what it parsed as views of its data.
+        return this.onOptionData(lent ? Buffer.from(data) : data);
       case 'skipping':
         throw new Error('a frame arrived while skipping');
     }

@@ -6,12 +6,12 @@
  * microseconds each on a virtual machine, more than the whole request.
  *
  * The contract with the connection:
- * - `due()` is asked once the connection has nothing in flight, its stream holds no input
- *   of its own (flowing, nothing buffered), and at most one request came since the last
- *   poll (a client sending bursts, at a deeper queue, gets its requests gathered into one
- *   reply write by the event loop's wake-up instead), at the end of a turn of the event loop
- *   (`setImmediate`); the bytes the poll reads are then the next ones on the socket, and go
- *   to the framer like any chunk.
+ * - `due()` is asked once the connection has nothing in flight, its input is not held and
+ *   its stream holds none of its own (lent input, or flowing with nothing buffered), and
+ *   at most one request came since the last poll (a client sending bursts, at a deeper
+ *   queue, gets its requests gathered into one reply write by the event loop's wake-up
+ *   instead), at the end of a turn of the event loop (`setImmediate`); the bytes the poll
+ *   reads are then the next ones on the socket, and go to the framer like any chunk.
  * - `hit()` and `miss()` report how the poll went.
  *
  * Bounds, so that polling never costs more than it can save:

@@ -13,6 +13,7 @@
 import net from 'node:net';
 import { type ConnectionOptions, NbdConnection } from './connection.js';
 import type { ExportRegistry } from './export.js';
+import { lendingSocket } from './lending-socket.js';
 import { type NbdLog, silentLog } from './log.js';
 
 export type ListenAddress = { path: string } | { host: string; port: number };
@@ -58,7 +59,9 @@ export class NbdServer {
    */
   async listen(address: ListenAddress): Promise<ListenAddress> {
     if (this.closing !== undefined) throw new Error('the NBD server is closed');
-    const listener = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    const listener = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
+      this.accept(socket),
+    );
     await new Promise<void>((resolve, reject) => {
       listener.once('error', reject);
       const onListening = () => {
@@ -99,17 +102,19 @@ export class NbdServer {
     this.log('info', 'closed', {});
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(accepted: net.Socket): void {
     if (this.closing !== undefined) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
+    const { socket, lend } = lendingSocket(accepted);
     socket.setNoDelay(true);
     const id = String(this.nextId++);
     const connection = new NbdConnection(socket, {
       registry: this.options.registry,
       log: this.log,
       id,
+      ...(lend === undefined ? {} : { lend }),
       ...(this.options.maxInFlight === undefined ? {} : { maxInFlight: this.options.maxInFlight }),
       ...(this.options.maxQueuedReplies === undefined
         ? {}

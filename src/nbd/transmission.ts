@@ -16,8 +16,11 @@ import { CMD, decodeRequest, nameOfCmd, nameOfErrno, REQUEST, type Request } fro
 
 /** What the transmission phase asks of its connection. */
 export interface TransmissionHost {
-  /** Runs a valid request (with its payload, for writes) and replies, in the background. */
-  execute(req: Request, payload: Buffer | undefined): void;
+  /**
+   * Runs a valid request (with its payload, for writes) and replies, in the background.
+   * `lent`: the payload is a view valid only during the call (framer.ts).
+   */
+  execute(req: Request, payload: Buffer | undefined, lent: boolean): void;
   /** Replies to a rejected request with its error. */
   reject(req: Request, rejection: Rejection): void;
   /** NBD_CMD_DISC: finish in-flight requests, then close. */
@@ -41,11 +44,11 @@ export class Transmission implements FrameSink {
     return HEADER;
   }
 
-  frame(data: Buffer): Need {
+  frame(data: Buffer, lent = false): Need {
     const write = this.pendingWrite;
     if (write !== undefined) {
       this.pendingWrite = undefined;
-      this.host.execute(write, data);
+      this.host.execute(write, data, lent);
       return HEADER;
     }
     return this.onRequest(decodeRequest(data));
@@ -63,7 +66,7 @@ export class Transmission implements FrameSink {
       this.pendingWrite = req;
       return { take: req.length };
     }
-    this.host.execute(req, undefined);
+    this.host.execute(req, undefined, false);
     return HEADER;
   }
 
