@@ -3,8 +3,15 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { BadInputError, IoError, NotFoundError, UnavailableError } from '../util/index.js';
 import { blkdevNative, blkdevStatus } from './blkdev-native.js';
-import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+import {
+  type BlockDevice,
+  checkGrow,
+  checkRange,
+  checkWritable,
+  type ReadFile,
+} from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
+import { PositionalIo } from './positional-io.js';
 
 /** The largest write of zeros at the unaligned edges of a discard. */
 const ZERO_CHUNK = 1024 * 1024;
@@ -38,7 +45,11 @@ export interface BlockDevDeviceOptions {
  *
  * Buffered I/O, not O_DIRECT: O_DIRECT needs buffers aligned to the sector size, which the
  * pool's buffers are not, and the pool's own cache and the commit's fdatasync already give
- * what O_DIRECT would.
+ * what O_DIRECT would. The data path is `PositionalIo`'s, as a file's (positional-io.ts):
+ * reads from the device's page cache done at once (RWF_NOWAIT) and planned reads straight
+ * from the device (`readFile`); block devices refuse RWF_NOWAIT for buffered writes, so
+ * small whole-page writes go on the spot while the device is idle and the rest of a turn's
+ * writes as one threadpool job.
  */
 export class BlockDevDevice implements BlockDevice {
   readonly name: string;
@@ -49,8 +60,10 @@ export class BlockDevDevice implements BlockDevice {
   readonly sectorSize: number;
   #size: number;
   #handle: FileHandle | undefined;
-  readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
+  /** Where planned reads read from, while open. */
+  #readFile: ReadFile | undefined;
   #punches = true;
+  readonly #io: PositionalIo;
 
   private constructor(
     path: string,
@@ -62,10 +75,12 @@ export class BlockDevDevice implements BlockDevice {
     this.path = path;
     this.name = region.offset === 0 ? path : `${path}@${region.offset}`;
     this.#handle = handle;
+    this.#readFile = { fd: handle.fd, base: region.offset };
     this.offset = region.offset;
     this.#size = region.size;
     this.sectorSize = sectorSize;
     this.readOnly = readOnly;
+    this.#io = new PositionalIo(this.name, region.offset);
   }
 
   /**
@@ -115,25 +130,29 @@ export class BlockDevDevice implements BlockDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('read');
     checkRange(this.name, 'read', offset, buf.length, this.#size);
-    let done = 0;
-    while (done < buf.length) {
-      let n: number;
-      try {
-        const at = this.offset + offset + done;
-        ({ bytesRead: n } = await handle.read(buf, done, buf.length - done, at));
-      } catch (err) {
-        throw fsError(this.name, 'read', err, offset, buf.length);
-      }
-      if (n === 0) throw new IoError(this.name, 'read', `the device ended at ${offset + done}`);
-      done += n;
-    }
+    await this.#io.read(handle, buf, offset, 'fail');
   }
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    await this.#track(this.#writeAll(handle, 'write', buf, offset), offset, buf.length);
+    await this.#io.write(handle, buf, offset);
+  }
+
+  /** See `BlockDevice.writeNow` and `PositionalIo.writeWithoutWaiting`. */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    return !this.readOnly && this.#io.writeNow(this.#handle?.fd, this.#size, buf, offset);
+  }
+
+  /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    return this.#io.readNow(this.#handle?.fd, this.#size, buf, offset);
+  }
+
+  /** See `BlockDevice.readFile`: the device, from the region's start. */
+  readFile(): ReadFile | undefined {
+    return this.#readFile;
   }
 
   /** Zeros the range, unmapping it where the device can (see the class comment). */
@@ -142,19 +161,17 @@ export class BlockDevDevice implements BlockDevice {
     checkWritable(this, 'discard');
     checkRange(this.name, 'discard', offset, length, this.#size);
     if (length === 0) return;
-    const overlapping = [...this.#inFlight]
-      .filter(([, range]) => range.offset < offset + length && offset < range.offset + range.length)
-      .map(([pending]) => pending);
+    const overlapping = this.#io.overlapping(offset, length);
     const discarding = (async () => {
       await Promise.allSettled(overlapping);
       await this.#discard(handle, offset, length);
     })();
-    await this.#track(discarding, offset, length);
+    await this.#io.track(discarding, offset, length);
   }
 
   async flush(): Promise<void> {
     const handle = this.#open('flush');
-    await Promise.allSettled([...this.#inFlight.keys()]);
+    await this.#io.settle();
     try {
       await handle.datasync();
     } catch (err) {
@@ -184,7 +201,8 @@ export class BlockDevDevice implements BlockDevice {
     const handle = this.#handle;
     if (handle === undefined) return;
     this.#handle = undefined;
-    await Promise.allSettled([...this.#inFlight.keys()]);
+    this.#readFile = undefined;
+    await this.#io.settle();
     try {
       await handle.close();
     } catch (err) {
@@ -198,15 +216,6 @@ export class BlockDevDevice implements BlockDevice {
     const handle = this.#handle;
     if (handle === undefined) throw new IoError(this.name, op, 'the device is closed');
     return handle;
-  }
-
-  async #track(pending: Promise<void>, offset: number, length: number): Promise<void> {
-    this.#inFlight.set(pending, { offset, length });
-    try {
-      await pending;
-    } finally {
-      this.#inFlight.delete(pending);
-    }
   }
 
   /** Zeros written at the unaligned edges, the ioctls over the aligned middle. */
@@ -253,24 +262,7 @@ export class BlockDevDevice implements BlockDevice {
     const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
     for (let done = 0; done < length; done += zeros.length) {
       const chunk = zeros.subarray(0, Math.min(zeros.length, length - done));
-      await this.#writeAll(handle, 'discard', chunk, offset + done);
-    }
-  }
-
-  async #writeAll(handle: FileHandle, op: string, buf: Uint8Array, offset: number): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      let n: number;
-      try {
-        const at = this.offset + offset + done;
-        ({ bytesWritten: n } = await handle.write(buf, done, buf.length - done, at));
-      } catch (err) {
-        throw fsError(this.name, op, err, offset, buf.length);
-      }
-      if (n === 0) {
-        throw new IoError(this.name, op, `no progress after ${done} of ${buf.length} bytes`);
-      }
-      done += n;
+      await this.#io.writeAll(handle, 'discard', chunk, offset + done);
     }
   }
 }

@@ -13,6 +13,12 @@ import { IoError } from '../util/index.js';
  * later `flush()` has completed. Every failure is an `IoError` naming the device and the
  * operation.
  */
+/** A file descriptor the device's bytes are read from, from position `base` on. */
+export interface ReadFile {
+  readonly fd: number;
+  readonly base: number;
+}
+
 export interface BlockDevice {
   /** For messages: the file path, or "memory". */
   readonly name: string;
@@ -29,12 +35,13 @@ export interface BlockDevice {
    */
   readNow?(buf: Uint8Array, offset: number): boolean;
   /**
-   * A file descriptor from which byte `o` of the device is read with a positional read at
-   * `o` (the page cache in between), while the device is open; undefined when there is none
-   * (memory, O_DIRECT, a closed device). Whoever reads through it must be done before the
-   * device closes. Optional: a device that cannot leaves it out.
+   * Where the device's bytes are read with positional reads (the page cache in between),
+   * while the device is open: byte `o` of the device is byte `base + o` of `fd`; undefined
+   * when there is none (memory, a device of several segments, a closed device). Whoever
+   * reads through it must be done before the device closes. Optional: a device that cannot
+   * leaves it out.
    */
-  readFd?(): number | undefined;
+  readFile?(): ReadFile | undefined;
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
   /**

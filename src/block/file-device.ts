@@ -1,39 +1,20 @@
 /** A BlockDevice backed by a regular file (loop mode). */
 
-import { writeSync } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
-import { getSystemErrorName } from 'node:util';
 import { BadInputError, ExistsError, IoError, NotFoundError } from '../util/index.js';
-import { type WriteBatch, writeBatch } from './batch-native.js';
-import { type BlockDevice, checkGrow, checkRange, checkWritable } from './block-device.js';
+import {
+  type BlockDevice,
+  checkGrow,
+  checkRange,
+  checkWritable,
+  type ReadFile,
+} from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
-import { type NowaitIo, nowaitIo } from './nowait-native.js';
+import { PositionalIo } from './positional-io.js';
 
 /** The largest write of zeros when discard falls back to writing them. */
 const ZERO_CHUNK = 1024 * 1024;
-
-/** A transfer with RWF_NOWAIT that the kernel or filesystem does not offer (negated). */
-const NOWAIT_UNSUPPORTED = -95; // -EOPNOTSUPP
-
-/** A failed write's result when the batch could not run at all (negated EIO). */
-const EIO = -5;
-
-/** A batch of writes handed to the threadpool at once holds at most this many bytes. */
-const BATCH_BYTES = 1024 * 1024;
-
-/** The largest write done on the spot while the device is idle (see the class comment). */
-const AT_ONCE_MAX = 64 * 1024;
-/** Writes done on the spot cover whole pages, so the kernel never reads a page to merge. */
-const PAGE = 4096;
-
-/** Writes queued for one threadpool job (`writeBatch`), with how each one settles. */
-interface WriteQueue {
-  buffers: Uint8Array[];
-  offsets: number[];
-  settle: Array<(result: number) => void>;
-  bytes: number;
-}
 
 /** The errno codes of a filesystem (or kernel) that cannot punch holes. */
 const CANNOT_PUNCH = new Set(['EOPNOTSUPP', 'ENOTSUP', 'ENOSYS']);
@@ -67,40 +48,21 @@ export interface FileDeviceOptions {
  * gives the space back to the filesystem. Where the addon is missing or the filesystem
  * refuses (EOPNOTSUPP), it writes zeros instead, and `punchesHoles` turns false.
  *
- * Reads and writes first try RWF_NOWAIT through the addon thinp_nowait
- * (src/block/nowait-native.ts): what the page cache can serve at once is done on the spot,
- * with no threadpool round trip; the rest (not cached, or the filesystem would wait) goes
- * through the FileHandle as before. Such a transfer never blocks, and it is complete when
- * the call returns, so it is never in flight. A filesystem that does not offer RWF_NOWAIT
- * for reads or for writes turns that direction's attempts off for the device.
- *
- * Where the filesystem refuses RWF_NOWAIT for writes (ext4's buffered writes), a write of at
- * most 64 KiB covering whole pages, issued while no other write or discard is in flight, is
- * written on the spot with a plain `pwrite`: it lands in the page cache (no page is read to
- * merge it), and a lone request, as at queue depth 1, saves the two thread wake-ups of a
- * threadpool job. Writes issued while others are in flight still go to the threadpool, so a
- * burst never waits on the event loop behind one slow write.
- *
- * The writes that do go through the threadpool are batched: those issued in one turn of the
- * event loop (up to 1 MiB) go as one job of the addon thinp_batch (src/block/batch-native.ts),
- * submitted by a `process.nextTick`, so a batch pays one thread wake-up and one completion.
- * Each write of a batch is in flight (for `flush`, `discard` and `close`) until the job ends.
+ * The data path is `PositionalIo`'s (src/block/positional-io.ts): reads and writes tried
+ * first without waiting (RWF_NOWAIT: page-cache hits done on the spot, never in flight),
+ * small whole-page writes on the spot while the file is idle (ext4 refuses RWF_NOWAIT for
+ * buffered writes), and the other writes of one turn batched into one threadpool job.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
   #size: number;
   #handle: FileHandle | undefined;
-  /** The writes and discards in flight, with the byte range each changes. */
-  readonly #inFlight = new Map<Promise<void>, { offset: number; length: number }>();
+  /** Where planned reads read from, while open. */
+  #readFile: ReadFile | undefined;
   /** False once the filesystem has refused to punch a hole. */
   #punches = true;
-  /** RWF_NOWAIT reads and writes, until the filesystem says it offers none. */
-  #nowaitReads: NowaitIo | undefined;
-  #nowaitWrites: NowaitIo | undefined;
-  /** The threadpool's batched writes, and the batch being gathered this turn. */
-  readonly #writeBatch: WriteBatch | undefined;
-  #queue: WriteQueue | undefined;
+  readonly #io: PositionalIo;
 
   private constructor(
     path: string,
@@ -111,12 +73,10 @@ export class FileDevice implements BlockDevice {
   ) {
     this.name = path;
     this.#handle = handle;
+    this.#readFile = { fd: handle.fd, base: 0 };
     this.#size = size;
     this.readOnly = readOnly;
-    const nowait = options.nowait ?? true;
-    this.#nowaitReads = nowait ? nowaitIo : undefined;
-    this.#nowaitWrites = nowait ? nowaitIo : undefined;
-    this.#writeBatch = (options.batch ?? true) ? writeBatch : undefined;
+    this.#io = new PositionalIo(path, 0, options);
   }
 
   /**
@@ -158,156 +118,29 @@ export class FileDevice implements BlockDevice {
   async read(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('read');
     checkRange(this.name, 'read', offset, buf.length, this.#size);
-    let done = this.#readNowait(handle.fd, buf, offset);
-    while (done < buf.length) {
-      let n: number;
-      try {
-        ({ bytesRead: n } = await handle.read(buf, done, buf.length - done, offset + done));
-      } catch (err) {
-        throw fsError(this.name, 'read', err, offset, buf.length);
-      }
-      if (n === 0) {
-        buf.fill(0, done);
-        return;
-      }
-      done += n;
-    }
+    await this.#io.read(handle, buf, offset, 'zeros');
   }
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
     const handle = this.#open('write');
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
-    const done = this.#writeWithoutWaiting(handle.fd, buf, offset);
-    if (done === buf.length) return;
-    const rest = buf.subarray(done);
-    const at = offset + done;
-    const pending =
-      this.#writeBatch === undefined
-        ? this.#writeAll(handle, 'write', rest, at)
-        : this.#queueWrite(handle.fd, rest, at);
-    await this.#track(pending, offset, buf.length);
+    await this.#io.write(handle, buf, offset);
   }
 
-  /** See `BlockDevice.writeNow`: RWF_NOWAIT, or on the spot when idle (the class comment). */
+  /** See `BlockDevice.writeNow` and `PositionalIo.writeWithoutWaiting`. */
   writeNow(buf: Uint8Array, offset: number): boolean {
-    const handle = this.#handle;
-    if (handle === undefined || this.readOnly) return false;
-    if (offset < 0 || offset + buf.length > this.#size) return false;
-    return this.#writeWithoutWaiting(handle.fd, buf, offset) === buf.length;
+    return !this.readOnly && this.#io.writeNow(this.#handle?.fd, this.#size, buf, offset);
   }
 
-  /**
-   * What can be written of `buf` without a threadpool job: RWF_NOWAIT's part, or all of it
-   * on the spot when RWF_NOWAIT wrote nothing and `#writeAtOnce` may; the bytes written.
-   */
-  #writeWithoutWaiting(fd: number, buf: Uint8Array, offset: number): number {
-    const done = this.#writeNowait(fd, buf, offset);
-    if (done === 0 && this.#writeAtOnce(fd, buf, offset)) return buf.length;
-    return done;
-  }
-
-  /**
-   * Writes `buf` on the spot when the device is idle (nothing in flight, no batch gathered),
-   * the write is small and covers whole pages; false otherwise. Such a write lands in the
-   * page cache and does not wait for the disk, and a threadpool job for it would cost two
-   * thread wake-ups, more than the write itself.
-   */
-  #writeAtOnce(fd: number, buf: Uint8Array, offset: number): boolean {
-    if (this.#writeBatch === undefined || this.#inFlight.size > 0 || this.#queue !== undefined) {
-      return false;
-    }
-    if (buf.length > AT_ONCE_MAX || offset % PAGE !== 0 || buf.length % PAGE !== 0) return false;
-    for (let done = 0; done < buf.length; ) {
-      let n: number;
-      try {
-        n = writeSync(fd, buf, done, buf.length - done, offset + done);
-      } catch (err) {
-        throw fsError(this.name, 'write', err, offset, buf.length);
-      }
-      if (n <= 0) throw new IoError(this.name, 'write', `no progress after ${done} bytes`);
-      done += n;
-    }
-    return true;
-  }
-
-  /** Adds a write to this turn's batch, started by a `process.nextTick`. */
-  #queueWrite(fd: number, buf: Uint8Array, offset: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let queue = this.#queue;
-      if (queue === undefined || queue.bytes + buf.length > BATCH_BYTES) {
-        const fresh: WriteQueue = { buffers: [], offsets: [], settle: [], bytes: 0 };
-        this.#queue = queue = fresh;
-        process.nextTick(() => this.#submit(fd, fresh));
-      }
-      queue.buffers.push(buf);
-      queue.offsets.push(offset);
-      queue.bytes += buf.length;
-      queue.settle.push((n) => {
-        if (n === buf.length) resolve();
-        else reject(this.#batchError(n, offset, buf.length));
-      });
-    });
-  }
-
-  /** Hands `queue` to the threadpool; a job that cannot be queued fails its writes (EIO). */
-  #submit(fd: number, queue: WriteQueue): void {
-    if (this.#queue === queue) this.#queue = undefined;
-    const settle = (results: readonly number[]) => {
-      for (const [i, s] of queue.settle.entries()) s(results[i] ?? EIO);
-    };
-    try {
-      (this.#writeBatch as WriteBatch)(fd, queue.buffers, queue.offsets, settle);
-    } catch {
-      for (const s of queue.settle) s(EIO);
-    }
-  }
-
-  /** The IoError of a batched write whose result is `n` (a negated errno, or short). */
-  #batchError(n: number, offset: number, length: number): IoError {
-    if (n >= 0) return new IoError(this.name, 'write', `no progress after ${n} of ${length} bytes`);
-    const code = getSystemErrorName(n);
-    const err = Object.assign(new Error(`${code}: write failed`), { code, errno: n });
-    return fsError(this.name, 'write', err, offset, length);
-  }
-
-  /** See `BlockDevice.readFd`. */
-  readFd(): number | undefined {
-    return this.#handle?.fd;
+  /** See `BlockDevice.readFile`. */
+  readFile(): ReadFile | undefined {
+    return this.#readFile;
   }
 
   /** See `BlockDevice.readNow`: the range, all from the page cache, or false. */
   readNow(buf: Uint8Array, offset: number): boolean {
-    const handle = this.#handle;
-    if (handle === undefined || this.#nowaitReads === undefined) return false;
-    if (offset < 0 || offset + buf.length > this.#size) return false;
-    return this.#readNowait(handle.fd, buf, offset) === buf.length;
-  }
-
-  /** Reads what the page cache holds of the range at once; returns the bytes read. */
-  #readNowait(fd: number, buf: Uint8Array, offset: number): number {
-    const io = this.#nowaitReads;
-    let done = 0;
-    while (io !== undefined && done < buf.length) {
-      const n = io.readNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
-      if (n === NOWAIT_UNSUPPORTED) this.#nowaitReads = undefined;
-      if (n <= 0) break;
-      done += n;
-    }
-    return done;
-  }
-
-  /** Writes what can be written at once without waiting; returns the bytes written. */
-  #writeNowait(fd: number, buf: Uint8Array, offset: number): number {
-    const io = this.#nowaitWrites;
-    let done = 0;
-    while (io !== undefined && done < buf.length) {
-      const n = io.writeNowait(fd, done === 0 ? buf : buf.subarray(done), offset + done);
-      if (n === NOWAIT_UNSUPPORTED) this.#nowaitWrites = undefined;
-      if (n <= 0) break;
-      done += n;
-    }
-    return done;
+    return this.#io.readNow(this.#handle?.fd, this.#size, buf, offset);
   }
 
   /**
@@ -320,14 +153,12 @@ export class FileDevice implements BlockDevice {
     checkWritable(this, 'discard');
     checkRange(this.name, 'discard', offset, length, this.#size);
     if (length === 0) return;
-    const overlapping = [...this.#inFlight]
-      .filter(([, range]) => range.offset < offset + length && offset < range.offset + range.length)
-      .map(([pending]) => pending);
+    const overlapping = this.#io.overlapping(offset, length);
     const discarding = (async () => {
       await Promise.allSettled(overlapping);
       await this.#discard(handle, offset, length);
     })();
-    await this.#track(discarding, offset, length);
+    await this.#io.track(discarding, offset, length);
   }
 
   /**
@@ -353,7 +184,7 @@ export class FileDevice implements BlockDevice {
 
   async flush(): Promise<void> {
     const handle = this.#open('flush');
-    await this.#settle();
+    await this.#io.settle();
     try {
       await handle.datasync();
     } catch (err) {
@@ -381,7 +212,8 @@ export class FileDevice implements BlockDevice {
     const handle = this.#handle;
     if (handle === undefined) return;
     this.#handle = undefined;
-    await this.#settle();
+    this.#readFile = undefined;
+    await this.#io.settle();
     try {
       await handle.close();
     } catch (err) {
@@ -394,21 +226,6 @@ export class FileDevice implements BlockDevice {
     const handle = this.#handle;
     if (handle === undefined) throw new IoError(this.name, op, 'the device is closed');
     return handle;
-  }
-
-  /** Resolves once every write now in flight has finished, whether or not it failed. */
-  async #settle(): Promise<void> {
-    await Promise.allSettled([...this.#inFlight.keys()]);
-  }
-
-  /** Awaits `pending`, a change to `length` bytes at `offset`, keeping it in flight meanwhile. */
-  async #track(pending: Promise<void>, offset: number, length: number): Promise<void> {
-    this.#inFlight.set(pending, { offset, length });
-    try {
-      await pending;
-    } finally {
-      this.#inFlight.delete(pending);
-    }
   }
 
   /** Punches a hole over the range, or writes zeros over it where that is not supported. */
@@ -428,23 +245,7 @@ export class FileDevice implements BlockDevice {
     const zeros = new Uint8Array(Math.min(ZERO_CHUNK, length));
     for (let done = 0; done < length; done += zeros.length) {
       const chunk = zeros.subarray(0, Math.min(zeros.length, length - done));
-      await this.#writeAll(handle, 'discard', chunk, offset + done);
-    }
-  }
-
-  async #writeAll(handle: FileHandle, op: string, buf: Uint8Array, offset: number): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      let n: number;
-      try {
-        ({ bytesWritten: n } = await handle.write(buf, done, buf.length - done, offset + done));
-      } catch (err) {
-        throw fsError(this.name, op, err, offset, buf.length);
-      }
-      if (n === 0) {
-        throw new IoError(this.name, op, `no progress after ${done} of ${buf.length} bytes`);
-      }
-      done += n;
+      await this.#io.writeAll(handle, 'discard', chunk, offset + done);
     }
   }
 }

@@ -6,7 +6,7 @@
 
 export { type BlkdevStatus, blkdevStatus } from './blkdev-native.js';
 export { BlockDevDevice, type BlockDevDeviceOptions } from './block-dev-device.js';
-export type { BlockDevice } from './block-device.js';
+export type { BlockDevice, ReadFile } from './block-device.js';
 export { FileDevice, type FileDeviceOptions } from './file-device.js';
 export { LinearDevice } from './linear-device.js';
 export { MemoryDevice, type MemoryDeviceOptions } from './memory-device.js';

@@ -6,6 +6,7 @@ import {
   checkOpen,
   checkRange,
   checkWritable,
+  type ReadFile,
 } from './block-device.js';
 
 /**
@@ -17,6 +18,9 @@ import {
  *
  * Callers keep the BlockDevice contract (no overlapping writes in flight), so each segment
  * keeps it too.
+ *
+ * A range inside one segment is read or written at once (`readNow`, `writeNow`) when that
+ * segment can; planned reads (`readFile`) are offered while there is one segment only.
  */
 export class LinearDevice implements BlockDevice {
   readonly name: string;
@@ -60,6 +64,26 @@ export class LinearDevice implements BlockDevice {
         segment.read(buf.subarray(from, from + length), at),
       ),
     );
+  }
+
+  /** See `BlockDevice.readNow`: the segment's, for a range inside one segment. */
+  readNow(buf: Uint8Array, offset: number): boolean {
+    if (this.#closed) return false;
+    const within = this.#within(offset, buf.length);
+    return within?.segment.readNow?.(buf, within.at) === true;
+  }
+
+  /** See `BlockDevice.writeNow`: the segment's, for a range inside one segment. */
+  writeNow(buf: Uint8Array, offset: number): boolean {
+    if (this.#closed || this.readOnly) return false;
+    const within = this.#within(offset, buf.length);
+    return within?.segment.writeNow?.(buf, within.at) === true;
+  }
+
+  /** See `BlockDevice.readFile`: the one segment's, while there is only one. */
+  readFile(): ReadFile | undefined {
+    if (this.#closed || this.#segments.length !== 1) return undefined;
+    return this.#segments[0]?.readFile?.();
   }
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
@@ -108,6 +132,20 @@ export class LinearDevice implements BlockDevice {
     const results = await Promise.allSettled(this.#segments.map((s) => s.close()));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** The segment holding all of [offset, offset + length), and where the range starts in it. */
+  #within(offset: number, length: number): { segment: BlockDevice; at: number } | undefined {
+    if (offset < 0 || length < 0) return undefined;
+    let start = 0;
+    for (const segment of this.#segments) {
+      const end = start + segment.size;
+      if (offset < end) {
+        return offset + length <= end ? { segment, at: offset - start } : undefined;
+      }
+      start = end;
+    }
+    return undefined;
   }
 
   /** The parts of [offset, offset + length) in each segment, with where they sit in the buffer. */

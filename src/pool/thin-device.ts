@@ -82,14 +82,14 @@ export class ThinDevice {
    */
   planRead(offset: number, length: number, plan: ReadPlan): boolean {
     this.checkRange(offset, length, 'read');
-    const fd = this.pool.data.readFd?.();
-    if (fd === undefined) return false;
+    const file = this.pool.data.readFile?.();
+    if (file === undefined) return false;
     const count = this.mapNow(offset, length);
     if (count < 0) return false;
     plan.reset(count);
     for (let i = 0; i < count; i++) {
       const from = runs[2 * i] as number;
-      plan.add(from < 0 ? -1 : fd, from < 0 ? 0 : from, runs[2 * i + 1] as number);
+      plan.add(from < 0 ? -1 : file.fd, from < 0 ? 0 : file.base + from, runs[2 * i + 1] as number);
     }
     plan.hold(this.pool.enterIo(), this.pool.leaveIo);
     this.pool.counters.reads++;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readSync } from 'node:fs';
 import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -433,5 +434,64 @@ describe('BlockDevDevice', () => {
       BlockDevDevice.open(loop, { offset: LOOP_SIZE - 4096, size: 8192 }),
       /no region of 8192 bytes at byte 268431360/,
     );
+  });
+});
+
+/**
+ * The data path done at once, over the devices that read and write through a file
+ * descriptor: a page written at once reads back through every way of reading it, and the
+ * file a planned read reads from holds the device's bytes at `base` on.
+ */
+describe('reads and writes at once, and the file reads are planned from', () => {
+  /** One page of random bytes written at once at `at`, then read back every way. */
+  async function checkAtOnce(device: BlockDevice, at: number): Promise<void> {
+    const page = randomBytes(4096);
+    assert.equal(device.writeNow?.(page, at), true, `${device.name}: a page written at once`);
+    assert.deepEqual(await readBack(device, at, page.length), page);
+    const now = Buffer.alloc(page.length);
+    assert.equal(device.readNow?.(now, at), true, `${device.name}: read at once`);
+    assert.deepEqual(now, page);
+    const file = device.readFile?.();
+    assert.ok(file !== undefined, `${device.name} offers its file`);
+    const direct = Buffer.alloc(page.length);
+    assert.equal(readSync(file.fd, direct, 0, direct.length, file.base + at), direct.length);
+    assert.deepEqual(direct, page);
+  }
+
+  test('FileDevice: at base 0', async () => {
+    const device = await fileFactory(MiB);
+    await checkAtOnce(device, 8192);
+    assert.equal(device.readFile?.()?.base, 0);
+    await device.close();
+    assert.equal(device.readFile?.(), undefined, 'no file once closed');
+    assert.equal(device.readNow?.(Buffer.alloc(16), 0), false);
+  });
+
+  test('BlockDevDevice: a region reads from the device at the region’s start', async () => {
+    await blockDevFactory(MiB); // a region at the start, so the next one lies further in
+    const device = await blockDevFactory(MiB);
+    assert.ok(device instanceof BlockDevDevice && device.offset > 0);
+    assert.equal(device.readFile?.()?.base, device.offset);
+    await checkAtOnce(device, 12288);
+    await device.close();
+    assert.equal(device.readFile?.(), undefined, 'no file once closed');
+  });
+
+  test('LinearDevice: its one segment’s file; at once inside a segment only', async () => {
+    const one = new LinearDevice('one', [await blockDevFactory(MiB)]);
+    await checkAtOnce(one, 4096);
+    await one.close();
+    const segments = [await blockDevFactory(MiB), await blockDevFactory(MiB)];
+    const two = new LinearDevice('two', segments);
+    assert.equal(two.readFile?.(), undefined, 'no one file for two segments');
+    const page = randomBytes(4096);
+    assert.equal(two.writeNow?.(page, MiB - 2048), false, 'a page across the segments');
+    assert.equal(two.writeNow?.(page, MiB + 4096), true);
+    assert.deepEqual(await readBack(segments[1] as BlockDevice, 4096, 4096), page);
+    const now = Buffer.alloc(4096);
+    assert.equal(two.readNow?.(now, MiB + 4096), true);
+    assert.deepEqual(now, page);
+    assert.equal(two.readNow?.(Buffer.alloc(4096), MiB - 2048), false);
+    await two.close();
   });
 });

@@ -11,11 +11,11 @@
  * flight. With the option `readNow`, the inner device's `readNow` is offered: reads done at
  * once, which wait for nothing; with `writeNow`, its `writeNow` likewise (a write done at
  * once must not overlap a write or a discard in flight). With `readFd`, the device offers
- * that number as its `readFd()`, so that reads can be planned; the test reads the pieces
+ * that number as its `readFile()` (at base 0), so that reads can be planned; the test reads the pieces
  * with `read`. `failNext(op)` makes the next `op` fail with an IoError.
  */
 
-import type { BlockDevice } from '../../src/block/index.js';
+import type { BlockDevice, ReadFile } from '../../src/block/index.js';
 import { IoError } from '../../src/util/index.js';
 
 export type DeviceOp = 'read' | 'write' | 'discard' | 'flush';
@@ -43,7 +43,7 @@ export class ScheduledDevice implements BlockDevice {
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #failing = new Set<DeviceOp>();
   readonly #readNow: boolean;
-  readonly #readFd: number | undefined;
+  readonly #readFile: ReadFile | undefined;
   readonly #writeNow: boolean;
 
   /**
@@ -58,13 +58,13 @@ export class ScheduledDevice implements BlockDevice {
     this.inner = inner;
     this.#when = when;
     this.#readNow = options.readNow === true;
-    this.#readFd = options.readFd;
+    this.#readFile = options.readFd === undefined ? undefined : { fd: options.readFd, base: 0 };
     this.#writeNow = options.writeNow === true;
   }
 
   /** The stand-in descriptor given as `readFd`, or undefined (no planned reads). */
-  readFd(): number | undefined {
-    return this.#readFd;
+  readFile(): ReadFile | undefined {
+    return this.#readFile;
   }
 
   get name(): string {
