@@ -67,7 +67,7 @@ export const NEEDS: Readonly<Record<string, readonly Need[]>> = {
     },
     {
       package: 'util-linux',
-      why: 'blkid and wipefs: direct-lvm refuses a device that holds a filesystem, and wipes it when forced',
+      why: 'blkid and wipefs: direct-lvm refuses a device that holds a filesystem, and wipes it when forced; fincore: what of a file the page cache holds',
     },
   ],
   start: [

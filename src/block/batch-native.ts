@@ -12,12 +12,19 @@ import { fileURLToPath } from 'node:url';
  * Writes each of `buffers` whole at the matching offset, in order, on a threadpool thread;
  * `callback` gets, per write, the bytes written or a negated errno. The caller keeps the
  * buffers alive until then. Throws a TypeError for bad arguments.
+ *
+ * With `align` (a power of two up to 1 MiB): `fd` is open with O_DIRECT and every offset
+ * and length is a multiple of `align`, while the memory need not be aligned. The writes
+ * are then taken in order of offset, neighbours merged into runs of up to 1 MiB, written
+ * from the buffers when they are aligned and through an aligned copy otherwise; each
+ * write gets its run's result.
  */
 export type WriteBatch = (
   fd: number,
   buffers: Uint8Array[],
   offsets: number[],
   callback: (results: number[]) => void,
+  align?: number,
 ) => void;
 
 // src/block/batch-native.ts under tsx and dist/block/batch-native.js after the build both

@@ -11,7 +11,7 @@ import {
   type ReadFile,
 } from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
-import { PositionalIo } from './positional-io.js';
+import { openDirect, PositionalIo } from './positional-io.js';
 
 /** The largest write of zeros at the unaligned edges of a discard. */
 const ZERO_CHUNK = 1024 * 1024;
@@ -26,6 +26,11 @@ export interface BlockDevDeviceOptions {
   offset?: number;
   /** The region's size in bytes; by default, to the end of the device. */
   size?: number;
+  /**
+   * Open the device a second time with O_DIRECT for `writeUncached`, which then writes
+   * around the page cache; default true for a writable device.
+   */
+  uncached?: boolean;
 }
 
 /**
@@ -43,9 +48,9 @@ export interface BlockDevDeviceOptions {
  * `grow()` lets the region reach further into the device, up to the device's current end:
  * the device may itself have grown meanwhile (lvextend, `losetup -c`).
  *
- * Buffered I/O, not O_DIRECT: O_DIRECT needs buffers aligned to the sector size, which the
- * pool's buffers are not, and the pool's own cache and the commit's fdatasync already give
- * what O_DIRECT would. The data path is `PositionalIo`'s, as a file's (positional-io.ts):
+ * Buffered I/O, except `writeUncached`, which writes around the page cache through a second
+ * descriptor opened with O_DIRECT (the addon copies memory that is not aligned through an
+ * aligned buffer). The data path is `PositionalIo`'s, as a file's (positional-io.ts):
  * reads from the device's page cache done at once (RWF_NOWAIT) and planned reads straight
  * from the device (`readFile`); block devices refuse RWF_NOWAIT for buffered writes, so
  * small whole-page writes go on the spot while the device is idle and the rest of a turn's
@@ -60,6 +65,8 @@ export class BlockDevDevice implements BlockDevice {
   readonly sectorSize: number;
   #size: number;
   #handle: FileHandle | undefined;
+  /** The device opened with O_DIRECT, for `writeUncached`; undefined where refused. */
+  #direct: FileHandle | undefined;
   /** Where planned reads read from, while open. */
   #readFile: ReadFile | undefined;
   #punches = true;
@@ -67,14 +74,16 @@ export class BlockDevDevice implements BlockDevice {
 
   private constructor(
     path: string,
-    handle: FileHandle,
+    handles: { handle: FileHandle; direct: FileHandle | undefined },
     region: { offset: number; size: number },
     sectorSize: number,
     readOnly: boolean,
   ) {
+    const { handle, direct } = handles;
     this.path = path;
     this.name = region.offset === 0 ? path : `${path}@${region.offset}`;
     this.#handle = handle;
+    this.#direct = direct;
     this.#readFile = { fd: handle.fd, base: region.offset };
     this.offset = region.offset;
     this.#size = region.size;
@@ -100,7 +109,10 @@ export class BlockDevDevice implements BlockDevice {
       }
       const deviceSize = native.sizeOf(handle.fd);
       const region = checkRegion(path, deviceSize, options);
-      return new BlockDevDevice(path, handle, region, native.sectorSize(handle.fd), readOnly);
+      const uncached = !readOnly && (options.uncached ?? true);
+      const direct = uncached ? await openDirect(path) : undefined;
+      const handles = { handle, direct };
+      return new BlockDevDevice(path, handles, region, native.sectorSize(handle.fd), readOnly);
     } catch (err) {
       await handle.close().catch(() => {});
       if (err instanceof BadInputError) throw err;
@@ -138,6 +150,19 @@ export class BlockDevDevice implements BlockDevice {
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
     await this.#io.write(handle, buf, offset);
+  }
+
+  /** See `BlockDevice.writeUncached` and `PositionalIo.writeUncached`. */
+  async writeUncached(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('write');
+    checkWritable(this, 'write');
+    checkRange(this.name, 'write', offset, buf.length, this.#size);
+    await this.#io.writeUncached(handle, this.#direct?.fd, buf, offset);
+  }
+
+  /** Whether `writeUncached` goes around the page cache (O_DIRECT opened, never refused). */
+  get writesUncached(): boolean {
+    return this.#direct !== undefined && this.#io.uncachedWrites;
   }
 
   /** See `BlockDevice.writeNow` and `PositionalIo.writeWithoutWaiting`. */
@@ -200,10 +225,13 @@ export class BlockDevDevice implements BlockDevice {
   async close(): Promise<void> {
     const handle = this.#handle;
     if (handle === undefined) return;
+    const direct = this.#direct;
     this.#handle = undefined;
+    this.#direct = undefined;
     this.#readFile = undefined;
     await this.#io.settle();
     try {
+      await direct?.close();
       await handle.close();
     } catch (err) {
       throw fsError(this.name, 'close', err);

@@ -45,6 +45,13 @@ export interface BlockDevice {
   /** Writes all of `buf` at byte `offset`; the range must lie inside the device. */
   write(buf: Uint8Array, offset: number): Promise<void>;
   /**
+   * `write`, for data the caller does not expect to read back soon (a client streaming
+   * large writes): the device may write it around its cache (a file's page cache, through
+   * O_DIRECT), which costs later reads of it a trip to the disk. Same contract as `write`.
+   * Optional: callers fall back to `write`.
+   */
+  writeUncached?(buf: Uint8Array, offset: number): Promise<void>;
+  /**
    * Writes all of `buf` at byte `offset` at once, if the device can without waiting for
    * the disk (a file's page cache, an idle file): true when written, complete as it returns
    * (never in flight); false when it must go through `write` (part of it may have been

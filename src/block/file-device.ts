@@ -11,7 +11,7 @@ import {
 } from './block-device.js';
 import { errnoCode, fsError } from './fs-errors.js';
 import { punchHole } from './native.js';
-import { PositionalIo } from './positional-io.js';
+import { openDirect, PositionalIo } from './positional-io.js';
 
 /** The largest write of zeros when discard falls back to writing them. */
 const ZERO_CHUNK = 1024 * 1024;
@@ -35,6 +35,12 @@ export interface FileDeviceOptions {
    * addon thinp_batch), instead of one job each; default true where the addon is built.
    */
   batch?: boolean;
+  /**
+   * Open the file a second time with O_DIRECT for `writeUncached`, which then writes around
+   * the page cache; default true for a writable device. Where the filesystem refuses
+   * O_DIRECT, `writeUncached` writes as `write` does.
+   */
+  uncached?: boolean;
 }
 
 /**
@@ -52,12 +58,16 @@ export interface FileDeviceOptions {
  * first without waiting (RWF_NOWAIT: page-cache hits done on the spot, never in flight),
  * small whole-page writes on the spot while the file is idle (ext4 refuses RWF_NOWAIT for
  * buffered writes), and the other writes of one turn batched into one threadpool job.
+ * `writeUncached` goes around the page cache through a second descriptor opened with
+ * O_DIRECT, when the filesystem allows it.
  */
 export class FileDevice implements BlockDevice {
   readonly name: string;
   readonly readOnly: boolean;
   #size: number;
   #handle: FileHandle | undefined;
+  /** The file opened with O_DIRECT, for `writeUncached`; undefined where refused. */
+  #direct: FileHandle | undefined;
   /** Where planned reads read from, while open. */
   #readFile: ReadFile | undefined;
   /** False once the filesystem has refused to punch a hole. */
@@ -66,13 +76,15 @@ export class FileDevice implements BlockDevice {
 
   private constructor(
     path: string,
-    handle: FileHandle,
+    handles: { handle: FileHandle; direct: FileHandle | undefined },
     size: number,
     readOnly: boolean,
     options: FileDeviceOptions,
   ) {
+    const { handle, direct } = handles;
     this.name = path;
     this.#handle = handle;
+    this.#direct = direct;
     this.#readFile = { fd: handle.fd, base: 0 };
     this.#size = size;
     this.readOnly = readOnly;
@@ -102,7 +114,9 @@ export class FileDevice implements BlockDevice {
           hint: 'give the path of a file (block devices are not supported here)',
         });
       }
-      return new FileDevice(path, handle, stat.size, readOnly, options);
+      const uncached = !readOnly && (options.uncached ?? true);
+      const direct = uncached ? await openDirect(path) : undefined;
+      return new FileDevice(path, { handle, direct }, stat.size, readOnly, options);
     } catch (err) {
       await handle.close().catch(() => {});
       if (create !== undefined) await rm(path, { force: true }).catch(() => {});
@@ -126,6 +140,19 @@ export class FileDevice implements BlockDevice {
     checkWritable(this, 'write');
     checkRange(this.name, 'write', offset, buf.length, this.#size);
     await this.#io.write(handle, buf, offset);
+  }
+
+  /** See `BlockDevice.writeUncached` and `PositionalIo.writeUncached`. */
+  async writeUncached(buf: Uint8Array, offset: number): Promise<void> {
+    const handle = this.#open('write');
+    checkWritable(this, 'write');
+    checkRange(this.name, 'write', offset, buf.length, this.#size);
+    await this.#io.writeUncached(handle, this.#direct?.fd, buf, offset);
+  }
+
+  /** Whether `writeUncached` goes around the page cache (O_DIRECT opened, never refused). */
+  get writesUncached(): boolean {
+    return this.#direct !== undefined && this.#io.uncachedWrites;
   }
 
   /** See `BlockDevice.writeNow` and `PositionalIo.writeWithoutWaiting`. */
@@ -211,10 +238,13 @@ export class FileDevice implements BlockDevice {
   async close(): Promise<void> {
     const handle = this.#handle;
     if (handle === undefined) return;
+    const direct = this.#direct;
     this.#handle = undefined;
+    this.#direct = undefined;
     this.#readFile = undefined;
     await this.#io.settle();
     try {
+      await direct?.close();
       await handle.close();
     } catch (err) {
       throw fsError(this.name, 'close', err);

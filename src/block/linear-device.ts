@@ -87,14 +87,12 @@ export class LinearDevice implements BlockDevice {
   }
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
-    checkOpen(this.name, 'write', this.#closed);
-    checkWritable(this, 'write');
-    checkRange(this.name, 'write', offset, buf.length, this.size);
-    await Promise.all(
-      this.#pieces(offset, buf.length).map(({ segment, at, from, length }) =>
-        segment.write(buf.subarray(from, from + length), at),
-      ),
-    );
+    await this.#write(buf, offset, false);
+  }
+
+  /** See `BlockDevice.writeUncached`: each piece through its segment's, where it has one. */
+  async writeUncached(buf: Uint8Array, offset: number): Promise<void> {
+    await this.#write(buf, offset, true);
   }
 
   /** Discards each piece; a segment that cannot discard gets zeros written. */
@@ -132,6 +130,21 @@ export class LinearDevice implements BlockDevice {
     const results = await Promise.allSettled(this.#segments.map((s) => s.close()));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  async #write(buf: Uint8Array, offset: number, uncached: boolean): Promise<void> {
+    checkOpen(this.name, 'write', this.#closed);
+    checkWritable(this, 'write');
+    checkRange(this.name, 'write', offset, buf.length, this.size);
+    await Promise.all(
+      this.#pieces(offset, buf.length).map(({ segment, at, from, length }) => {
+        const piece = buf.subarray(from, from + length);
+        const writeUncached = uncached ? segment.writeUncached : undefined;
+        return writeUncached === undefined
+          ? segment.write(piece, at)
+          : writeUncached.call(segment, piece, at);
+      }),
+    );
   }
 
   /** The segment holding all of [offset, offset + length), and where the range starts in it. */

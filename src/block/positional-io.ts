@@ -18,18 +18,29 @@
  *   loop (up to 1 MiB) as one job of the addon thinp_batch, submitted by a
  *   `process.nextTick`, one thread wake-up and one completion per batch. Each is in flight
  *   until its job ends.
+ * - `writeUncached` writes around the page cache, through a second descriptor the device
+ *   opened with O_DIRECT: for data the caller does not expect to read back soon (a client
+ *   streaming large writes), which would otherwise cost a fresh page-cache page per 4 KiB
+ *   and its writeback later. Such writes go to the threadpool in batches of their own (the
+ *   addon merges neighbours into runs of up to 1 MiB, each copied into an aligned buffer
+ *   and written with one pwrite). The kernel keeps the two paths coherent: a direct write
+ *   first writes back and drops the cached pages of its range, and drops them again once
+ *   done, so a later buffered read sees it. That holds while no buffered write to the same
+ *   pages is in flight beside it (the kernel would then report EIO at the next fsync), which
+ *   the BlockDevice contract already excludes. A range off whole pages, a filesystem that
+ *   refuses O_DIRECT (EINVAL) or a missing addon: a buffered write instead.
  * - `inFlight` holds the writes and discards in flight with the ranges they change, for the
  *   device's `flush`, `discard` and `close`.
  *
- * It does not own the descriptor: the device opens and closes it, and passes it in.
+ * It does not own the descriptors: the device opens and closes them, and passes them in.
  */
 
-import { writeSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { constants, writeSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { getSystemErrorName } from 'node:util';
 import { IoError } from '../util/index.js';
 import { type WriteBatch, writeBatch } from './batch-native.js';
-import { fsError } from './fs-errors.js';
+import { errnoCode, fsError } from './fs-errors.js';
 import { type NowaitIo, nowaitIo } from './nowait-native.js';
 
 /** A transfer with RWF_NOWAIT that the kernel or filesystem does not offer (negated). */
@@ -42,6 +53,20 @@ const BATCH_BYTES = 1024 * 1024;
 const AT_ONCE_MAX = 64 * 1024;
 /** Writes done on the spot cover whole pages, so the kernel never reads a page to merge. */
 const PAGE = 4096;
+/** O_DIRECT writes start and end on this multiple (a page: every device's sector divides it). */
+const DIRECT_ALIGN = PAGE;
+
+/**
+ * `path` opened for writing with O_DIRECT (for `writeUncached`), or undefined where that is
+ * refused (a filesystem without O_DIRECT) or fails: the writes then stay buffered.
+ */
+export async function openDirect(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, constants.O_RDWR | constants.O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Writes queued for one threadpool job (`writeBatch`), with how each one settles. */
 interface WriteQueue {
@@ -70,7 +95,11 @@ export class PositionalIo {
   #nowaitReads: NowaitIo | undefined;
   #nowaitWrites: NowaitIo | undefined;
   readonly #writeBatch: WriteBatch | undefined;
+  /** This turn's batch of buffered writes, and of writes through O_DIRECT. */
   #queue: WriteQueue | undefined;
+  #directQueue: WriteQueue | undefined;
+  /** False once the filesystem has refused an O_DIRECT write (EINVAL). */
+  #direct = true;
 
   /** `name` names the device in errors; `base` is where byte 0 of the device lies. */
   constructor(
@@ -152,8 +181,37 @@ export class PositionalIo {
     const pending =
       this.#writeBatch === undefined
         ? this.writeAll(handle, 'write', rest, at)
-        : this.#queueWrite(handle.fd, rest, at);
+        : this.#queueWrite(handle.fd, rest, at, false);
     await this.track(pending, offset, buf.length);
+  }
+
+  /**
+   * Writes `buf` at `offset` around the page cache, through `direct` (the device's
+   * descriptor opened with O_DIRECT, undefined when it has none), in flight until written;
+   * as `write` when the range is not on whole pages or O_DIRECT is not to be had.
+   */
+  async writeUncached(
+    handle: FileHandle,
+    direct: number | undefined,
+    buf: Uint8Array,
+    offset: number,
+  ): Promise<void> {
+    const at = this.base + offset;
+    const aligned = at % DIRECT_ALIGN === 0 && buf.length % DIRECT_ALIGN === 0 && buf.length > 0;
+    if (direct === undefined || this.#writeBatch === undefined || !this.#direct || !aligned) {
+      return this.write(handle, buf, offset);
+    }
+    const pending = this.#queueWrite(direct, buf, offset, true).catch((err: unknown) => {
+      if (errnoCode((err as Error).cause) !== 'EINVAL') throw err;
+      this.#direct = false;
+      return this.writeAll(handle, 'write', buf, offset);
+    });
+    await this.track(pending, offset, buf.length);
+  }
+
+  /** Whether `writeUncached` still goes around the page cache (no EINVAL seen). */
+  get uncachedWrites(): boolean {
+    return this.#direct && this.#writeBatch !== undefined;
   }
 
   /**
@@ -232,9 +290,8 @@ export class PositionalIo {
    * the write is small and covers whole pages; false otherwise.
    */
   #writeAtOnce(fd: number, buf: Uint8Array, offset: number): boolean {
-    if (this.#writeBatch === undefined || this.inFlight.size > 0 || this.#queue !== undefined) {
-      return false;
-    }
+    const idle = this.inFlight.size === 0 && this.#queue === undefined;
+    if (this.#writeBatch === undefined || !idle || this.#directQueue !== undefined) return false;
     const at = this.base + offset;
     if (buf.length > AT_ONCE_MAX || at % PAGE !== 0 || buf.length % PAGE !== 0) return false;
     for (let done = 0; done < buf.length; ) {
@@ -250,14 +307,19 @@ export class PositionalIo {
     return true;
   }
 
-  /** Adds a write to this turn's batch, started by a `process.nextTick`. */
-  #queueWrite(fd: number, buf: Uint8Array, offset: number): Promise<void> {
+  /**
+   * Adds a write to this turn's batch (of writes through O_DIRECT when `direct`), started by
+   * a `process.nextTick`.
+   */
+  #queueWrite(fd: number, buf: Uint8Array, offset: number, direct: boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let queue = this.#queue;
+      let queue = direct ? this.#directQueue : this.#queue;
       if (queue === undefined || queue.bytes + buf.length > BATCH_BYTES) {
         const fresh: WriteQueue = { buffers: [], offsets: [], settle: [], bytes: 0 };
-        this.#queue = queue = fresh;
-        process.nextTick(() => this.#submit(fd, fresh));
+        if (direct) this.#directQueue = fresh;
+        else this.#queue = fresh;
+        queue = fresh;
+        process.nextTick(() => this.#submit(fd, fresh, direct));
       }
       queue.buffers.push(buf);
       queue.offsets.push(this.base + offset);
@@ -270,13 +332,15 @@ export class PositionalIo {
   }
 
   /** Hands `queue` to the threadpool; a job that cannot be queued fails its writes (EIO). */
-  #submit(fd: number, queue: WriteQueue): void {
+  #submit(fd: number, queue: WriteQueue, direct: boolean): void {
     if (this.#queue === queue) this.#queue = undefined;
+    if (this.#directQueue === queue) this.#directQueue = undefined;
     const settle = (results: readonly number[]) => {
       for (const [i, s] of queue.settle.entries()) s(results[i] ?? EIO);
     };
     try {
-      (this.#writeBatch as WriteBatch)(fd, queue.buffers, queue.offsets, settle);
+      const align = direct ? DIRECT_ALIGN : undefined;
+      (this.#writeBatch as WriteBatch)(fd, queue.buffers, queue.offsets, settle, align);
     } catch {
       for (const s of queue.settle) s(EIO);
     }

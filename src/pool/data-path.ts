@@ -42,6 +42,11 @@ export interface DataPath {
   readonly zeroBlocks: boolean;
   /** New data blocks are known to read as zeros already. */
   readonly newBlocksAreZero: boolean;
+  /**
+   * Whether a client's write of `length` bytes goes to the data device around its cache
+   * (`BlockDevice.writeUncached`), as the pool's policy has it.
+   */
+  writesUncached(length: number): boolean;
   checkWritable(): void;
   /** Runs a change of device `id` through its quiesce gate. */
   changing<T>(id: number, fn: () => Promise<T>): Promise<T>;

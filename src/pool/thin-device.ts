@@ -15,6 +15,19 @@ const CHUNK = 1024 * 1024;
 
 const DONE: Promise<void> = Promise.resolve();
 
+/**
+ * How a piece is written: `uncached`, around the data device's cache (a large write: see
+ * `DataPath.writesUncached`); `allocate`, an unmapped block is provisioned even for zeros.
+ */
+interface PieceWrite {
+  readonly allocate: boolean;
+  readonly uncached: boolean;
+}
+const CACHED: PieceWrite = { allocate: true, uncached: false };
+const UNCACHED: PieceWrite = { allocate: true, uncached: true };
+/** Zeros over an unmapped block leave it unmapped. */
+const ZEROS: PieceWrite = { allocate: false, uncached: false };
+
 /** The runs `mapNow` finds, (data byte or -1, length) pairs; grown on demand, shared. */
 let runs = new Float64Array(2 * 64);
 
@@ -180,7 +193,8 @@ export class ThinDevice {
    * `write` done at once, with no promise, when it can be: true when written, false when it
    * must be written with `write`. That is a write within one block whose mapping is known
    * without waiting, with no snapshot quiescing the device, nothing queued on the block's
-   * cell, and a data device that writes it without waiting (`BlockDevice.writeNow`); and
+   * cell, and a data device that writes it without waiting (`BlockDevice.writeNow`), and not
+   * so large that it goes around the data device's cache (`DataPath.writesUncached`); and
    * either an overwrite in place (mapped, not shared: no allocation, no copy, no metadata
    * change) or the first write to an unmapped block that the pool provisions at once
    * (`DataPath.provisionAtOnce`), when no part of the new block needs zeroing. With no await
@@ -196,6 +210,7 @@ export class ThinDevice {
     const data = pool.data;
     if (data.writeNow === undefined || options.fua === true || buf.length === 0) return false;
     if (Math.floor((offset + buf.length - 1) / B) !== vblock) return false;
+    if (pool.writesUncached(buf.length)) return false;
     if (!pool.changeableNow(this.id) || pool.cells.has(cellKey(this.id, vblock))) return false;
     pool.checkWritable();
     const inner = offset - vblock * B;
@@ -218,11 +233,12 @@ export class ThinDevice {
     this.pool.checkWritable();
     this.pool.counters.writes++;
     const pieces = splitIntoBlocks(offset, buf.length, this.pool.blockSize);
+    const how = this.pool.writesUncached(buf.length) ? UNCACHED : CACHED;
     await this.pool.changing(this.id, () => {
       // One piece (most writes): its own promise, without an all-of-one.
-      if (pieces.length === 1) return this.changeBlock(pieces[0] as BlockPiece, buf);
+      if (pieces.length === 1) return this.changeBlock(pieces[0] as BlockPiece, buf, how);
       return Promise.all(
-        pieces.map((p) => this.changeBlock(p, buf.subarray(p.at, p.at + p.length))),
+        pieces.map((p) => this.changeBlock(p, buf.subarray(p.at, p.at + p.length), how)),
       ).then(() => undefined);
     });
     if (options.fua === true) await this.pool.commit();
@@ -251,7 +267,8 @@ export class ThinDevice {
     );
     await this.pool.changing(this.id, async () => {
       if (!noHole && end > first) await this.pool.unmapRange(this.id, first, end);
-      await Promise.all(pieces.map((p) => this.changeBlock(p, undefined, noHole)));
+      const how = noHole ? CACHED : ZEROS;
+      await Promise.all(pieces.map((p) => this.changeBlock(p, undefined, how)));
     });
     if (options.fua === true) await this.pool.commit();
   }
@@ -296,9 +313,9 @@ export class ThinDevice {
   /**
    * Writes `src` (or zeros when undefined) over piece `p`, holding its cell: in place when
    * the block is mapped and not shared; otherwise in a new block, filled fresh or copied from
-   * the shared one. An unmapped block stays unmapped for zeros unless `allocate`.
+   * the shared one. An unmapped block stays unmapped for zeros unless `how.allocate`.
    */
-  private changeBlock(p: BlockPiece, src: Uint8Array | undefined, allocate = true): Promise<void> {
+  private changeBlock(p: BlockPiece, src: Uint8Array | undefined, how: PieceWrite): Promise<void> {
     return this.pool.cells.run(cellKey(this.id, p.vblock), async () => {
       const B = this.pool.blockSize;
       const m = await this.pool.inFlight(async () => {
@@ -307,14 +324,14 @@ export class ThinDevice {
         const found = now === null ? await this.pool.lookup(this.id, p.vblock) : now;
         if (found === undefined || found.shared) return found;
         // In place: no metadata changes; a FLUSH makes it durable.
-        await this.put(found.dataBlock * B + p.inner, p.length, src);
+        await this.put(found.dataBlock * B + p.inner, p.length, src, how.uncached);
         return 'done' as const;
       });
-      if (m === 'done' || (m === undefined && src === undefined && !allocate)) return;
+      if (m === 'done' || (m === undefined && src === undefined && !how.allocate)) return;
       await this.pool.provision(this.id, p.vblock, (block) =>
         m === undefined
-          ? this.provision(block, p, src)
-          : this.copyOnWrite(m.dataBlock, block, p, src),
+          ? this.provision(block, p, src, how.uncached)
+          : this.copyOnWrite(m.dataBlock, block, p, src, how.uncached),
       );
     });
   }
@@ -329,15 +346,20 @@ export class ThinDevice {
   }
 
   /** A new block gets `src` at its place; the rest is zeroed unless it already reads zero. */
-  private async provision(block: number, p: BlockPiece, src: Uint8Array | undefined) {
+  private async provision(
+    block: number,
+    p: BlockPiece,
+    src: Uint8Array | undefined,
+    uncached: boolean,
+  ): Promise<void> {
     const B = this.pool.blockSize;
     const base = block * B;
     if (this.needsZeroing(p.inner, p.length)) {
-      await this.put(base, p.inner, undefined);
-      await this.put(base + p.inner + p.length, B - p.inner - p.length, undefined);
+      await this.put(base, p.inner, undefined, uncached);
+      await this.put(base + p.inner + p.length, B - p.inner - p.length, undefined, uncached);
     }
     if (src !== undefined || !this.pool.newBlocksAreZero) {
-      await this.put(base + p.inner, p.length, src);
+      await this.put(base + p.inner, p.length, src, uncached);
     }
   }
 
@@ -350,6 +372,7 @@ export class ThinDevice {
     to: number,
     p: BlockPiece,
     src: Uint8Array | undefined,
+    uncached: boolean,
   ): Promise<void> {
     const B = this.pool.blockSize;
     this.pool.counters.copies++;
@@ -366,22 +389,34 @@ export class ThinDevice {
         if (src === undefined) dst.fill(0);
         else dst.set(src.subarray(lo - p.inner, hi - p.inner));
       }
-      await this.pool.data.write(view, to * B + off);
+      await this.writeData(view, to * B + off, uncached);
     }
   }
 
   /** Writes `src` at byte `at` of the data device, or `length` zeros in chunks. */
-  private put(at: number, length: number, src: Uint8Array | undefined): Promise<void> {
-    if (src !== undefined) return this.pool.data.write(src, at);
-    return this.putZeros(at, length);
+  private put(
+    at: number,
+    length: number,
+    src: Uint8Array | undefined,
+    uncached: boolean,
+  ): Promise<void> {
+    if (src !== undefined) return this.writeData(src, at, uncached);
+    return this.putZeros(at, length, uncached);
   }
 
-  private async putZeros(at: number, length: number): Promise<void> {
+  private async putZeros(at: number, length: number, uncached: boolean): Promise<void> {
     const zeros = new Uint8Array(Math.min(length, CHUNK));
     for (let done = 0; done < length; done += zeros.length) {
       const n = Math.min(zeros.length, length - done);
-      await this.pool.data.write(zeros.subarray(0, n), at + done);
+      await this.writeData(zeros.subarray(0, n), at + done, uncached);
     }
+  }
+
+  /** Writes `buf` at byte `at` of the data device, around its cache when `uncached`. */
+  private writeData(buf: Uint8Array, at: number, uncached: boolean): Promise<void> {
+    const data = this.pool.data;
+    if (uncached && data.writeUncached !== undefined) return data.writeUncached(buf, at);
+    return data.write(buf, at);
   }
 
   private checkRange(offset: number, length: number, op: string): void {

@@ -96,8 +96,18 @@ export interface ThinPoolOptions {
    * discard per free run: for long-running owners such as the daemon, not for one command.
    */
   sweepOnOpen?: boolean;
+  /**
+   * A write of at least this many bytes goes to the data device around its page cache
+   * (`BlockDevice.writeUncached`): a client streaming data (an image copied in, a file
+   * system writing back) will not read it back from here soon, and the kernel's dm-thin has
+   * no page cache under it either. 0: every write is cached. Default `UNCACHED_WRITE_MIN`.
+   */
+  uncachedWriteMin?: number;
   cacheBlocks?: number;
 }
+
+/** The default `uncachedWriteMin`: writes of 256 KiB and more go around the page cache. */
+export const UNCACHED_WRITE_MIN = 256 * 1024;
 
 export interface CreateOptions extends ThinPoolOptions {
   /** Data block size in bytes: a multiple of 64 KiB from 64 KiB to 1 GiB. */
@@ -175,6 +185,7 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
       discardFreed: options.discardFreed ?? true,
       lowWaterPercent: options.lowWaterPercent ?? 0,
       sweepOnOpen: options.sweepOnOpen ?? false,
+      uncachedWriteMin: options.uncachedWriteMin ?? UNCACHED_WRITE_MIN,
     };
   }
 
@@ -272,6 +283,12 @@ export class ThinPool extends EventEmitter<PoolEvents> implements DataPath {
 
   get zeroBlocks(): boolean {
     return this.options.zeroBlocks;
+  }
+
+  /** Whether a write of `length` bytes goes around the data device's cache. */
+  writesUncached(length: number): boolean {
+    const min = this.options.uncachedWriteMin;
+    return min > 0 && length >= min && this.data.writeUncached !== undefined;
   }
 
   // -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
@@ -264,12 +265,56 @@ function describeBlockDevice(name: string, make: Factory): void {
       await device.close();
     });
 
+    test('writes uncached as write does: any range, over and under cached writes', async () => {
+      const device = await make(4 * MiB);
+      const writeUncached = device.writeUncached?.bind(device) ?? device.write.bind(device);
+      const big = randomBytes(2 * MiB);
+      const expected = Buffer.alloc(4 * MiB);
+      // Cached bytes first, so the uncached write must replace what the cache holds.
+      await device.write(Buffer.alloc(8192, 0x11), 65_536 + 4096);
+      expected.fill(0x11, 65_536 + 4096, 65_536 + 4096 + 8192);
+      // Written together: several batches in flight at once, neighbours and not.
+      const pieces: [number, number][] = [
+        [65_536, MiB],
+        [65_536 + MiB, 256 * 1024],
+        [2 * MiB, 512 * 1024],
+        [3 * MiB + 4097, 9000], // off whole pages
+      ];
+      await Promise.all(
+        pieces.map(([offset, length], i) => {
+          const data = big.subarray(i * 16, i * 16 + length); // memory off any alignment
+          data.copy(expected, offset);
+          return writeUncached(data, offset);
+        }),
+      );
+      assert.deepEqual(await readBack(device, 0, 4 * MiB), expected);
+      // A cached write over part of it, and an uncached one over that: the last one wins.
+      await device.write(Buffer.alloc(4096, 0x22), 2 * MiB + 4096);
+      expected.fill(0x22, 2 * MiB + 4096, 2 * MiB + 8192);
+      assert.deepEqual(
+        await readBack(device, 2 * MiB, 65_536),
+        expected.subarray(2 * MiB, 2 * MiB + 65_536),
+      );
+      await writeUncached(Buffer.alloc(65_536, 0x33), 2 * MiB);
+      expected.fill(0x33, 2 * MiB, 2 * MiB + 65_536);
+      await device.flush();
+      assert.deepEqual(await readBack(device, 0, 4 * MiB), expected);
+      const now = Buffer.alloc(65_536);
+      if (device.readNow?.(now, 2 * MiB) === true) {
+        assert.deepEqual(now, expected.subarray(2 * MiB, 2 * MiB + 65_536), 'read at once');
+      }
+      await device.close();
+    });
+
     test('fails every call after close, and closing twice is harmless', async () => {
       const device = await make(8192);
       await device.close();
       await device.close();
       await rejectsIo(device.read(new Uint8Array(1), 0), /closed/);
       await rejectsIo(device.write(new Uint8Array(1), 0), /closed/);
+      if (device.writeUncached !== undefined) {
+        await rejectsIo(device.writeUncached(new Uint8Array(4096), 0), /closed/);
+      }
       await rejectsIo(device.flush(), /closed/);
       await rejectsIo(device.grow(16_384), /closed/);
       await rejectsIo(discarder(device)(0, 1), /closed/);
@@ -339,6 +384,42 @@ describe('FileDevice', () => {
     const buf = await readBack(device, 4000, 4192);
     assert.deepEqual(buf, Buffer.concat([Buffer.alloc(1000, 0x11), Buffer.alloc(3192)]));
     await device.close();
+  });
+});
+
+/** The bytes of `file` the page cache holds (util-linux fincore). */
+function residentBytes(file: string): number {
+  const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]);
+  return Number(out.toString().trim());
+}
+
+describe('FileDevice writes uncached', () => {
+  test('around the page cache: written, read back, and never cached', async () => {
+    const file = path.join(dir, 'uncached.img');
+    const device = await FileDevice.open(file, { create: { size: 8 * MiB } });
+    assert.equal(device.writesUncached, true, 'the file opened with O_DIRECT');
+    const data = randomBytes(2 * MiB + 1);
+    await device.writeUncached(data.subarray(1), MiB); // memory off any alignment
+    assert.equal(residentBytes(file), 0, 'no page of it cached');
+    await device.write(data.subarray(1, 65_537), 4 * MiB);
+    assert.equal(residentBytes(file), 65_536, 'a cached write stays in the page cache');
+    await device.flush();
+    assert.deepEqual((await readFile(file)).subarray(MiB, 3 * MiB), data.subarray(1));
+    await device.close();
+  });
+
+  test('as a cached write where asked not to, or off whole pages', async () => {
+    const file = path.join(dir, 'cached.img');
+    const device = await FileDevice.open(file, { create: { size: MiB }, uncached: false });
+    assert.equal(device.writesUncached, false);
+    await device.writeUncached(Buffer.alloc(65_536, 1), 0);
+    assert.equal(residentBytes(file), 65_536);
+    await device.close();
+    const other = await FileDevice.open(file);
+    await other.writeUncached(Buffer.alloc(65_536, 2), 65_536 + 512);
+    assert.ok(residentBytes(file) > 65_536, 'off whole pages: through the page cache');
+    assert.deepEqual(await readBack(other, 65_536 + 512, 65_536), Buffer.alloc(65_536, 2));
+    await other.close();
   });
 });
 

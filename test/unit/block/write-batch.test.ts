@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { writeBatch } from '../../../src/block/batch-native.js';
@@ -10,10 +10,15 @@ import { tempDir } from '../../support/temp.js';
 
 const dir = await tempDir('thinp-batch-');
 
-function batch(fd: number, buffers: Uint8Array[], offsets: number[]): Promise<number[]> {
+function batch(
+  fd: number,
+  buffers: Uint8Array[],
+  offsets: number[],
+  align?: number,
+): Promise<number[]> {
   const write = writeBatch;
   assert.ok(write !== undefined);
-  return new Promise((resolve) => write(fd, buffers, offsets, resolve));
+  return new Promise((resolve) => write(fd, buffers, offsets, resolve, align));
 }
 
 describe('the addon thinp_batch', () => {
@@ -53,6 +58,62 @@ describe('the addon thinp_batch', () => {
     assert.throws(() => untyped(0, [Buffer.alloc(1)], [-1], done), /offsets must/);
     assert.throws(() => untyped(0, [Buffer.alloc(1)], [2 ** 53], done), /offsets must/);
     assert.throws(() => untyped(0, [], [], 'nope'), /callback must be/);
+    assert.throws(() => untyped(0, [], [], done, 3000), /align must be/);
+    assert.throws(() => untyped(0, [], [], done, 2 * 1024 * 1024), /align must be/);
+  });
+});
+
+describe('the addon thinp_batch through O_DIRECT', () => {
+  const MiB = 1024 * 1024;
+
+  test('writes runs of neighbours in any order, from memory off any alignment', async () => {
+    const file = path.join(dir, 'direct.img');
+    await writeFile(file, Buffer.alloc(0));
+    await truncate(file, 8 * MiB);
+    const handle = await open(file, constants.O_RDWR | constants.O_DIRECT);
+    after(() => handle.close());
+    const source = randomBytes(4 * MiB + 64);
+    // Off alignment by 1, 7 and 64 bytes; neighbours given out of order, a run longer than
+    // the thread's 1 MiB buffer, and one write of 1.5 MiB alone.
+    const writes: Array<[number, number, number]> = [
+      [1, 3 * 65_536, 65_536], // [memory offset, file offset, length]
+      [7, 0, 65_536],
+      [64, 65_536, 2 * 65_536],
+      [65_536 * 5, 4 * 65_536, 960 * 1024],
+      [0, 4 * 65_536, 0], // empty, inside the run
+      [2 * MiB, 4 * MiB, MiB + 512 * 1024],
+    ];
+    const buffers = writes.map(([from, , length]) => source.subarray(from, from + length));
+    const results = await batch(
+      handle.fd,
+      buffers,
+      writes.map(([, at]) => at),
+      4096,
+    );
+    assert.deepEqual(
+      results,
+      writes.map(([, , length]) => length),
+    );
+    const image = await readFile(file);
+    for (const [i, [, at, length]] of writes.entries()) {
+      assert.deepEqual(image.subarray(at, at + length), buffers[i], `write ${i}`);
+    }
+  });
+
+  test('gives every write of a refused run its errno', async () => {
+    const file = path.join(dir, 'direct-refused.img');
+    await writeFile(file, Buffer.alloc(0));
+    await truncate(file, MiB);
+    const handle = await open(file, constants.O_RDWR | constants.O_DIRECT);
+    after(() => handle.close());
+    // Off the sector size: O_DIRECT refuses it (EINVAL), and its neighbour shares the run.
+    const results = await batch(
+      handle.fd,
+      [Buffer.alloc(1000), Buffer.alloc(4096)],
+      [0, 1000],
+      4096,
+    );
+    assert.deepEqual(results, [-22, -22]);
   });
 });
 
