@@ -10,6 +10,7 @@
  *   sendRead(sender, header, pieces, count, tag, atOnce) -> 0 | 1 | 2 | -errno
  *   close(sender, abort)
  *   awaitInput(sender, buf, budgetUs) -> bytes | 0 | -errno
+ *   sendBuffer(sender) -> bytes            the socket's send buffer (SO_SNDBUF), or -errno
  *
  * `send` writes `bytes` (one whole reply) to the socket at once when nobody else is writing
  * and the socket takes it all (0: done, nothing more will be said of it); otherwise it keeps
@@ -45,6 +46,14 @@
  * calling thread, without sleeping, for at most `budgetUs` microseconds (see
  * src/nbd/input-poll.ts for when the connection does so), and reads what arrives into `buf`.
  *
+ * `open` widens the send buffer of a UNIX socket to SEND_BUFFER (forced where the process may,
+ * else as far as net.core.wmem_max allows; the kernel counts twice the value, 2 MiB): a 1 MiB
+ * read reply then goes out in one sendmsg and one wake-up of the client, where with the
+ * default buffer (212,992 bytes) the writer sleeps and is woken again each time the client
+ * has drained it. Not more: at 4 MiB (8 as counted) 1 MiB reads at depth 32 ran slower than
+ * with the default, their bytes no longer in the CPU's caches when the client copies them.
+ * TCP sockets keep the kernel's own tuning of their buffers, which a fixed size turns off.
+ *
  * `close` stops the sender: with `abort`, replies not yet written are dropped (-ECANCELED)
  * and the socket is shut down; without, what is queued is still written. The writer thread
  * then closes the duplicate fd and the sender is freed once `onDone` has been told of every
@@ -71,6 +80,7 @@
 #endif
 
 #define READERS 2
+#define SEND_BUFFER (1024 * 1024)
 #define MAX_IOV 64
 #define MAX_HEADER 64
 #define MAX_SAFE_INTEGER 9007199254740991.0
@@ -463,6 +473,18 @@ static int is_offset(double v) {
   return isfinite(v) && v >= 0 && v <= MAX_SAFE_INTEGER && floor(v) == v;
 }
 
+/* Widens the send buffer of a UNIX socket (see the top); anything else is left alone. */
+static void widen_send_buffer(int fd) {
+  struct sockaddr_storage addr;
+  socklen_t length = sizeof addr;
+  if (getsockname(fd, (struct sockaddr *)&addr, &length) != 0 || addr.ss_family != AF_UNIX) {
+    return;
+  }
+  int want = SEND_BUFFER;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) == 0) return;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -500,6 +522,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EBADF", strerror(err));
     return NULL;
   }
+  widen_send_buffer(s->fd);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   napi_value name;
@@ -791,8 +814,23 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* sendBuffer(sender): the socket's send buffer as the kernel has it (SO_SNDBUF), or -errno. */
+static napi_value js_send_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1) return type_error(env, "sendBuffer(sender)");
+  Sender *s = get_sender(env, argv[0]);
+  if (s == NULL) return NULL;
+  int size = 0;
+  socklen_t length = sizeof size;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &size, &length) != 0) return number(env, -errno);
+  return number(env, (double)size);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+      {"sendBuffer", NULL, js_send_buffer, NULL, NULL, NULL, napi_default, NULL},
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
       {"sendRead", NULL, js_send_read, NULL, NULL, NULL, napi_default, NULL},

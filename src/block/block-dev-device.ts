@@ -186,12 +186,7 @@ export class BlockDevDevice implements BlockDevice {
     checkWritable(this, 'discard');
     checkRange(this.name, 'discard', offset, length, this.#size);
     if (length === 0) return;
-    const overlapping = this.#io.overlapping(offset, length);
-    const discarding = (async () => {
-      await Promise.allSettled(overlapping);
-      await this.#discard(handle, offset, length);
-    })();
-    await this.#io.track(discarding, offset, length);
+    await this.#io.change(offset, length, () => this.#discard(handle, offset, length));
   }
 
   async flush(): Promise<void> {

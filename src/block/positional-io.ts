@@ -182,7 +182,7 @@ export class PositionalIo {
       this.#writeBatch === undefined
         ? this.writeAll(handle, 'write', rest, at)
         : this.#queueWrite(handle.fd, rest, at, false);
-    await this.track(pending, offset, buf.length);
+    await this.#track(pending, offset, buf.length);
   }
 
   /**
@@ -206,7 +206,7 @@ export class PositionalIo {
       this.#direct = false;
       return this.writeAll(handle, 'write', buf, offset);
     });
-    await this.track(pending, offset, buf.length);
+    await this.#track(pending, offset, buf.length);
   }
 
   /** Whether `writeUncached` still goes around the page cache (no EINVAL seen). */
@@ -243,7 +243,7 @@ export class PositionalIo {
   }
 
   /** The changes in flight that overlap the range. */
-  overlapping(offset: number, length: number): Promise<void>[] {
+  #overlapping(offset: number, length: number): Promise<void>[] {
     const found: Promise<void>[] = [];
     for (const [pending, range] of this.inFlight) {
       if (range.offset < offset + length && offset < range.offset + range.length) {
@@ -253,8 +253,22 @@ export class PositionalIo {
     return found;
   }
 
+  /**
+   * Runs `work`, a change of `length` bytes at `offset` other than a write (a discard), once
+   * the changes in flight that overlap it have finished, whether or not they failed; it is
+   * in flight meanwhile, as a write is.
+   */
+  async change(offset: number, length: number, work: () => Promise<void>): Promise<void> {
+    const overlapping = this.#overlapping(offset, length);
+    const changing = (async () => {
+      await Promise.allSettled(overlapping);
+      await work();
+    })();
+    await this.#track(changing, offset, length);
+  }
+
   /** Awaits `pending`, a change to `length` bytes at `offset`, keeping it in flight meanwhile. */
-  async track(pending: Promise<void>, offset: number, length: number): Promise<void> {
+  async #track(pending: Promise<void>, offset: number, length: number): Promise<void> {
     this.inFlight.set(pending, { offset, length });
     try {
       await pending;

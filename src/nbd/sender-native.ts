@@ -35,6 +35,8 @@ export interface SenderAddon {
   close(sender: SenderHandle, abort: boolean): void;
   /** Polls for input, without sleeping, for up to `budgetUs`: bytes read, 0 at EOF, -errno. */
   awaitInput(sender: SenderHandle, buf: Uint8Array, budgetUs: number): number;
+  /** The socket's send buffer (SO_SNDBUF), which `open` widens for a UNIX socket; or -errno. */
+  sendBuffer(sender: SenderHandle): number;
 }
 
 // src/nbd/sender-native.ts under tsx and dist/nbd/sender-native.js after the build both sit
@@ -50,7 +52,8 @@ function load(): SenderAddon | undefined {
       typeof binding.sendRead === 'function' &&
       typeof binding.cork === 'function' &&
       typeof binding.close === 'function' &&
-      typeof binding.awaitInput === 'function';
+      typeof binding.awaitInput === 'function' &&
+      typeof binding.sendBuffer === 'function';
     return complete ? (binding as SenderAddon) : undefined;
   } catch {
     return undefined;

@@ -123,6 +123,39 @@ function readHeader(id: number, length: number): Buffer {
 }
 
 describe('SocketSender (native reply sender)', () => {
+  test('widens the send buffer of a Unix socket, so that a 1 MiB reply fits whole', async () => {
+    const { server, done } = await socketPair();
+    const addon = senderAddon as NonNullable<typeof senderAddon>;
+    const fdOf = (socket: Socket) => (socket as unknown as { _handle: { fd: number } })._handle.fd;
+    try {
+      const handle = addon.open(fdOf(server), () => {});
+      // Forced as root (the kernel doubles what it is given), else up to net.core.wmem_max.
+      assert.equal(addon.sendBuffer(handle), 2 * 1024 * 1024);
+      addon.close(handle, true);
+    } finally {
+      await done();
+    }
+  });
+
+  test('leaves the buffer of a TCP socket to the kernel’s tuning', async () => {
+    const listener = createServer();
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+    const client = connect((listener.address() as { port: number }).port, '127.0.0.1');
+    const server = await accepted;
+    const addon = senderAddon as NonNullable<typeof senderAddon>;
+    try {
+      const fdOf = (socket: Socket) =>
+        (socket as unknown as { _handle: { fd: number } })._handle.fd;
+      const handle = addon.open(fdOf(server), () => {});
+      assert.notEqual(addon.sendBuffer(handle), 2 * 1024 * 1024, 'not the widened size');
+      addon.close(handle, true);
+    } finally {
+      client.destroy();
+      server.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    }
+  });
   test('sends replies whole and unmixed from every thread, with a slow reader', async () => {
     const { server, client, done } = await socketPair();
     try {
@@ -135,8 +168,8 @@ describe('SocketSender (native reply sender)', () => {
       let id = 0;
       const settled: Array<Promise<number>> = [];
       const codes = new Set<number>();
-      for (let round = 0; round < 40; round++) {
-        // Plain replies of many sizes, big enough to fill the socket.
+      for (let round = 0; round < 80; round++) {
+        // Plain replies of many sizes, enough to fill the socket's widened buffer.
         const body = Buffer.alloc(1 + ((round * 7919) % (300 * 1024)), round);
         expected.set(++id, body);
         sender.send(frame(id, body));
