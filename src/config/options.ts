@@ -1,6 +1,6 @@
 /**
  * The `dm.*` storage options: Docker's devicemapper names and value syntax, plus thinp's
- * own (`dm.zero_blocks`, `dm.no_space_policy`). One table holds every option's parser, so
+ * own (`dm.zero_blocks`, `dm.no_space_policy`, `dm.uncached_write_min`). One table holds every option's parser, so
  * the loader, `thinp config` and the help text cannot drift apart.
  */
 
@@ -48,6 +48,7 @@ export interface StorageOptions {
   blkdiscard: boolean;
   zeroBlocks: boolean;
   noSpacePolicy: NoSpacePolicy;
+  uncachedWriteMin: Bytes;
   overrideUdevSyncCheck: boolean;
   libdmLogLevel: number | undefined;
   xfsNospaceMaxRetries: number | undefined;
@@ -148,6 +149,11 @@ export const OPTIONS: OptionTable = {
     'when out of space: error, or queue writes up to 60 s',
     NO_SPACE_POLICIES,
   ),
+  uncachedWriteMin: sizeOption(
+    'dm.uncached_write_min',
+    'writes this large go around the page cache (0: none)',
+    { min: sizeOf(0), max: GiB as Bytes, multipleOf: sizeOf(4 * KiB) },
+  ),
   overrideUdevSyncCheck: booleanOption(
     'dm.override_udev_sync_check',
     'accepted for compatibility: thinp uses no udev',
@@ -191,6 +197,7 @@ export const STATIC_DEFAULTS: Omit<StorageOptions, 'fs' | 'blkdiscard' | 'useDef
   useDeferredRemoval: true,
   zeroBlocks: true,
   noSpacePolicy: 'error',
+  uncachedWriteMin: sizeOf(256 * KiB),
   overrideUdevSyncCheck: false,
   libdmLogLevel: undefined,
   xfsNospaceMaxRetries: undefined,

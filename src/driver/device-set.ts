@@ -134,7 +134,10 @@ export type RemoveOutcome = 'removed' | 'deferred';
 
 /** How to open the set; `pool` overrides the pool options the config implies. */
 export interface DeviceSetOptions {
-  pool?: Omit<ThinPoolOptions, 'zeroBlocks' | 'noSpacePolicy' | 'discardFreed'>;
+  pool?: Omit<
+    ThinPoolOptions,
+    'zeroBlocks' | 'noSpacePolicy' | 'discardFreed' | 'uncachedWriteMin'
+  >;
   /**
    * Keep the devices waiting for a deferred removal at open, for `finishDeferredRemovals()`
    * to remove later: a daemon first learns which of them still have a user (a mount that
@@ -782,6 +785,7 @@ function poolOptions(config: Config, options: DeviceSetOptions): ThinPoolOptions
     zeroBlocks: storage.zeroBlocks,
     noSpacePolicy: storage.noSpacePolicy,
     discardFreed: storage.blkdiscard,
+    uncachedWriteMin: storage.uncachedWriteMin,
     ...options.pool,
   };
 }

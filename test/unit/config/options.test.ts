@@ -214,6 +214,17 @@ const CASES: Record<OptionField, OptionCases> = {
     ],
     invalid: [['wait', /'wait' is not one of the choices; give error or queue/]],
   },
+  uncachedWriteMin: {
+    valid: [
+      ['0', 0],
+      ['256K', 256 * KiB],
+      ['1M', 1024 * KiB],
+    ],
+    invalid: [
+      ['2G', /out of range; give a multiple of 4K from 0 to 1G/],
+      ['6000', /not a multiple of 4K/],
+    ],
+  },
   overrideUdevSyncCheck: {
     valid: [['true', true]],
     invalid: [['maybe', /not a boolean/]],

@@ -86,6 +86,19 @@ describe('DeviceSet: making and opening a pool', () => {
     await assertCheckClean(c);
   });
 
+  it('sends large writes around the page cache, as dm.uncached_write_min says', async () => {
+    const set = await freshSet();
+    assert.equal(set.pool.writesUncached(256 * KiB), true, 'the default: 256K');
+    assert.equal(set.pool.writesUncached(256 * KiB - 4096), false);
+    await set.close();
+    const lower = await freshSet('dm.uncached_write_min=64K');
+    assert.equal(lower.pool.writesUncached(64 * KiB), true);
+    await lower.close();
+    const none = await freshSet('dm.uncached_write_min=0');
+    assert.equal(none.pool.writesUncached(MiB), false, '0: every write cached');
+    await none.close();
+  });
+
   it('never overwrites an existing pool', async () => {
     const set = await freshSet();
     await set.close();
