@@ -706,18 +706,18 @@ function jobOf(
 }
 
 const FILL: Workload = { key: 'fill', label: 'fill', rw: 'write', bs: 1 * MiB, fresh: true };
+const WARM: Workload = { key: 'warm', label: 'warm', rw: 'read', bs: 1 * MiB, fresh: false };
 
-/** Writes the main region whole, untimed, with a flush: what overwrites and reads run on. */
+/**
+ * Writes the main region whole, untimed, with a flush: what overwrites and reads run on.
+ * Then reads it once, untimed: thinp writes 1 MiB writes around the page cache (the
+ * kernel's dm-thin has none under it), and the reads are to measure each server's path
+ * with the region in RAM, as the others have it after their writes.
+ */
 async function fill(ctx: Context, uri: string, region: { offset: number; size: number }) {
-  await runFio(ctx, uri, {
-    name: 'fill',
-    workload: FILL,
-    queueDepth: 8,
-    region,
-    timeBased: false,
-    flush: true,
-    untimed: true,
-  });
+  const job = { queueDepth: 8, region, timeBased: false, untimed: true };
+  await runFio(ctx, uri, { ...job, name: 'fill', workload: FILL, flush: true });
+  await runFio(ctx, uri, { ...job, name: 'warm', workload: WARM, flush: false });
 }
 
 /**
@@ -1381,7 +1381,9 @@ function notes(ctx: Context, run: RunResults, total: number): string[] {
       'over; each row is the run of median IOPS, and "IOPS, all runs" the lowest and highest, ' +
       "so that the machine's drift in load falls on every server alike and shows. " +
       'Each serves one export holding every region: the main region of ' +
-      `${formatBytes(ctx.size)} (filled untimed with 1 MiB writes, then flushed) for the ` +
+      `${formatBytes(ctx.size)} (filled untimed with 1 MiB writes, then flushed, then read ` +
+      "once untimed, so that every server's reads start from the page cache: thinp's 1 MiB " +
+      'writes go around it) for the ' +
       'overwrites and reads, and a region of its own for each write-to-fresh-space run.',
     `4 KiB random write, fresh space: 4 KiB writes at random 64 KiB-aligned offsets of a ` +
       `region ${FRESH_SPAN_FACTOR} × size, at most size ÷ 64 KiB of them (fio --blockalign, ` +

@@ -15,9 +15,9 @@ import { fileURLToPath } from 'node:url';
  *
  * With `align` (a power of two up to 1 MiB): `fd` is open with O_DIRECT and every offset
  * and length is a multiple of `align`, while the memory need not be aligned. The writes
- * are then taken in order of offset, neighbours merged into runs of up to 1 MiB, written
- * from the buffers when they are aligned and through an aligned copy otherwise; each
- * write gets its run's result.
+ * are then taken in order of offset, neighbours merged into runs of up to 1 MiB, each run
+ * copied into the thread's aligned buffer and written with one pwrite; each write gets its
+ * run's result.
  */
 export type WriteBatch = (
   fd: number,

@@ -313,7 +313,8 @@ describe('config', () => {
   test('--json lists every option', async () => {
     const result = await cli('config', '--json');
     const config = JSON.parse(result.stdout);
-    assert.equal(Object.keys(config.options).length, 25);
+    assert.equal(Object.keys(config.options).length, 26);
+    assert.deepEqual(config.options['dm.uncached_write_min'], { value: '256K', origin: 'default' });
     assert.deepEqual(config.options['dm.min_free_space'], { value: '10%', origin: 'default' });
     assert.deepEqual(config.options['dm.mkfsarg'], { value: null, origin: 'default' });
     assert.equal(config.backing.kind, 'loop');
