@@ -304,8 +304,9 @@ export class PositionalIo {
    * the write is small and covers whole pages; false otherwise.
    */
   #writeAtOnce(fd: number, buf: Uint8Array, offset: number): boolean {
-    const idle = this.inFlight.size === 0 && this.#queue === undefined;
-    if (this.#writeBatch === undefined || !idle || this.#directQueue !== undefined) return false;
+    const idle =
+      this.inFlight.size === 0 && this.#queue === undefined && this.#directQueue === undefined;
+    if (this.#writeBatch === undefined || !idle) return false;
     const at = this.base + offset;
     if (buf.length > AT_ONCE_MAX || at % PAGE !== 0 || buf.length % PAGE !== 0) return false;
     for (let done = 0; done < buf.length; ) {

@@ -1,7 +1,7 @@
 /**
  * The `dm.*` storage options: Docker's devicemapper names and value syntax, plus thinp's
- * own (`dm.zero_blocks`, `dm.no_space_policy`, `dm.uncached_write_min`). One table holds every option's parser, so
- * the loader, `thinp config` and the help text cannot drift apart.
+ * own (`dm.zero_blocks`, `dm.no_space_policy`, `dm.uncached_write_min`). One table holds
+ * every option's parser, so the loader, `thinp config` and the help text cannot drift apart.
  */
 
 import type { Bytes } from '../util/index.js';
