@@ -40,7 +40,8 @@
  * that thread when the socket is free (one sendmsg of as many replies as are ready), so at
  * depth one no thread hand-off happens at all. Locks: the readers' queue has `queue_mu`; each
  * sender's outbox, flags and completions have the sender's `mu`; neither is held while the
- * other is taken, nor across a system call that can block.
+ * other is taken, nor across a system call that can block. `spare_mu` (the reply buffers
+ * kept for reuse) may be taken under either and takes nothing else.
  *
  * `awaitInput` is the one call on the receiving side: it polls the socket for input on the
  * calling thread, without sleeping, for at most `budgetUs` microseconds (see
@@ -102,6 +103,8 @@ typedef struct job {
   uint32_t count;
   size_t header;
   char *buf;
+  /* What `buf` can hold (see take_buffer). */
+  size_t capacity;
   size_t length;
   size_t sent;
   /* Sent while corked: no completion unless it is still waiting at the uncork. */
@@ -137,9 +140,73 @@ static Job *queue_head;
 static Job *queue_tail;
 static int readers_started;
 
+/*
+ * Large reply buffers, kept once sent for the replies that follow. A fresh buffer of a
+ * megabyte is memory the kernel maps and zeroes page by page on the first copy into it
+ * (malloc takes it from mmap, or from a heap it trims again once the buffer is freed): at
+ * 1 MiB reads and queue depth 32 those faults were a sixth of the CPU, more than the copy
+ * into the socket. Buffers of SPARE_MIN bytes or more are allocated in multiples of
+ * SPARE_STEP and kept, up to SPARE_MAX_BYTES for the whole process, on a list that the
+ * buffer's own first bytes link; a reply takes one of exactly its rounded size. `spare_mu`
+ * protects the list; it is taken last, with no other lock held, and held only to link or
+ * unlink.
+ */
+#define SPARE_MIN (64 * 1024)
+#define SPARE_STEP (64 * 1024)
+#define SPARE_MAX_BYTES ((size_t)64 << 20)
+
+typedef struct spare {
+  struct spare *next;
+  size_t capacity;
+} Spare;
+
+static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static Spare *spares;
+static size_t spare_bytes;
+
+/* A buffer of at least `length` bytes; its capacity in *capacity (for `give_buffer`). */
+static char *take_buffer(size_t length, size_t *capacity) {
+  if (length < SPARE_MIN) {
+    *capacity = length;
+    return malloc(length > 0 ? length : 1);
+  }
+  size_t want = (length + SPARE_STEP - 1) / SPARE_STEP * SPARE_STEP;
+  *capacity = want;
+  pthread_mutex_lock(&spare_mu);
+  for (Spare **at = &spares; *at != NULL; at = &(*at)->next) {
+    Spare *found = *at;
+    if (found->capacity != want) continue;
+    *at = found->next;
+    spare_bytes -= want;
+    pthread_mutex_unlock(&spare_mu);
+    return (char *)found;
+  }
+  pthread_mutex_unlock(&spare_mu);
+  return malloc(want);
+}
+
+/* Keeps `buf` (of `capacity` bytes, from `take_buffer`) for reuse, or frees it. */
+static void give_buffer(char *buf, size_t capacity) {
+  if (buf == NULL) return;
+  if (capacity >= SPARE_MIN) {
+    pthread_mutex_lock(&spare_mu);
+    if (spare_bytes + capacity <= SPARE_MAX_BYTES) {
+      Spare *kept = (Spare *)buf;
+      kept->capacity = capacity;
+      kept->next = spares;
+      spares = kept;
+      spare_bytes += capacity;
+      pthread_mutex_unlock(&spare_mu);
+      return;
+    }
+    pthread_mutex_unlock(&spare_mu);
+  }
+  free(buf);
+}
+
 static void free_job(Job *job) {
   free(job->pieces);
-  free(job->buf);
+  give_buffer(job->buf, job->capacity);
   free(job);
 }
 
@@ -550,7 +617,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 static Job *new_job(double tag, size_t header, size_t length) {
   Job *job = calloc(1, sizeof(Job));
   if (job == NULL) return NULL;
-  job->buf = malloc(length > 0 ? length : 1);
+  job->buf = take_buffer(length, &job->capacity);
   if (job->buf == NULL) {
     free(job);
     return NULL;

@@ -6,6 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { constants, tmpdir } from 'node:os';
@@ -23,7 +24,8 @@ import {
 } from '../../../src/nbd/socket-sender.js';
 import { ReadPlan } from '../../../src/util/index.js';
 
-const FILE_SIZE = 3 * 1024 * 1024;
+const MiB = 1024 * 1024;
+const FILE_SIZE = 3 * MiB;
 /** awaitInput's answer when nothing came in time. */
 const EAGAIN = -constants.errno.EAGAIN;
 
@@ -208,6 +210,57 @@ describe('SocketSender (native reply sender)', () => {
       sender.close();
     } finally {
       await done();
+    }
+  });
+
+  test('reuses the buffers of large replies: 400 replies of 1 MiB fault few pages in', async () => {
+    // The client is a process of its own, so that only the sender's page faults count here.
+    const path = join(dir, 'faults.sock');
+    const listener = createServer();
+    await new Promise<void>((resolve) => listener.listen(path, resolve));
+    const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+    const drain = spawn(process.execPath, [
+      '-e',
+      `let n = 0; require('node:net').connect(${JSON.stringify(path)})` +
+        `.on('data', (c) => { n += c.length; }).on('end', () => { console.log(n); });`,
+    ]);
+    let counted = '';
+    drain.stdout.on('data', (chunk: Buffer) => {
+      counted += chunk.toString();
+    });
+    const exited = new Promise((resolve) => drain.once('exit', resolve));
+    const server = await accepted;
+    const sender = SocketSender.open(server);
+    try {
+      assert.ok(sender, 'a sender for a Unix socket');
+      const plan = new ReadPlan();
+      const replies = 400;
+      const inFlight = 8;
+      const before = process.resourceUsage().minorPageFault;
+      const pending: Array<Promise<number>> = [];
+      for (let id = 1; id <= replies; id++) {
+        plan.reset(1);
+        plan.add(fd, (id * 4096) % (FILE_SIZE - MiB), MiB);
+        const r: number = sender.sendRead(readHeader(id, MiB), plan.pieces, plan.count, false);
+        assert.equal(r, READ_QUEUED);
+        pending.push(sender.settled(sender.lastTag));
+        if (pending.length === inFlight) {
+          for (const result of await Promise.all(pending.splice(0))) assert.equal(result, 0);
+        }
+      }
+      for (const result of await Promise.all(pending)) assert.equal(result, 0);
+      await sender.idle();
+      const faults = process.resourceUsage().minorPageFault - before;
+      // Each reply in a fresh buffer faults its 257 pages in: more than 100,000 in all.
+      assert.ok(faults < (replies * 256) / 4, `${faults} page faults for ${replies} replies`);
+      server.end();
+      await exited;
+      assert.equal(Number(counted.trim()), replies * (8 + MiB), 'every byte reached the client');
+    } finally {
+      sender?.close();
+      drain.kill();
+      server.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
     }
   });
 
