@@ -1,9 +1,10 @@
 /*
  * thinp_nowait: positional reads and writes that never wait for the disk, for the data
- * path of loop mode.
+ * path of loop mode, and the readahead advice of the data path's descriptors.
  *
  *   readNowait(fd, buffer, offset) -> number
  *   writeNowait(fd, buffer, offset) -> number
+ *   adviseRandom(fd) -> 0 | -errno
  *
  * Each is one preadv2/pwritev2 with RWF_NOWAIT, run synchronously on the calling thread:
  * the kernel copies from or into the page cache when it can do so without blocking, and
@@ -13,10 +14,16 @@
  * filesystem does not offer RWF_NOWAIT, or any other failure): the caller then does the
  * rest through the threadpool, which blocks safely and reports errors in full. `buffer` is
  * any Uint8Array (a Buffer or a view of one); `offset` a non-negative safe integer. Bad
- * arguments throw a TypeError. Node-API only, so one build serves every Node version.
+ * arguments throw a TypeError.
+ *
+ * `adviseRandom` is posix_fadvise(POSIX_FADV_RANDOM) over the whole file: the kernel's
+ * readahead off for reads through this open file description (other descriptors of the
+ * file keep theirs). It only sets a flag, so it runs on the calling thread. Node-API only,
+ * so one build serves every Node version.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -93,12 +100,29 @@ static napi_value write_nowait(napi_env env, napi_callback_info info) {
   return result(env, n);
 }
 
+static napi_value advise_random(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "fd must be a non-negative integer");
+    return NULL;
+  }
+  /* posix_fadvise returns the error number itself; errno is left alone. */
+  int err = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+  napi_value value;
+  if (napi_create_int32(env, -err, &value) != napi_ok) return NULL;
+  return value;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"readNowait", NULL, read_nowait, NULL, NULL, NULL, napi_default, NULL},
       {"writeNowait", NULL, write_nowait, NULL, NULL, NULL, napi_default, NULL},
+      {"adviseRandom", NULL, advise_random, NULL, NULL, NULL, napi_default, NULL},
   };
-  if (napi_define_properties(env, exports, 2, props) != napi_ok) return NULL;
+  if (napi_define_properties(env, exports, 3, props) != napi_ok) return NULL;
   return exports;
 }
 

@@ -165,6 +165,11 @@ export class BlockDevDevice implements BlockDevice {
     return this.#direct !== undefined && this.#io.uncachedWrites;
   }
 
+  /** See `BlockDevice.stopReadahead` and `PositionalIo.stopReadahead`. */
+  stopReadahead(): boolean {
+    return this.#io.stopReadahead(this.#handle?.fd);
+  }
+
   /** See `BlockDevice.writeNow` and `PositionalIo.writeWithoutWaiting`. */
   writeNow(buf: Uint8Array, offset: number): boolean {
     return !this.readOnly && this.#io.writeNow(this.#handle?.fd, this.#size, buf, offset);

@@ -60,6 +60,13 @@ export interface BlockDevice {
    */
   writeNow?(buf: Uint8Array, offset: number): boolean;
   /**
+   * Turns the kernel's readahead off for this device's reads (a page cache that reads more
+   * than asked, in the expectation of sequential reads), for a device whose readers read
+   * ahead themselves: true when the kernel took it, false when it could not (closed, no
+   * addon). Optional: a device without readahead leaves it out.
+   */
+  stopReadahead?(): boolean;
+  /**
    * Makes every write (and discard) that completed before the call durable (fdatasync).
    * Writes still in flight need not be covered: callers wait for what must be durable.
    */

@@ -27,6 +27,8 @@ export class LinearDevice implements BlockDevice {
   readonly readOnly: boolean;
   readonly #segments: BlockDevice[];
   #closed = false;
+  /** `stopReadahead` was called: segments appended later are told too. */
+  #readaheadStopped = false;
 
   constructor(name: string, segments: readonly BlockDevice[]) {
     if (segments.length === 0) throw new RangeError(`${name}: a linear device needs a segment`);
@@ -54,6 +56,7 @@ export class LinearDevice implements BlockDevice {
     checkWritable(this, 'append');
     if (segment.readOnly) checkWritable(segment, 'append');
     this.#segments.push(segment);
+    if (this.#readaheadStopped) segment.stopReadahead?.();
   }
 
   async read(buf: Uint8Array, offset: number): Promise<void> {
@@ -107,6 +110,13 @@ export class LinearDevice implements BlockDevice {
           : segment.discard(at, n),
       ),
     );
+  }
+
+  /** See `BlockDevice.stopReadahead`: every segment's, now and once appended; true if all took it. */
+  stopReadahead(): boolean {
+    if (this.#closed) return false;
+    this.#readaheadStopped = true;
+    return this.#segments.map((s) => s.stopReadahead?.() ?? false).every(Boolean);
   }
 
   async flush(): Promise<void> {

@@ -7,6 +7,8 @@
  * through the threadpool as before. This is what keeps "no blocking fs calls on the event
  * loop" true while cached reads skip the threadpool.
  *
+ * It also gives the kernel the data path's readahead advice (`adviseRandom`).
+ *
  * Loading never throws: without the addon `nowaitIo` is undefined and every transfer goes
  * through the threadpool.
  */
@@ -23,6 +25,11 @@ import { fileURLToPath } from 'node:url';
 export interface NowaitIo {
   readNowait(fd: number, buffer: Uint8Array, offset: number): number;
   writeNowait(fd: number, buffer: Uint8Array, offset: number): number;
+  /**
+   * posix_fadvise(POSIX_FADV_RANDOM) on `fd`: no readahead for reads through this open file
+   * description. 0, or a negated errno.
+   */
+  adviseRandom(fd: number): number;
 }
 
 // src/block/nowait-native.ts under tsx and dist/block/nowait-native.js after the build both
@@ -32,7 +39,11 @@ const addonPath = fileURLToPath(new URL('../../build/Release/thinp_nowait.node',
 function load(): NowaitIo | undefined {
   try {
     const binding = createRequire(import.meta.url)(addonPath) as Partial<NowaitIo> | null;
-    if (typeof binding?.readNowait !== 'function' || typeof binding.writeNowait !== 'function') {
+    if (
+      typeof binding?.readNowait !== 'function' ||
+      typeof binding.writeNowait !== 'function' ||
+      typeof binding.adviseRandom !== 'function'
+    ) {
       return undefined;
     }
     return binding as NowaitIo;

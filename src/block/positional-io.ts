@@ -29,6 +29,8 @@
  *   pages is in flight beside it (the kernel would then report EIO at the next fsync), which
  *   the BlockDevice contract already excludes. A range off whole pages, a filesystem that
  *   refuses O_DIRECT (EINVAL) or a missing addon: a buffered write instead.
+ * - `stopReadahead` turns the kernel's readahead off for the descriptor (POSIX_FADV_RANDOM),
+ *   for a device whose readers read ahead themselves.
  * - `inFlight` holds the writes and discards in flight with the ranges they change, for the
  *   device's `flush`, `discard` and `close`.
  *
@@ -111,6 +113,15 @@ export class PositionalIo {
     this.#nowaitReads = nowait ? nowaitIo : undefined;
     this.#nowaitWrites = nowait ? nowaitIo : undefined;
     this.#writeBatch = (options.batch ?? true) ? writeBatch : undefined;
+  }
+
+  /**
+   * `BlockDevice.stopReadahead` for `fd` (undefined once closed): POSIX_FADV_RANDOM through
+   * the addon thinp_nowait, whether or not the device uses it for transfers. True when the
+   * kernel took the advice.
+   */
+  stopReadahead(fd: number | undefined): boolean {
+    return fd !== undefined && nowaitIo !== undefined && nowaitIo.adviseRandom(fd) === 0;
   }
 
   /**

@@ -306,6 +306,22 @@ function describeBlockDevice(name: string, make: Factory): void {
       await device.close();
     });
 
+    test('stopReadahead, where offered: reads and writes as before; false once closed', async () => {
+      const device = await make(MiB);
+      if (device.stopReadahead === undefined) {
+        await device.close();
+        return;
+      }
+      const data = randomBytes(256 * 1024);
+      await device.write(data, 4096);
+      device.stopReadahead();
+      assert.deepEqual(await readBack(device, 4096, data.length), data);
+      await device.write(data.subarray(0, 8192), 0);
+      assert.deepEqual(await readBack(device, 0, 8192), data.subarray(0, 8192));
+      await device.close();
+      assert.equal(device.stopReadahead(), false, 'closed');
+    });
+
     test('fails every call after close, and closing twice is harmless', async () => {
       const device = await make(8192);
       await device.close();
@@ -420,6 +436,53 @@ describe('FileDevice writes uncached', () => {
     assert.ok(residentBytes(file) > 65_536, 'off whole pages: through the page cache');
     assert.deepEqual(await readBack(other, 65_536 + 512, 65_536), Buffer.alloc(65_536, 2));
     await other.close();
+  });
+});
+
+/**
+ * Reads 64 KiB twice in a row from byte `at` of `device`, whose bytes there are not cached:
+ * the bytes of `file` the page cache then holds.
+ */
+async function cachedAfterTwoReads(device: BlockDevice, file: string, at: number) {
+  await readBack(device, at, 65_536);
+  await readBack(device, at + 65_536, 65_536);
+  return residentBytes(file);
+}
+
+describe('stopReadahead', () => {
+  test('FileDevice: reads bring in what they asked for and no more', async () => {
+    const file = path.join(dir, 'readahead.img');
+    const device = await FileDevice.open(file, { create: { size: 16 * MiB } });
+    await device.writeUncached(randomBytes(8 * MiB), 0);
+    assert.equal(residentBytes(file), 0, 'written around the page cache');
+    // The kernel's readahead, as it is here: the two reads bring in more than they ask.
+    const ahead = await cachedAfterTwoReads(device, file, 0);
+    assert.ok(ahead > 131_072, `the kernel reads ahead (read_ahead_kb > 0): ${ahead} bytes`);
+    assert.equal(device.stopReadahead(), true);
+    assert.equal((await cachedAfterTwoReads(device, file, 4 * MiB)) - ahead, 131_072);
+    await device.close();
+  });
+
+  test('BlockDevDevice: the kernel takes the advice for the device', async () => {
+    const device = await blockDevFactory(MiB);
+    assert.equal(device.stopReadahead?.(), true);
+    await device.close();
+  });
+
+  test('LinearDevice: every segment, and those appended later; false if one cannot', async () => {
+    const files = [0, 1, 2].map((i) => path.join(dir, `linear-ra-${i}.img`));
+    const [a, b, c] = await Promise.all(
+      files.map((file) => FileDevice.open(file, { create: { size: 4 * MiB } })),
+    );
+    const linear = new LinearDevice('linear', [a as FileDevice, b as FileDevice]);
+    assert.equal(linear.stopReadahead(), true);
+    await (c as FileDevice).writeUncached(randomBytes(4 * MiB), 0);
+    linear.append(c as FileDevice);
+    assert.equal(await cachedAfterTwoReads(linear, files[2] as string, 8 * MiB), 131_072);
+    await linear.close();
+    const mixed = new LinearDevice('mixed', [new MemoryDevice(MiB), await fileFactory(MiB)]);
+    assert.equal(mixed.stopReadahead(), false, 'a memory segment has no readahead to stop');
+    await mixed.close();
   });
 });
 
