@@ -1365,7 +1365,10 @@ function notes(ctx: Context, run: RunResults, total: number): string[] {
   return [
     'Fair flags. All three servers keep data in the host page cache and make it durable ' +
       'when the client sends FLUSH: thinp writes through buffered pwrite to its loop data ' +
-      'file and commits (fdatasync of data and metadata) on FLUSH and on its 1 s timer; ' +
+      'file (a write of 256 KiB or more around the page cache, with O_DIRECT: ' +
+      'dm.uncached_write_min; and no readahead of its own on the data file, as the ' +
+      "kernel's dm-thin has none below the client) and commits (fdatasync of data and " +
+      'metadata) on FLUSH and on its 1 s timer; ' +
       'qemu-nbd runs with --cache=writeback (buffered, FLUSH → fdatasync of the qcow2 file) ' +
       'and --aio=threads; nbdkit file runs with cache=default (buffered, FLUSH → fdatasync). ' +
       'cache=none (O_DIRECT) for qemu-nbd alone would send its reads to the disk while ' +
