@@ -14,8 +14,11 @@
  * touched: a fresh page costs a fault and its zeroing on the first copy into it. A slab is
  * freed by the garbage collector once no buffer cut from it is left.
  *
- * Large buffers are kept by capacity (powers of two), at most `maxBytes` of them idle; only
- * buffers this set made are taken back.
+ * Large buffers are kept by capacity, the size rounded up to a multiple of 64 KiB (a 1 MiB
+ * read's reply with its header takes 1 MiB and 64 KiB, where a power of two would take 2),
+ * at most `maxIdle` bytes of them: 64 MiB by default, so that a client keeping 32 reads of
+ * 1 MiB in flight finds every buffer it gave back. Only buffers this pool made are taken
+ * back.
  */
 
 /** Replies smaller than this are not pooled. */
@@ -27,7 +30,9 @@ const SLAB_SIZE = 1024 * 1024;
 /** Small buffers of one size kept once given back. */
 const MAX_IDLE_SMALL = 256;
 /** Idle bytes a connection keeps by default. */
-const DEFAULT_MAX_IDLE = 32 * 1024 * 1024;
+const DEFAULT_MAX_IDLE = 64 * 1024 * 1024;
+/** Large buffers' capacities are multiples of this. */
+const LARGE_STEP = 64 * 1024;
 
 export class BufferPool {
   private readonly idle = new Map<number, Buffer[]>();
@@ -45,7 +50,7 @@ export class BufferPool {
   take(size: number): Buffer {
     if (size < NODE_POOLED) return Buffer.allocUnsafe(size);
     if (size < MIN_POOLED) return this.idleSmall.get(size)?.pop() ?? this.cut(size);
-    const capacity = 2 ** Math.ceil(Math.log2(size));
+    const capacity = Math.ceil(size / LARGE_STEP) * LARGE_STEP;
     const reused = this.idle.get(capacity)?.pop();
     if (reused !== undefined) {
       this.idleBytes -= capacity;

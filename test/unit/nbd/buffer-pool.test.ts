@@ -59,6 +59,15 @@ describe('BufferPool', () => {
     assert.ok(!slabs.has(tiny.buffer), "below Node's own pool size, Node's pool serves it");
   });
 
+  test('rounds large buffers to 64 KiB, and keeps 32 replies of 1 MiB by default', () => {
+    const pool = new BufferPool();
+    const replies = Array.from({ length: 32 }, () => pool.take(MiB + 16));
+    for (const b of replies) assert.equal(b.buffer.byteLength, MiB + 64 * 1024);
+    for (const b of replies) pool.give(b);
+    const again = new Set(Array.from({ length: 32 }, () => pool.take(MiB + 16).buffer));
+    assert.equal(replies.filter((b) => again.has(b.buffer)).length, 32, 'every one reused');
+  });
+
   test('keeps at most its idle bound', () => {
     const pool = new BufferPool(2 * MiB);
     const taken = [pool.take(MiB), pool.take(MiB), pool.take(MiB)];
