@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
@@ -14,6 +13,7 @@ import {
 } from '../../src/block/index.js';
 import { ExistsError, IoError, NotFoundError } from '../../src/util/index.js';
 import { LoopDevices, refreshLoop } from '../support/loop-device.js';
+import { residentBytes } from '../support/page-cache.js';
 import { tempDir } from '../support/temp.js';
 
 const MiB = 1024 * 1024;
@@ -402,12 +402,6 @@ describe('FileDevice', () => {
     await device.close();
   });
 });
-
-/** The bytes of `file` the page cache holds (util-linux fincore). */
-function residentBytes(file: string): number {
-  const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]);
-  return Number(out.toString().trim());
-}
 
 describe('FileDevice writes uncached', () => {
   test('around the page cache: written, read back, and never cached', async () => {

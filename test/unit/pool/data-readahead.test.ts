@@ -5,22 +5,17 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { FileDevice, MemoryDevice } from '../../../src/block/index.js';
 import { ThinPool, type ThinPoolOptions } from '../../../src/pool/index.js';
+import { residentBytes } from '../../support/page-cache.js';
 import { tempDir } from '../../support/temp.js';
 
 const B = 64 * 1024;
 const MiB = 1024 * 1024;
 const dir = await tempDir('thinp-readahead-');
-
-function residentBytes(file: string): number {
-  const out = execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]);
-  return Number(out.toString().trim());
-}
 
 let pools = 0;
 
