@@ -148,8 +148,8 @@ static int readers_started;
  * into the socket. Buffers of SPARE_MIN bytes or more are allocated in multiples of
  * SPARE_STEP and kept, up to SPARE_MAX_BYTES for the whole process, on a list that the
  * buffer's own first bytes link; a reply takes one of exactly its rounded size. `spare_mu`
- * protects the list; it is taken last, with no other lock held, and held only to link or
- * unlink.
+ * protects the list; it is taken last (a job may be freed under `queue_mu` or its sender's
+ * `mu`), takes nothing else, and is held only to link or unlink.
  */
 #define SPARE_MIN (64 * 1024)
 #define SPARE_STEP (64 * 1024)
