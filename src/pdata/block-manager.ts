@@ -9,7 +9,11 @@
  *   cached: a walk over a tree bigger than the cache does not push out what is hot.
  * - Writable buffers (`create`, `copy`, `writable`) are dirty and pinned until `unpinAll`;
  *   the caller may change them freely until then. Only the transaction manager asks for
- *   them, and only for blocks that are not part of the committed state.
+ *   them, and only for blocks that are not part of the committed state. Those made at once
+ *   (`createNow`, `copyNow`, `writableNow`) are dirty but not pinned: the change that asked
+ *   runs without awaiting, so nothing evicts them before it is over. `createNow` and
+ *   `copyNow` add a block without evicting one, up to `AT_ONCE_OVERFLOW` blocks beyond the
+ *   cache's size; the next eviction takes the cache back to its size.
  * - When the cache is over its size, unpinned blocks not used since the clock hand last
  *   passed them leave it (the CLOCK approximation of LRU); dirty ones are written out first
  *   (safe: no committed state lives in a dirty block).
@@ -66,6 +70,11 @@ export const MIN_CACHE_BLOCKS = 1024;
 export const DEFAULT_MAX_CACHE_BLOCKS = 16_384;
 /** `fitCacheTo` leaves this much room beyond the blocks in use, for a transaction's shadows. */
 const CACHE_HEADROOM = 1.25;
+/**
+ * Blocks `createNow` and `copyNow` may add beyond the cache's size, until the next eviction
+ * (which only an awaited operation runs): a node split or shadowed at once needs no write.
+ */
+export const AT_ONCE_OVERFLOW = 64;
 
 export interface BlockManagerOptions {
   /**
@@ -269,6 +278,35 @@ export class BlockManager {
     return buf;
   }
 
+  /**
+   * Whether `createNow` or `copyNow` can add a block now: the manager has not failed and the
+   * cache takes one more without writing a block out (see `AT_ONCE_OVERFLOW`).
+   */
+  get canAddNow(): boolean {
+    return (
+      this.failure === undefined &&
+      this.cache.size < this.capacity + this.pinned.size + AT_ONCE_OVERFLOW
+    );
+  }
+
+  /**
+   * `create` at once, for a caller that checked `canAddNow`: a zeroed block at `loc`, dirty
+   * and not pinned (see `writableNow`).
+   */
+  createNow(loc: number, validator: BlockValidator): Buffer {
+    const buf = Buffer.alloc(METADATA_BLOCK_SIZE);
+    this.addNow(loc, buf, validator);
+    return buf;
+  }
+
+  /** `copy` at once, for a caller that checked `canAddNow` (see `createNow`). */
+  copyNow(loc: number, source: Buffer, validator: BlockValidator): Buffer {
+    const buf = Buffer.allocUnsafe(METADATA_BLOCK_SIZE);
+    source.copy(buf);
+    this.addNow(loc, buf, validator);
+    return buf;
+  }
+
   /** Ends an operation: its writable blocks may now leave the cache (written out if dirty). */
   async unpinAll(): Promise<void> {
     for (const loc of this.pinned) {
@@ -364,6 +402,15 @@ export class BlockManager {
 
   get failed(): boolean {
     return this.failure !== undefined;
+  }
+
+  private addNow(loc: number, buf: Buffer, validator: BlockValidator): void {
+    if (!this.canAddNow) {
+      throw new InternalError(`block ${loc} made at once with no room in the cache for it`);
+    }
+    this.checkRange(loc, validator);
+    this.cache.delete(loc);
+    this.cache.set(loc, { buf, validator, dirty: true, pinned: false, referenced: true });
   }
 
   private async insertWritable(loc: number, buf: Buffer, validator: BlockValidator) {

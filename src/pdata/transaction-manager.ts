@@ -12,9 +12,12 @@
  *   writable block handed out stays in memory.
  * - `forgetShadows()` is called once a commit has written the superblock.
  * - `isWritableNow`/`writableNow` serve changes made without awaiting: only blocks this
- *   transaction already owns, never a copy or an allocation.
+ *   transaction already owns. `newBlockNow` and `shadowNow` allocate or copy at once when
+ *   the space map has a free block and the cache has room without a write; a shared block
+ *   is never shadowed at once (its children would need incrementing).
  */
 
+import { NoSpaceError } from '../util/index.js';
 import type { BlockManager } from './block-manager.js';
 import type { MetadataAllocator } from './space-map/space-map.js';
 import type { BlockValidator } from './validator.js';
@@ -116,6 +119,49 @@ export class TransactionManager {
   writableNow(loc: number, validator: BlockValidator): Buffer | undefined {
     if (!this.shadowed.has(loc) || this.spaceMap.count(loc) !== 1) return undefined;
     return this.bm.writableNow(loc, validator);
+  }
+
+  /**
+   * `newBlock` at once: undefined, having changed nothing, when the cache has no room for
+   * it without a write or the metadata device is full (then `newBlock`).
+   */
+  newBlockNow(validator: BlockValidator): WritableBlock | undefined {
+    const loc = this.allocateNow();
+    if (loc === undefined) return undefined;
+    const buf = this.bm.createNow(loc, validator);
+    this.shadowed.add(loc);
+    return { loc, buf };
+  }
+
+  /**
+   * `shadow(loc)` at once for a block with one referrer: the block itself when this
+   * transaction owns it, else a copy at a new location (and `loc` loses its referrer).
+   * Undefined, having changed nothing, when the block is shared, not cached as `validator`'s
+   * kind, or a copy cannot be made at once (see `newBlockNow`).
+   */
+  shadowNow(loc: number, validator: BlockValidator): WritableBlock | undefined {
+    if (this.spaceMap.count(loc) !== 1) return undefined;
+    const owned = this.writableNow(loc, validator);
+    if (owned !== undefined) return { loc, buf: owned };
+    const source = this.bm.peek(loc, validator);
+    if (source === undefined) return undefined;
+    const copyLoc = this.allocateNow();
+    if (copyLoc === undefined) return undefined;
+    const buf = this.bm.copyNow(copyLoc, source, validator);
+    this.spaceMap.dec(loc);
+    this.shadowed.add(copyLoc);
+    return { loc: copyLoc, buf };
+  }
+
+  /** A free block for `newBlockNow`/`shadowNow`, or undefined when there is none at once. */
+  private allocateNow(): number | undefined {
+    if (!this.bm.canAddNow) return undefined;
+    try {
+      return this.spaceMap.newBlock();
+    } catch (err) {
+      if (err instanceof NoSpaceError) return undefined;
+      throw err;
+    }
   }
 
   inc(loc: number): void {

@@ -369,22 +369,24 @@ export class PoolMetadata {
   }
 
   /**
-   * A new mapping of unmapped `vblock` of device `id`, done at once when it needs no I/O and
-   * no metadata allocation: the lock is free, the device's details are in memory, the data
-   * block comes from `DiskSpaceMap.newBlockNow` and the mapping goes in with
-   * `btree.insertNow` (every block they change is cached and already this transaction's
-   * own, so the tree's root stays where it is). `fill(block)` writes the data block in
-   * between, at once: true when written. Returns true when mapped. False when any of it
-   * cannot be done at once, having changed nothing (then `allocDataBlock`, the fill and
-   * `insertMapping`); a block whose fill returns false or throws is given back, freed in
-   * this transaction as `releaseDataBlock` would, and the fill's error is rethrown.
+   * A new mapping of unmapped `vblock` of device `id`, done at once when it needs no I/O: the
+   * lock is free, the device's details are in memory, the data block comes from
+   * `DiskSpaceMap.newBlockNow` and the mapping goes in with `btree.insertNow` (every block
+   * on its path cached and already this transaction's own, so the tree's root stays where it
+   * is), after `btree.makeRoomNow` has split or rebalanced a full leaf at once if it had to.
+   * `fill(block)` writes the data block in between, at once: true when written. Returns
+   * true when mapped. False when any of it cannot be done at once (then `allocDataBlock`,
+   * the fill and `insertMapping`), having changed nothing but, it may be, a leaf split at
+   * once (a change of the tree's shape alone); a block whose fill returns false or throws is
+   * given back, freed in this transaction as `releaseDataBlock` would, and the fill's error
+   * is rethrown.
    */
   provisionNow(id: number, vblock: number, fill: (block: number) => boolean): boolean {
     if (this.lock.locked || this.failure !== undefined) return false;
     const entry = this.details.get(id);
     const root = this.subtreeRootNow(id);
     if (entry === undefined || root === undefined) return false;
-    if (!btree.canInsertNow(this.trees.bottom, root, vblock)) return false;
+    if (!btree.makeRoomNow(this.trees.bottom, root, vblock)) return false;
     const block = this.dsm.newBlockNow();
     if (block === undefined) return false;
     let filled = false;

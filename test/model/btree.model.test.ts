@@ -79,6 +79,7 @@ async function contents(info: BTreeInfo, root: number): Promise<Array<[number, n
 type Op =
   | { kind: 'insert'; key: number; value: number }
   | { kind: 'insertNow'; key: number; value: number }
+  | { kind: 'makeRoomNow'; key: number; value: number }
   | { kind: 'remove'; key: number }
   | { kind: 'removeRange'; key: number; length: number }
   | { kind: 'end' };
@@ -103,6 +104,14 @@ const arbOps = (keys: number): fc.Arbitrary<Op[]> =>
         }),
       },
       {
+        weight: 8,
+        arbitrary: fc.record({
+          kind: fc.constant('makeRoomNow' as const),
+          key: fc.nat(keys),
+          value: fc.nat(),
+        }),
+      },
+      {
         weight: 3,
         arbitrary: fc.record({ kind: fc.constant('remove' as const), key: fc.nat(keys) }),
       },
@@ -116,20 +125,41 @@ const arbOps = (keys: number): fc.Arbitrary<Op[]> =>
       },
       { weight: 1, arbitrary: fc.constant({ kind: 'end' as const }) },
     ),
-    { minLength: 100, maxLength: 3000 },
+    { minLength: 100, maxLength: 3000, size: 'max' },
   );
 
 describe('the btree against a Map', () => {
   it('agrees after random inserts, removals and range removals, keeping its shape', async () => {
     // insertNow: done at once (the root stays) or refused having changed nothing, then
     // inserted the usual way; both must happen.
+    // makeRoomNow: room made at once (a full leaf shared out or split, the root unchanged),
+    // or refused having allocated nothing; all three must happen.
     const now = { done: 0, refused: 0 };
+    const room = { made: 0, had: 0, refused: 0 };
     await fc.assert(
       fc.asyncProperty(arbOps(20_000), async (ops) => {
-        let { info, root } = await newTree();
+        let { info, root, sm } = await newTree();
+        const base = sm.nrAllocated;
         const model = new Map<number, number>();
         for (const op of ops) {
-          if (op.kind === 'insertNow') {
+          if (op.kind === 'makeRoomNow') {
+            const allocated = sm.nrAllocated;
+            const had = btree.canInsertNow(info, root, op.key);
+            const made = btree.makeRoomNow(info, root, op.key);
+            assert.equal(btree.canInsertNow(info, root, op.key), made, 'room made means room');
+            if (had) room.had++;
+            else if (made) room.made++;
+            else {
+              assert.equal(sm.nrAllocated, allocated, 'refused: nothing allocated');
+              room.refused++;
+            }
+            if (made) {
+              assert.equal(btree.insertNow(info, root, op.key, value(op.value)), true);
+            } else {
+              root = (await btree.insert(info, root, op.key, value(op.value))).root;
+            }
+            model.set(op.key, op.value);
+          } else if (op.kind === 'insertNow') {
             const can = btree.canInsertNow(info, root, op.key);
             const done = btree.insertNow(info, root, op.key, value(op.value));
             assert.equal(done, can, 'canInsertNow foretells insertNow');
@@ -164,13 +194,15 @@ describe('the btree against a Map', () => {
           }
         }
         await info.tm.endOperation();
-        await assertShape(info, root);
+        const nodes = await assertShape(info, root);
+        assert.equal(sm.nrAllocated, base + nodes - 1, 'every node counted once, none leaked');
         const want = [...model.entries()].sort((a, b) => a[0] - b[0]);
         assert.deepEqual(await contents(info, root), want);
       }),
       { numRuns: 25, seed: 99 },
     );
     assert.ok(now.done > 0 && now.refused > 0, `insertNow ${JSON.stringify(now)}`);
+    assert.ok(room.made > 0 && room.had > 0 && room.refused > 0, JSON.stringify(room));
   });
 
   it('inserts at once only into an owned path with room, and only an absent key', async () => {
@@ -197,6 +229,81 @@ describe('the btree against a Map', () => {
     await info.tm.endOperation();
     await assertShape(info, root);
     assert.equal((await contents(info, root)).length, max + 4);
+  });
+
+  it('makes room at once in a full leaf below the root: shared with a neighbour, else split', async () => {
+    let { info, root, sm } = await newTree();
+    const base = sm.nrAllocated;
+    const max = (await btree.readNode(info, root)).maxEntries;
+    const model = new Map<number, number>();
+    for (let k = 0; k <= max; k++) {
+      root = (await btree.insert(info, root, 2 * k, value(k))).root;
+      model.set(2 * k, k);
+    }
+    await info.tm.endOperation();
+    assert.equal(await assertShape(info, root), 3, 'a root over two leaves');
+    assert.equal(btree.makeRoomNow(info, root, 1), true, 'a leaf with room: nothing to do');
+    // Appends at once into the right leaf: full, then shared with the left, then split.
+    let key = 2 * max + 1;
+    const append = () => {
+      const made = btree.makeRoomNow(info, root, key);
+      assert.equal(made, true, `room for ${key}`);
+      assert.equal(btree.insertNow(info, root, key, value(key)), true);
+      model.set(key, key);
+      key += 2;
+    };
+    while (btree.canInsertNow(info, root, key)) append();
+    const allocated = sm.nrAllocated;
+    append();
+    assert.equal(sm.nrAllocated, allocated, 'shared with its owned neighbour: no new node');
+    assert.equal(await assertShape(info, root), 3);
+    while (sm.nrAllocated === allocated) append();
+    assert.equal(sm.nrAllocated, allocated + 1, 'no neighbour with room: split');
+    assert.equal(await assertShape(info, root), 4);
+    // Committed: the path is no longer this transaction's.
+    info.tm.forgetShadows();
+    const before = sm.nrAllocated;
+    assert.equal(btree.makeRoomNow(info, root, key), false, 'a committed path');
+    assert.equal(sm.nrAllocated, before, 'refused: nothing allocated');
+    // The usual insert shadows the path to the last leaf; fill it at once: its neighbour is
+    // still the committed one, so sharing copies it at once.
+    root = (await btree.insert(info, root, key, value(key))).root;
+    model.set(key, key);
+    key += 2;
+    const rootNode = async () => btree.readNode(info, root);
+    const n = (await rootNode()).nrEntries;
+    const neighbour = (await rootNode()).valueU64(n - 2);
+    while (btree.canInsertNow(info, root, key)) append();
+    append();
+    const moved = (await rootNode()).valueU64(n - 2);
+    assert.notEqual(moved, neighbour, 'the committed neighbour was shadowed at once');
+    assert.equal(info.tm.refCount(neighbour), 0, 'and the original let go');
+    await info.tm.endOperation();
+    const nodes = await assertShape(info, root);
+    assert.equal(sm.nrAllocated, base + nodes - 1, 'every node counted once, none leaked');
+    const want = [...model.entries()].sort((a, b) => a[0] - b[0]);
+    assert.deepEqual(await contents(info, root), want);
+  });
+
+  it('refuses to make room at once when a block would have to be read or written out', async () => {
+    // A cache of 16 blocks, the smallest: a tree of many leaves cannot stay in it.
+    let { info, root } = await newTree(16);
+    for (let k = 0; k < 20_000; k++) root = (await btree.insert(info, root, k * 4, value(k))).root;
+    await info.tm.endOperation();
+    let refused = 0;
+    for (let k = 0; k < 20_000; k += 97) {
+      const key = k * 4 + 1;
+      const full = !btree.canInsertNow(info, root, key);
+      if (btree.makeRoomNow(info, root, key)) {
+        assert.equal(btree.insertNow(info, root, key, value(key)), true);
+      } else {
+        if (full) refused++;
+        root = (await btree.insert(info, root, key, value(key))).root;
+        await info.tm.endOperation();
+      }
+    }
+    assert.ok(refused > 0, 'some leaves or their neighbours were not cached');
+    await assertShape(info, root);
   });
 
   it('grows to four levels, then shrinks back to one leaf, freeing every node', async () => {

@@ -359,15 +359,67 @@ export function insertNow(info: BTreeInfo, root: number, key: number, value: Uin
   return true;
 }
 
-/** The path `insertNow` needs, into `insertPath`: the leaf's depth, or -1 (see canInsertNow). */
-function writablePath(info: BTreeInfo, root: number, key: number): number {
+/**
+ * Makes room at once for `insertNow(key)` where all it lacks is a free slot in the leaf: the
+ * path is cached and owned as `canInsertNow` asks, `key` is absent, and the leaf is full but
+ * not the root. Room is made as `insert` makes it (`makeRoom`): the leaf shares its entries
+ * with a neighbour that has room and no other referrer, else it is split; the neighbour is
+ * shadowed, or the new node allocated, at once (TransactionManager.shadowNow, newBlockNow).
+ * True when `insertNow(key)` will now insert; false, having changed nothing, when it would
+ * not and room cannot be made at once (then `insert`). Only between operations, with no
+ * await until the caller's change is complete.
+ */
+export function makeRoomNow(info: BTreeInfo, root: number, key: number): boolean {
+  const leafDepth = writablePath(info, root, key, true);
+  if (leafDepth < 0) return false;
+  const leafLoc = insertPath[leafDepth] as number;
+  const leaf = new Node(info.tm.peek(leafLoc, btreeNodeValidator) as Buffer);
+  if (leaf.nrEntries < leaf.maxEntries) return true;
+  if (leafDepth === 0) return false;
+  const parentLoc = insertPath[leafDepth - 1] as number;
+  const parentPeek = new Node(info.tm.peek(parentLoc, btreeNodeValidator) as Buffer);
+  const i = Math.max(parentPeek.lowerBound(key), 0);
+  for (const s of [i - 1, i + 1]) {
+    if (s < 0 || s >= parentPeek.nrEntries) continue;
+    const siblingLoc = parentPeek.valueU64(s);
+    if (info.tm.refCount(siblingLoc) !== 1) continue;
+    const peek = info.tm.peek(siblingLoc, btreeNodeValidator);
+    if (peek === undefined) return false;
+    const sibling = new Node(peek);
+    checkNodeKind(info, sibling, siblingLoc);
+    if (sibling.maxEntries - sibling.nrEntries < SIBLING_SLACK) continue;
+    const shadow = info.tm.shadowNow(siblingLoc, btreeNodeValidator);
+    if (shadow === undefined) return false;
+    const parent = new Node(info.tm.writableNow(parentLoc, btreeNodeValidator) as Buffer);
+    const child = new Node(info.tm.writableNow(leafLoc, btreeNodeValidator) as Buffer);
+    parent.setValueU64(s, shadow.loc);
+    const shared = new Node(shadow.buf);
+    const [left, right, rightIndex] = s < i ? [shared, child, i] : [child, shared, s];
+    redistribute(left, right, Math.floor((left.nrEntries + right.nrEntries) / 2));
+    parent.setKey(rightIndex, right.key(0));
+    return true;
+  }
+  const fresh = info.tm.newBlockNow(btreeNodeValidator);
+  if (fresh === undefined) return false;
+  const parent = new Node(info.tm.writableNow(parentLoc, btreeNodeValidator) as Buffer);
+  const child = new Node(info.tm.writableNow(leafLoc, btreeNodeValidator) as Buffer);
+  const right = moveUpperHalf(child, new Node(fresh.buf));
+  parent.insertAt(i + 1, right.key(0), u64(fresh.loc));
+  return true;
+}
+
+/**
+ * The path `insertNow` needs, into `insertPath`: the leaf's depth, or -1 (see canInsertNow).
+ * With `fullLeaf`, a leaf without a free slot is taken too (see makeRoomNow).
+ */
+function writablePath(info: BTreeInfo, root: number, key: number, fullLeaf = false): number {
   let loc = root;
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
     if (!info.tm.isWritableNow(loc, btreeNodeValidator)) return -1;
     const node = new Node(info.tm.peek(loc, btreeNodeValidator) as Buffer);
     const want = node.isLeaf ? info.valueType.size : INTERNAL_VALUE_SIZE;
     if (node.valueSize !== want || (!node.isLeaf && node.nrEntries === 0)) return -1;
-    if (node.nrEntries >= node.maxEntries) return -1;
+    if (node.nrEntries >= node.maxEntries && !(fullLeaf && node.isLeaf)) return -1;
     insertPath[depth] = loc;
     const i = node.lowerBound(key);
     if (node.isLeaf) return i >= 0 && node.key(i) === key ? -1 : depth;
@@ -441,16 +493,20 @@ async function splitBeneath(info: BTreeInfo, root: Node): Promise<void> {
 
 /** Moves the upper half of `node` into a new right sibling and returns it. */
 async function splitOff(info: BTreeInfo, node: Node): Promise<Writable> {
+  const right = await info.tm.newBlock(btreeNodeValidator);
+  return { loc: right.loc, node: moveUpperHalf(node, new Node(right.buf)) };
+}
+
+/** Moves the upper half of `node` into `right`, a new node; returns `right`. */
+function moveUpperHalf(node: Node, right: Node): Node {
   const n = node.nrEntries;
   const half = Math.floor(n / 2);
-  const right = await info.tm.newBlock(btreeNodeValidator);
-  const r = new Node(right.buf);
-  r.init(node.flags, node.valueSize);
-  r.copyEntries(0, node, half, n - half);
-  r.nrEntries = n - half;
+  right.init(node.flags, node.valueSize);
+  right.copyEntries(0, node, half, n - half);
+  right.nrEntries = n - half;
   node.clearSlots(half, n);
   node.nrEntries = half;
-  return { loc: right.loc, node: r };
+  return right;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -112,6 +112,33 @@ describe('ThinDevice.writeAtOnce', () => {
     await p.close();
   });
 
+  it('provisions at once through full leaves, sharing them out or splitting them at once', async () => {
+    const blocks = 3000;
+    const p = await pool(new MemoryDevice(blocks * B));
+    const dev = p.device(0, 16 * blocks * B);
+    // Distinct blocks in a scattered order, as random fresh writes leave them.
+    const order = Array.from({ length: blocks }, (_, i) => ((i * 7919) % blocks) * 16 + (i % 16));
+    let left = 0;
+    for (const v of order) {
+      const buf = Buffer.alloc(4096, v % 251);
+      if (dev.writeAtOnce(buf, v * B)) continue;
+      left++;
+      await dev.write(buf, v * B);
+    }
+    // The first write (nothing owned yet) and the root leaf's own split are left to write;
+    // every later full leaf got room at once (a leaf holds at most 252 mappings).
+    assert.ok(left <= 3, `${left} of ${blocks} fresh writes left to write`);
+    assert.equal(p.status().data.usedBlocks, blocks);
+    await p.commit();
+    assert.deepEqual((await checkMetadata(p.metadata.device)).problems, []);
+    for (const v of order.slice(0, 200)) {
+      const got = Buffer.alloc(4096);
+      await dev.read(got, v * B);
+      assert.deepEqual(got, Buffer.alloc(4096, v % 251), `block ${v}`);
+    }
+    await p.close();
+  });
+
   it('leaves a new block to write while a commit flushes the data device', async () => {
     const data = new MemoryDevice(16 * B);
     let unblock!: () => void;
