@@ -377,11 +377,27 @@ export function makeRoomNow(info: BTreeInfo, root: number, key: number): boolean
   if (leaf.nrEntries < leaf.maxEntries) return true;
   if (leafDepth === 0) return false;
   const parentLoc = insertPath[leafDepth - 1] as number;
-  const parentPeek = new Node(info.tm.peek(parentLoc, btreeNodeValidator) as Buffer);
-  const i = Math.max(parentPeek.lowerBound(key), 0);
+  const parent = new Node(info.tm.peek(parentLoc, btreeNodeValidator) as Buffer);
+  const i = Math.max(parent.lowerBound(key), 0);
+  const shared = shareOutNow(info, parentLoc, parent, i);
+  return shared ?? splitNow(info, parentLoc, i);
+}
+
+/**
+ * `makeRoom`'s sharing at once: child `i` of `parent` (cached and owned, at `parentLoc`) is
+ * a full leaf; its entries are shared with the first neighbour that has one referrer and
+ * room. True when shared; undefined when no neighbour qualifies (then split it); false,
+ * having changed nothing, when one might but is not to be had at once.
+ */
+function shareOutNow(
+  info: BTreeInfo,
+  parentLoc: number,
+  parent: Node,
+  i: number,
+): boolean | undefined {
   for (const s of [i - 1, i + 1]) {
-    if (s < 0 || s >= parentPeek.nrEntries) continue;
-    const siblingLoc = parentPeek.valueU64(s);
+    if (s < 0 || s >= parent.nrEntries) continue;
+    const siblingLoc = parent.valueU64(s);
     if (info.tm.refCount(siblingLoc) !== 1) continue;
     const peek = info.tm.peek(siblingLoc, btreeNodeValidator);
     if (peek === undefined) return false;
@@ -390,22 +406,31 @@ export function makeRoomNow(info: BTreeInfo, root: number, key: number): boolean
     if (sibling.maxEntries - sibling.nrEntries < SIBLING_SLACK) continue;
     const shadow = info.tm.shadowNow(siblingLoc, btreeNodeValidator);
     if (shadow === undefined) return false;
-    const parent = new Node(info.tm.writableNow(parentLoc, btreeNodeValidator) as Buffer);
-    const child = new Node(info.tm.writableNow(leafLoc, btreeNodeValidator) as Buffer);
-    parent.setValueU64(s, shadow.loc);
-    const shared = new Node(shadow.buf);
-    const [left, right, rightIndex] = s < i ? [shared, child, i] : [child, shared, s];
+    const p = writableNodeNow(info, parentLoc);
+    const child = writableNodeNow(info, p.valueU64(i));
+    p.setValueU64(s, shadow.loc);
+    const neighbour = new Node(shadow.buf);
+    const [left, right, rightIndex] = s < i ? [neighbour, child, i] : [child, neighbour, s];
     redistribute(left, right, Math.floor((left.nrEntries + right.nrEntries) / 2));
-    parent.setKey(rightIndex, right.key(0));
+    p.setKey(rightIndex, right.key(0));
     return true;
   }
+  return undefined;
+}
+
+/** `makeRoom`'s split at once of child `i` of the node at `parentLoc`; false if no block. */
+function splitNow(info: BTreeInfo, parentLoc: number, i: number): boolean {
   const fresh = info.tm.newBlockNow(btreeNodeValidator);
   if (fresh === undefined) return false;
-  const parent = new Node(info.tm.writableNow(parentLoc, btreeNodeValidator) as Buffer);
-  const child = new Node(info.tm.writableNow(leafLoc, btreeNodeValidator) as Buffer);
-  const right = moveUpperHalf(child, new Node(fresh.buf));
+  const parent = writableNodeNow(info, parentLoc);
+  const right = moveUpperHalf(writableNodeNow(info, parent.valueU64(i)), new Node(fresh.buf));
   parent.insertAt(i + 1, right.key(0), u64(fresh.loc));
   return true;
+}
+
+/** The owned, cached node at `loc`, made dirty (see TransactionManager.writableNow). */
+function writableNodeNow(info: BTreeInfo, loc: number): Node {
+  return new Node(info.tm.writableNow(loc, btreeNodeValidator) as Buffer);
 }
 
 /**
