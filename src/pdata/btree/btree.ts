@@ -403,16 +403,13 @@ function shareOutNow(
     if (peek === undefined) return false;
     const sibling = new Node(peek);
     checkNodeKind(info, sibling, siblingLoc);
-    if (sibling.maxEntries - sibling.nrEntries < SIBLING_SLACK) continue;
+    if (!canTakeShare(sibling)) continue;
     const shadow = info.tm.shadowNow(siblingLoc, btreeNodeValidator);
     if (shadow === undefined) return false;
     const p = writableNodeNow(info, parentLoc);
     const child = writableNodeNow(info, p.valueU64(i));
     p.setValueU64(s, shadow.loc);
-    const neighbour = new Node(shadow.buf);
-    const [left, right, rightIndex] = s < i ? [neighbour, child, i] : [child, neighbour, s];
-    redistribute(left, right, Math.floor((left.nrEntries + right.nrEntries) / 2));
-    p.setKey(rightIndex, right.key(0));
+    shareEntries(p, i, child, s, new Node(shadow.buf));
     return true;
   }
   return undefined;
@@ -480,21 +477,36 @@ async function makeRoom(
     if (s < 0 || s >= parent.nrEntries) continue;
     const siblingLoc = parent.valueU64(s);
     if (info.tm.refCount(siblingLoc) !== 1) continue;
-    const peek = await readNode(info, siblingLoc);
-    if (peek.maxEntries - peek.nrEntries < SIBLING_SLACK) continue;
+    if (!canTakeShare(await readNode(info, siblingLoc))) continue;
     const sibling = await shadowChild(info, parent, s);
-    const [left, right, rightIndex] = s < i ? [sibling, child, i] : [child, sibling, s];
-    redistribute(
-      left.node,
-      right.node,
-      Math.floor((left.node.nrEntries + right.node.nrEntries) / 2),
-    );
-    parent.setKey(rightIndex, right.node.key(0));
-    return key >= right.node.key(0) ? right.node : left.node;
+    const { left, right } = shareEntries(parent, i, child.node, s, sibling.node);
+    return key >= right.key(0) ? right : left;
   }
   const right = await splitOff(info, child.node);
   parent.insertAt(i + 1, right.node.key(0), u64(right.loc));
   return key >= right.node.key(0) ? right.node : child.node;
+}
+
+/** Whether a neighbour of a full node has room enough to take a share of its entries. */
+function canTakeShare(neighbour: Node): boolean {
+  return neighbour.maxEntries - neighbour.nrEntries >= SIBLING_SLACK;
+}
+
+/**
+ * Evens out the entries of `child` and `sibling`, children `i` and `s` of `parent` (both
+ * writable, `s` next to `i`), and sets the parent's key of the right one.
+ */
+function shareEntries(
+  parent: Node,
+  i: number,
+  child: Node,
+  s: number,
+  sibling: Node,
+): { left: Node; right: Node } {
+  const [left, right, rightIndex] = s < i ? [sibling, child, i] : [child, sibling, s];
+  redistribute(left, right, Math.floor((left.nrEntries + right.nrEntries) / 2));
+  parent.setKey(rightIndex, right.key(0));
+  return { left, right };
 }
 
 /** Moves the root's entries into two new children; the root becomes internal, in place. */
