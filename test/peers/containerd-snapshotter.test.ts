@@ -44,8 +44,13 @@ let thinp: DaemonProcess;
 let direct: DaemonProcess;
 let containerd: PrivateContainerd;
 
+/** A daemon on `poolRoot` serving containerd's snapshotter API on `snapshotter`. */
+function startSnapshotter(poolRoot: string, snapshotter: string): Promise<DaemonProcess> {
+  return DaemonProcess.start(poolRoot, POOL_OPTS, ['--containerd-snapshotter', snapshotter]);
+}
+
 async function startThinp(): Promise<void> {
-  thinp = await DaemonProcess.start(root, POOL_OPTS, ['--containerd-snapshotter', socket]);
+  thinp = await startSnapshotter(root, socket);
 }
 
 async function poolUsedBlocks(): Promise<number> {
@@ -72,10 +77,7 @@ before(async () => {
   await requireTool('runc', 'runc');
   await buildConformance();
   await startThinp();
-  direct = await DaemonProcess.start(directRoot, POOL_OPTS, [
-    '--containerd-snapshotter',
-    directSocket,
-  ]);
+  direct = await startSnapshotter(directRoot, directSocket);
   containerd = new PrivateContainerd(path.join(dir, 'containerd'), { thinp: socket });
   await containerd.start();
 });
